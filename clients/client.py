@@ -1,0 +1,347 @@
+"""The dimwatch clients: `DimwatchClient` (sync) and `AsyncDimwatchClient` (async) on httpx.
+
+Both only send the `Call`s built in `clients._requests` and sleep between retries; everything
+else (request bodies, parsing, error mapping, retry decisions) is shared and free of I/O.
+
+    with DimwatchClient("http://127.0.0.1:8000", token="...") as client:
+        client.create_stream("sensors", latent_dims=[2, 4, 6])
+        client.stream_array("sensors", X, batch_size=10)       # binary batches with seq numbers
+        print(client.selection("sensors").best_latent_dim)
+        for event in client.watch("sensors"): ...
+
+Pass `transport=` (e.g. `httpx.MockTransport`, `httpx.ASGITransport`) to talk to something other
+than a socket.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack
+
+import httpx
+
+from clients import _requests as api
+from clients import errors
+from clients._progress import Upload
+from clients._requests import DEFAULT_URL, Call, RetryPolicy
+from clients.models import (
+    Collapse,
+    Event,
+    Health,
+    History,
+    ModelParams,
+    Projection,
+    PushResult,
+    PushSummary,
+    Selection,
+    Stream,
+    StreamSettings,
+)
+
+T = TypeVar("T")
+
+__all__ = ["DEFAULT_URL", "AsyncDimwatchClient", "DimwatchClient", "RetryPolicy"]
+
+
+def _options(call: Call[Any]) -> dict[str, Any]:
+    return {
+        "params": call.params,
+        "json": call.json,
+        "content": call.content,
+        "headers": call.headers,
+    }
+
+
+def _watch_timeout(timeout: float | None) -> httpx.Timeout:
+    return httpx.Timeout(timeout, read=api.SSE_READ_TIMEOUT)
+
+
+def _watch_headers() -> dict[str, str]:
+    return {"Accept": "text/event-stream"}
+
+
+class DimwatchClient:
+    """Blocking client. Thread-safe as far as httpx.Client is; close it (or use `with`)."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float | None = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=api.auth_headers(token),
+            transport=transport,
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(call.method, call.path, **_options(call))
+            except httpx.TransportError as exc:
+                delay = api.retry_delay(self.retry, attempt, idempotent=call.idempotent, error=exc)
+                if delay is None:
+                    raise api.connection_error(self.base_url, exc) from exc
+            else:
+                delay = api.retry_delay(
+                    self.retry, attempt, idempotent=call.idempotent, response=response
+                )
+                if delay is None:
+                    return api.finish(call, response)
+            time.sleep(delay)
+
+    def health(self) -> Health:
+        return self._send(api.health())
+
+    def list_streams(self) -> list[Stream]:
+        return self._send(api.list_streams())
+
+    def create_stream(self, name: str, **settings: Unpack[StreamSettings]) -> Stream:
+        return self._send(api.create_stream(name, settings))
+
+    def get_stream(self, name: str) -> Stream:
+        return self._send(api.get_stream(name))
+
+    def ensure_stream(self, name: str, **settings: Unpack[StreamSettings]) -> tuple[Stream, bool]:
+        """The stream, created with `settings` if absent; and whether this call created it."""
+        try:
+            return self.get_stream(name), False
+        except errors.NotFoundError:
+            pass
+        try:
+            return self.create_stream(name, **settings), True
+        except errors.ConflictError:  # created by someone else in between
+            return self.get_stream(name), False
+
+    def delete_stream(self, name: str) -> None:
+        self._send(api.delete_stream(name))
+
+    def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
+        return self._send(api.push(stream, array, seq))
+
+    def stream_array(
+        self,
+        stream: str,
+        X: Any,
+        batch_size: int = 10,
+        progress: bool = True,
+        start_seq: int | None = None,
+    ) -> PushSummary:
+        """Push X (N, D) in batches numbered `start_seq`, `start_seq + 1`, ...
+
+        `start_seq=None` continues after the batches the stream has applied (its `step`).
+        Re-running with the same `start_seq` after a failure skips what was applied already.
+        """
+        seq = self.get_stream(stream).step if start_seq is None else start_seq
+        rows = api.as_rows(X, "X")
+        with Upload(len(rows), progress, stream) as upload:
+            for number, batch in api.batches(rows, batch_size, seq):
+                upload.record(self.push(stream, batch, seq=number))
+        return upload.summary()
+
+    def selection(self, stream: str) -> Selection:
+        return self._send(api.selection(stream))
+
+    def collapse(self, stream: str) -> Collapse:
+        return self._send(api.collapse(stream))
+
+    def history(self, stream: str, after: int = -1, limit: int = 1000) -> History:
+        return self._send(api.history(stream, after, limit))
+
+    def model(self, stream: str, latent_dim: int | str = "best") -> ModelParams:
+        return self._send(api.model(stream, latent_dim))
+
+    def transform(self, stream: str, X: Any, latent_dim: int | None = None) -> Projection:
+        return self._send(api.transform(stream, X, latent_dim))
+
+    def reconstruct(self, stream: str, X: Any, latent_dim: int | None = None) -> Projection:
+        return self._send(api.reconstruct(stream, X, latent_dim))
+
+    def watch(self, stream: str) -> Iterator[Event]:
+        """Typed events of the stream as they happen; runs until the server ends the stream."""
+        decoder = api.SSEDecoder()
+        try:
+            with self._http.stream(
+                "GET",
+                api.events_path(stream),
+                headers=_watch_headers(),
+                timeout=_watch_timeout(self._timeout),
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                api.check_event_stream(response)
+                for line in response.iter_lines():
+                    sse = decoder.decode(line)
+                    event = api.parse_event(sse) if sse is not None else None
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise api.connection_error(self.base_url, exc) from exc
+
+
+class AsyncDimwatchClient:
+    """The same API for asyncio; close it with `await client.aclose()` or `async with`."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float | None = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=api.auth_headers(token),
+            transport=transport,
+            timeout=timeout,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(call.method, call.path, **_options(call))
+            except httpx.TransportError as exc:
+                delay = api.retry_delay(self.retry, attempt, idempotent=call.idempotent, error=exc)
+                if delay is None:
+                    raise api.connection_error(self.base_url, exc) from exc
+            else:
+                delay = api.retry_delay(
+                    self.retry, attempt, idempotent=call.idempotent, response=response
+                )
+                if delay is None:
+                    return api.finish(call, response)
+            await asyncio.sleep(delay)
+
+    async def health(self) -> Health:
+        return await self._send(api.health())
+
+    async def list_streams(self) -> list[Stream]:
+        return await self._send(api.list_streams())
+
+    async def create_stream(self, name: str, **settings: Unpack[StreamSettings]) -> Stream:
+        return await self._send(api.create_stream(name, settings))
+
+    async def get_stream(self, name: str) -> Stream:
+        return await self._send(api.get_stream(name))
+
+    async def ensure_stream(
+        self, name: str, **settings: Unpack[StreamSettings]
+    ) -> tuple[Stream, bool]:
+        """The stream, created with `settings` if absent; and whether this call created it."""
+        try:
+            return await self.get_stream(name), False
+        except errors.NotFoundError:
+            pass
+        try:
+            return await self.create_stream(name, **settings), True
+        except errors.ConflictError:
+            return await self.get_stream(name), False
+
+    async def delete_stream(self, name: str) -> None:
+        await self._send(api.delete_stream(name))
+
+    async def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
+        return await self._send(api.push(stream, array, seq))
+
+    async def stream_array(
+        self,
+        stream: str,
+        X: Any,
+        batch_size: int = 10,
+        progress: bool = True,
+        start_seq: int | None = None,
+    ) -> PushSummary:
+        """Push X (N, D) in numbered batches; see `DimwatchClient.stream_array`."""
+        seq = (await self.get_stream(stream)).step if start_seq is None else start_seq
+        rows = api.as_rows(X, "X")
+        with Upload(len(rows), progress, stream) as upload:
+            for number, batch in api.batches(rows, batch_size, seq):
+                upload.record(await self.push(stream, batch, seq=number))
+        return upload.summary()
+
+    async def selection(self, stream: str) -> Selection:
+        return await self._send(api.selection(stream))
+
+    async def collapse(self, stream: str) -> Collapse:
+        return await self._send(api.collapse(stream))
+
+    async def history(self, stream: str, after: int = -1, limit: int = 1000) -> History:
+        return await self._send(api.history(stream, after, limit))
+
+    async def model(self, stream: str, latent_dim: int | str = "best") -> ModelParams:
+        return await self._send(api.model(stream, latent_dim))
+
+    async def transform(self, stream: str, X: Any, latent_dim: int | None = None) -> Projection:
+        return await self._send(api.transform(stream, X, latent_dim))
+
+    async def reconstruct(self, stream: str, X: Any, latent_dim: int | None = None) -> Projection:
+        return await self._send(api.reconstruct(stream, X, latent_dim))
+
+    async def watch(self, stream: str) -> AsyncIterator[Event]:
+        """Typed events of the stream as they happen; runs until the server ends the stream."""
+        decoder = api.SSEDecoder()
+        try:
+            async with self._http.stream(
+                "GET",
+                api.events_path(stream),
+                headers=_watch_headers(),
+                timeout=_watch_timeout(self._timeout),
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                api.check_event_stream(response)
+                async for line in response.aiter_lines():
+                    sse = decoder.decode(line)
+                    event = api.parse_event(sse) if sse is not None else None
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise api.connection_error(self.base_url, exc) from exc

@@ -1,0 +1,323 @@
+"""Typed results of the dimwatch API (docs/api.md), parsed from its JSON bodies.
+
+Every class mirrors one JSON object of the contract and has a `from_json` that reads the fields
+it needs and ignores any others, so a newer server with extra fields keeps working. A missing or
+mistyped field raises KeyError/TypeError/ValueError, which the caller turns into ProtocolError.
+Scores: higher ELBO is better, lower BIC is better.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Self, TypedDict
+
+import numpy as np
+
+
+class StreamSettings(TypedDict, total=False):
+    """Settings of a new stream; any key left out takes the server's default."""
+
+    latent_dims: list[int]  # candidate latent sizes H (server default [2, 4, 6])
+    learning_rate: float  # optimizer step size (default 0.002)
+    estimator: Literal["analytic", "mc"]  # ELBO gradient: closed form or Monte Carlo
+    mc_samples: int  # samples per row for estimator "mc" (default 100)
+    bic_n: int  # N of the BIC (default 10)
+    collapse_threshold: float  # encoder entropy above which a latent counts as collapsed
+    seed: int  # seeds initialisation and sampling
+    dim: int | None  # data dimension D, or None to take it from the first batch
+    device: str  # "auto", "cpu", "cuda", "cuda:N"
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream: its settings and where its training stands."""
+
+    name: str
+    latent_dims: tuple[int, ...]
+    learning_rate: float
+    estimator: str
+    mc_samples: int
+    bic_n: int
+    collapse_threshold: float
+    seed: int
+    dim: int | None  # None until the first batch fixes it
+    device: str  # the device actually used, e.g. "cpu"
+    step: int  # batches applied
+    rows_seen: int
+    best_latent_dim: int | None  # None before the first batch
+    created_at: datetime
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            name=str(obj["name"]),
+            latent_dims=tuple(int(h) for h in obj["latent_dims"]),
+            learning_rate=float(obj["learning_rate"]),
+            estimator=str(obj["estimator"]),
+            mc_samples=int(obj["mc_samples"]),
+            bic_n=int(obj["bic_n"]),
+            collapse_threshold=float(obj["collapse_threshold"]),
+            seed=int(obj["seed"]),
+            dim=_opt_int(obj["dim"]),
+            device=str(obj["device"]),
+            step=int(obj["step"]),
+            rows_seen=int(obj["rows_seen"]),
+            best_latent_dim=_opt_int(obj["best_latent_dim"]),
+            created_at=datetime.fromisoformat(obj["created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class ModelScoreView:
+    """Scores of one candidate H after the last applied batch."""
+
+    latent_dim: int  # H
+    entropy_elbo: float  # data-free entropy ELBO per data point (higher is better)
+    bic: float  # entropy BIC (lower is better)
+    batch_elbo: float | None  # ELBO on the last batch
+    batch_bic: float | None  # the paper's noisy batch-ELBO BIC
+    sigma2: float  # decoder variance
+    active_latents: int  # H minus collapsed latents
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            latent_dim=int(obj["latent_dim"]),
+            entropy_elbo=float(obj["entropy_elbo"]),
+            bic=float(obj["bic"]),
+            batch_elbo=_opt_float(obj.get("batch_elbo")),
+            batch_bic=_opt_float(obj.get("batch_bic")),
+            sigma2=float(obj["sigma2"]),
+            active_latents=int(obj["active_latents"]),
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The choice of H after the last applied batch, with every candidate's scores."""
+
+    step: int
+    rows_seen: int
+    best_latent_dim: int | None  # None before the first batch
+    models: tuple[ModelScoreView, ...]  # empty before the first batch
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            step=int(obj["step"]),
+            rows_seen=int(obj["rows_seen"]),
+            best_latent_dim=_opt_int(obj["best_latent_dim"]),
+            models=tuple(ModelScoreView.from_json(m) for m in obj["models"]),
+        )
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """The answer to one pushed batch."""
+
+    step: int  # the stream's step after this batch
+    rows: int  # rows in the batch
+    duplicate: bool  # True when the seq had been applied before: nothing was trained
+    selection: Selection
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            step=int(obj["step"]),
+            rows=int(obj["rows"]),
+            duplicate=bool(obj["duplicate"]),
+            selection=Selection.from_json(obj["selection"]),
+        )
+
+
+@dataclass(frozen=True)
+class PushSummary:
+    """What `stream_array` did: batches sent, rows, duplicates skipped, the last answer."""
+
+    batches: int
+    rows: int
+    duplicates: int  # batches the server had applied already (a resumed upload)
+    seconds: float  # wall time of the upload
+    last: PushResult | None  # None when the array had no rows
+
+
+@dataclass(frozen=True)
+class CollapseModel:
+    """Posterior-collapse statistics of one candidate H (MATH.md, Eq. 23-24)."""
+
+    latent_dim: int
+    encoder_entropies: tuple[float, ...]  # H_h per latent
+    collapsed: tuple[bool, ...]  # H_h > threshold
+    tau2: tuple[float, ...]  # encoder variances
+    active_latents: int
+    s_reg: float
+    s_rec: float
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            latent_dim=int(obj["latent_dim"]),
+            encoder_entropies=tuple(float(x) for x in obj["encoder_entropies"]),
+            collapsed=tuple(bool(x) for x in obj["collapsed"]),
+            tau2=tuple(float(x) for x in obj["tau2"]),
+            active_latents=int(obj["active_latents"]),
+            s_reg=float(obj["s_reg"]),
+            s_rec=float(obj["s_rec"]),
+        )
+
+
+@dataclass(frozen=True)
+class Collapse:
+    step: int
+    threshold: float
+    models: tuple[CollapseModel, ...]
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            step=int(obj["step"]),
+            threshold=float(obj["threshold"]),
+            models=tuple(CollapseModel.from_json(m) for m in obj["models"]),
+        )
+
+
+@dataclass(frozen=True)
+class HistoryModel:
+    latent_dim: int
+    bic: float
+    batch_bic: float | None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            latent_dim=int(obj["latent_dim"]),
+            bic=float(obj["bic"]),
+            batch_bic=_opt_float(obj.get("batch_bic")),
+        )
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    step: int
+    best_latent_dim: int
+    models: tuple[HistoryModel, ...]
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            step=int(obj["step"]),
+            best_latent_dim=int(obj["best_latent_dim"]),
+            models=tuple(HistoryModel.from_json(m) for m in obj["models"]),
+        )
+
+
+@dataclass(frozen=True)
+class History:
+    """Score history, oldest first; the server thins old points beyond `capacity`."""
+
+    data: tuple[HistoryPoint, ...]
+    count: int
+    capacity: int
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            data=tuple(HistoryPoint.from_json(p) for p in obj["data"]),
+            count=int(obj["count"]),
+            capacity=int(obj["capacity"]),
+        )
+
+
+def _matrix(value: Any, rows: int, cols: int) -> np.ndarray:
+    # An empty JSON list has no columns to infer, so the shape is fixed from the known sizes.
+    return np.asarray(value, dtype=np.float64).reshape(rows, cols)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelParams:
+    """Parameters of one linear VAE (MATH.md notation) as numpy arrays."""
+
+    step: int
+    latent_dim: int  # H
+    dim: int  # D
+    W: np.ndarray  # (D, H) decoder weights
+    mu: np.ndarray  # (D,) decoder bias
+    sigma2: float  # decoder variance
+    V: np.ndarray  # (H, D) encoder weights
+    b: np.ndarray  # (H,) encoder bias
+    tau2: np.ndarray  # (H,) encoder variances
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        h, d = int(obj["latent_dim"]), int(obj["dim"])
+        return cls(
+            step=int(obj["step"]),
+            latent_dim=h,
+            dim=d,
+            W=_matrix(obj["W"], d, h),
+            mu=_matrix(obj["mu"], 1, d)[0],
+            sigma2=float(obj["sigma2"]),
+            V=_matrix(obj["V"], h, d),
+            b=_matrix(obj["b"], 1, h)[0],
+            tau2=_matrix(obj["tau2"], 1, h)[0],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """Rows mapped through one model: latent means (transform) or reconstructions."""
+
+    latent_dim: int  # the H that was used
+    data: np.ndarray  # (B, H) for transform, (B, D) for reconstruct
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        rows = obj["data"]
+        data = np.asarray(rows, dtype=np.float64) if rows else np.empty((0, 0))
+        if data.ndim != 2:
+            raise ValueError(f"data: expected a list of rows, got shape {data.shape}")
+        return cls(latent_dim=int(obj["latent_dim"]), data=data)
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str  # "ok"
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(status=str(obj["status"]))
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """`event: step`: a batch was applied; `selection` is the state after it."""
+
+    step: int
+    selection: Selection
+
+
+@dataclass(frozen=True)
+class SelectionChangeEvent:
+    """`event: selection_change`: the best H moved from `previous` to `best_latent_dim`."""
+
+    step: int
+    previous: int | None
+    best_latent_dim: int
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            step=int(obj["step"]),
+            previous=_opt_int(obj["previous"]),
+            best_latent_dim=int(obj["best_latent_dim"]),
+        )
+
+
+Event = StepEvent | SelectionChangeEvent
