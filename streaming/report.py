@@ -5,13 +5,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelScore:
-    """Scores of one candidate latent size after a step. Higher ELBO is better; lower BIC is better."""
+    """One candidate latent size after a step. Higher ELBO is better; lower BIC is better."""
 
     latent_dim: int  # H
     entropy_elbo: float  # F_ent, Corollary 1 (Eq. 20), per data point, from current parameters
     bic: float  # P log N - 2 N F_ent (Eq. 27)
     batch_elbo: float | None  # ELBO estimate on the last batch (before its step); None before any
-    batch_bic: float | None  # the same BIC with batch_elbo in place of F_ent (the paper's noisy one)
+    batch_bic: (
+        float | None
+    )  # the same BIC with batch_elbo in place of F_ent (the paper's noisy one)
     sigma2: float  # decoder variance sigma^2
     tau2: tuple[float, ...]  # encoder variances tau_h^2, h = 1..H
     encoder_entropies: tuple[float, ...]  # H_h = 1/2 log(2 pi e tau_h^2) (Eq. 24)

@@ -1,0 +1,341 @@
+"""A bank of linear VAEs, one per candidate latent size, trained online as one stacked model.
+
+The M candidates are stacked and padded to Hmax = max(H) latents (MATH.md notation):
+
+    W (M, D, Hmax)   mu (M, D)   sigma = softplus(sigma_raw) (M,)      decoder p(x|z)
+    V (M, Hmax, D)   b (M, Hmax) tau = softplus(tau_raw) (M, Hmax)     encoder q(z|x)
+
+with a mask (M, Hmax) of the real latents. One `learn_many(X)` is one optimizer step on the sum
+of the candidates' negative batch ELBOs: padded entries get zero gradients, and the sum couples
+nothing, so every candidate follows exactly the trajectory it would follow alone. After the step
+the candidates are scored with the data-free entropy ELBO (Corollary 1) and its BIC (Eq. 27).
+"""
+
+import io
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.functional import softplus
+
+from streaming import entropy, objectives
+from streaming.config import BankConfig
+from streaming.errors import InvalidBatchError, InvalidConfigError
+from streaming.report import ModelParams, ModelScore, StepReport
+
+STATE_VERSION = 1
+PARAM_NAMES = ("W", "mu", "sigma_raw", "V", "b", "tau_raw")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as torch understands it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidConfigError(
+            f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}"
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfigError(f"device: {name!r} requested but CUDA is not available here")
+    if device.type not in ("cpu", "cuda"):
+        raise InvalidConfigError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+    return device
+
+
+class LinearVAEBank:
+    """Online linear VAEs for every H in config.latent_dims on data of dimension `dim`."""
+
+    def __init__(self, dim: int, config: BankConfig | None = None) -> None:
+        self.config = config if config is not None else BankConfig()
+        self.config.check_dim(dim)
+        self.dim = dim
+        self.device = resolve_device(self.config.device)
+        self.step = 0
+        self.rows_seen = 0
+        self._last_rows = 0
+        self._last_batch_elbo: torch.Tensor | None = None  # (M,), from the last step's forward
+        dims = self.config.latent_dims
+        self._latent_dims = torch.tensor(dims, device=self.device)
+        hmax = max(dims)
+        self._mask = (
+            torch.arange(hmax, device=self.device)[None, :] < self._latent_dims[:, None]
+        ).to(torch.float32)  # (M, Hmax)
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(self.config.seed)
+        self._params = self._init_params(dims, dim, hmax)
+        self._optimizer = self._make_optimizer()
+
+    # ----------------------------------------------------------------------------- building
+
+    def _init_params(self, dims: tuple[int, ...], dim: int, hmax: int) -> dict[str, torch.Tensor]:
+        """nn.Linear's default init, as in the paper's code: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        for weights and biases; softplus parameters at 0 (sigma = tau = ln 2). Drawn on the CPU
+        from the seed so that every device starts from the same numbers."""
+        gen = torch.Generator().manual_seed(self.config.seed)
+        m = len(dims)
+        W = torch.zeros(m, dim, hmax)
+        mu = torch.zeros(m, dim)
+        V = torch.zeros(m, hmax, dim)
+        b = torch.zeros(m, hmax)
+        for i, h in enumerate(dims):
+            enc, dec = 1.0 / math.sqrt(dim), 1.0 / math.sqrt(h)
+            V[i, :h] = _uniform((h, dim), enc, gen)
+            b[i, :h] = _uniform((h,), enc, gen)
+            W[i, :, :h] = _uniform((dim, h), dec, gen)
+            mu[i] = _uniform((dim,), dec, gen)
+        params = {
+            "W": W,
+            "mu": mu,
+            "sigma_raw": torch.zeros(m),
+            "V": V,
+            "b": b,
+            "tau_raw": torch.zeros(m, hmax),
+        }
+        return {k: v.to(self.device).requires_grad_(True) for k, v in params.items()}
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [self._params[k] for k in PARAM_NAMES]
+        if self.config.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.config.learning_rate)
+        return torch.optim.Adam(params, lr=self.config.learning_rate)
+
+    # ----------------------------------------------------------------------------- learning
+
+    def learn_many(self, X: np.ndarray | torch.Tensor) -> StepReport:
+        """One optimizer step on every candidate with the batch X (B, D); returns the new scores.
+
+        Raises InvalidBatchError, leaving the bank untouched, unless X is a non-empty 2-D array
+        of finite numbers with D columns. X itself is never modified.
+        """
+        x = self._as_batch(X)
+        self._optimizer.zero_grad(set_to_none=True)
+        elbo = self._batch_elbo(x)  # (M,)
+        (-elbo.sum()).backward()
+        self._optimizer.step()
+        self._last_batch_elbo = elbo.detach()
+        self._last_rows = x.shape[0]
+        self.step += 1
+        self.rows_seen += x.shape[0]
+        return self.report()
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Change the step size from the next step on (a schedule, or a boost after a change).
+
+        The current value travels with state_bytes(); config.learning_rate keeps the initial one.
+        """
+        if not lr > 0:
+            raise InvalidConfigError(f"learning_rate: expected a positive number, got {lr}")
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr
+
+    def _batch_elbo(self, x: torch.Tensor) -> torch.Tensor:
+        p = self._params
+        samples = self.config.mc_samples if self.config.estimator == "mc" else None
+        tau2, sigma2 = self._variances()
+        return objectives.batch_elbo(
+            x,
+            p["W"],
+            p["mu"],
+            sigma2,
+            p["V"],
+            p["b"],
+            tau2,
+            self._mask,
+            samples=samples,
+            generator=self._generator,
+        )
+
+    def _variances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tau^2 (M, Hmax), sigma^2 (M,)) through softplus of the free parameters."""
+        tau2 = softplus(self._params["tau_raw"]).square()
+        sigma2 = softplus(self._params["sigma_raw"]).square()
+        return tau2, sigma2
+
+    def _as_batch(self, X: Any) -> torch.Tensor:
+        if not isinstance(X, torch.Tensor | np.ndarray):
+            raise InvalidBatchError(
+                f"expected a 2-D numpy array or torch tensor, got {type(X).__name__}"
+            )
+        if X.ndim != 2:
+            raise InvalidBatchError(
+                f"expected a 2-D batch (rows, {self.dim}), got shape {tuple(X.shape)}"
+            )
+        if X.shape[0] < 1:
+            raise InvalidBatchError("expected at least one row, got an empty batch")
+        if X.shape[1] != self.dim:
+            raise InvalidBatchError(f"expected {self.dim} columns, got {X.shape[1]}")
+        try:
+            x = torch.as_tensor(X, dtype=torch.float32, device=self.device)
+        except (TypeError, RuntimeError) as exc:
+            raise InvalidBatchError(f"expected numbers, got dtype {X.dtype}") from exc
+        if not bool(torch.isfinite(x).all()):
+            raise InvalidBatchError("expected finite numbers, got NaN or Inf")
+        return x
+
+    # ----------------------------------------------------------------------------- scoring
+
+    @torch.no_grad()
+    def report(self) -> StepReport:
+        """Every candidate's scores at the current parameters, and the selection."""
+        tau2, sigma2 = self._variances()
+        f_ent = entropy.entropy_elbo(tau2, sigma2, self._mask, self.dim)
+        n = self.config.bic_n
+        bic = entropy.bic(f_ent, self._latent_dims, self.dim, n)
+        ent = entropy.encoder_entropies(tau2)
+        rows = [
+            f_ent,
+            bic,
+            sigma2,
+            entropy.s_reg(tau2, self._mask),
+            entropy.s_rec(sigma2, self.dim),
+        ]
+        if self._last_batch_elbo is not None:
+            rows += [
+                self._last_batch_elbo,
+                entropy.bic(self._last_batch_elbo, self._latent_dims, self.dim, n),
+            ]
+        # One transfer to the host for everything (matters on a GPU).
+        scal = torch.stack(rows).double().cpu().tolist()
+        tau2_l, ent_l = tau2.double().cpu().tolist(), ent.double().cpu().tolist()
+        has_batch = self._last_batch_elbo is not None
+        threshold = self.config.collapse_threshold
+        models = []
+        for i, h in enumerate(self.config.latent_dims):
+            collapsed = tuple(e > threshold for e in ent_l[i][:h])
+            models.append(
+                ModelScore(
+                    latent_dim=h,
+                    entropy_elbo=scal[0][i],
+                    bic=scal[1][i],
+                    batch_elbo=scal[5][i] if has_batch else None,
+                    batch_bic=scal[6][i] if has_batch else None,
+                    sigma2=scal[2][i],
+                    tau2=tuple(tau2_l[i][:h]),
+                    encoder_entropies=tuple(ent_l[i][:h]),
+                    collapsed=collapsed,
+                    active_latents=h - sum(collapsed),
+                    s_reg=scal[3][i],
+                    s_rec=scal[4][i],
+                )
+            )
+        best = min(models, key=lambda s: s.bic).latent_dim
+        return StepReport(
+            step=self.step,
+            rows=self._last_rows,
+            rows_seen=self.rows_seen,
+            best_latent_dim=best,
+            models=tuple(models),
+        )
+
+    @property
+    def best_latent_dim(self) -> int:
+        """The H with the lowest entropy BIC (first in config order on a tie)."""
+        return self.report().best_latent_dim
+
+    # ----------------------------------------------------------------------------- the models
+
+    def _index(self, latent_dim: int | None) -> int:
+        h = self.best_latent_dim if latent_dim is None else latent_dim
+        try:
+            return self.config.latent_dims.index(h)
+        except ValueError:
+            raise InvalidConfigError(
+                f"latent_dim: expected one of {list(self.config.latent_dims)}, got {h}"
+            ) from None
+
+    @torch.no_grad()
+    def encode(self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None) -> np.ndarray:
+        """Posterior means nu = V x + b (B, H) of the named model (None: the best)."""
+        i = self._index(latent_dim)
+        h = self.config.latent_dims[i]
+        x = self._as_batch(X)
+        nu = x @ self._params["V"][i, :h].T + self._params["b"][i, :h]
+        return nu.cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruct(
+        self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None
+    ) -> np.ndarray:
+        """Decoder means W nu + mu (B, D) of the posterior means of the named model."""
+        i = self._index(latent_dim)
+        h = self.config.latent_dims[i]
+        nu = torch.as_tensor(self.encode(X, h), device=self.device)
+        return (nu @ self._params["W"][i, :, :h].T + self._params["mu"][i]).cpu().numpy()
+
+    @torch.no_grad()
+    def params(self, latent_dim: int | None = None) -> ModelParams:
+        """The parameters (W, mu, sigma^2, V, b, tau^2) of the named model (None: the best)."""
+        i = self._index(latent_dim)
+        h = self.config.latent_dims[i]
+        tau2, sigma2 = self._variances()
+        p = self._params
+        return ModelParams(
+            latent_dim=h,
+            dim=self.dim,
+            W=p["W"][i, :, :h].double().cpu().tolist(),
+            mu=p["mu"][i].double().cpu().tolist(),
+            sigma2=float(sigma2[i]),
+            V=p["V"][i, :h].double().cpu().tolist(),
+            b=p["b"][i, :h].double().cpu().tolist(),
+            tau2=tau2[i, :h].double().cpu().tolist(),
+        )
+
+    # ----------------------------------------------------------------------------- persistence
+
+    def state_bytes(self) -> bytes:
+        """The whole state: config, parameters, optimizer state, counters and RNG state."""
+        state = {
+            "version": STATE_VERSION,
+            "dim": self.dim,
+            "config": asdict(self.config),
+            "params": {k: v.detach().cpu() for k, v in self._params.items()},
+            "optimizer": self._optimizer.state_dict(),
+            "step": self.step,
+            "rows_seen": self.rows_seen,
+            "last_rows": self._last_rows,
+            "last_batch_elbo": None
+            if self._last_batch_elbo is None
+            else self._last_batch_elbo.cpu(),
+            "rng": self._generator.get_state(),
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: str | None = None) -> "LinearVAEBank":
+        """Rebuild a bank from state_bytes(); it continues exactly as the original would.
+
+        device overrides the stored config's device (e.g. to move a stream onto a GPU).
+        """
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if state.get("version") != STATE_VERSION:
+            raise InvalidConfigError(
+                f"state: expected version {STATE_VERSION}, got {state.get('version')}"
+            )
+        config_dict = dict(state["config"])
+        if device is not None:
+            config_dict["device"] = device
+        bank = cls(int(state["dim"]), BankConfig(**config_dict))
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                bank._params[k].copy_(v)
+        bank._optimizer.load_state_dict(state["optimizer"])
+        bank.step = int(state["step"])
+        bank.rows_seen = int(state["rows_seen"])
+        bank._last_rows = int(state["last_rows"])
+        last = state["last_batch_elbo"]
+        bank._last_batch_elbo = None if last is None else last.to(bank.device)
+        if bank.device.type == "cpu":
+            bank._generator.set_state(state["rng"])
+        else:
+            bank._generator.set_state(state["rng"].cpu())
+        return bank
+
+
+def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator) -> torch.Tensor:
+    return (torch.rand(shape, generator=gen) * 2.0 - 1.0) * bound

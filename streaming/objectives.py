@@ -1,0 +1,90 @@
+"""The training objective of a stack of linear VAEs on one batch (MATH.md, Eq. 2).
+
+Shapes: M models stacked and padded to Hmax latents (mask (M, Hmax) marks the real ones),
+B rows of dimension D. Padded latents contribute nothing to any term, so their parameters get
+zero gradients and the stack trains exactly like M separate models.
+"""
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def encoder_means(
+    x: torch.Tensor, V: torch.Tensor, b: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """nu_n = V x_n + b for every model: x (B, D), V (M, Hmax, D), b (M, Hmax) -> (M, B, Hmax)."""
+    return (torch.einsum("bd,mhd->mbh", x, V) + b[:, None, :]) * mask[:, None, :]
+
+
+def kl_to_prior(nu: torch.Tensor, tau2: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x_n) || N(0, I)) = 1/2 sum_h (tau_h^2 + nu_nh^2 - 1 - log tau_h^2): -> (M, B)."""
+    per_latent = tau2[:, None, :] + nu.square() - 1.0 - torch.log(tau2)[:, None, :]
+    return 0.5 * (per_latent * mask[:, None, :]).sum(-1)
+
+
+def gaussian_rec(sq_err: torch.Tensor, sigma2: torch.Tensor, dim: int) -> torch.Tensor:
+    """E_q log N(x; W z + mu, sigma^2 I) given E_q ||x - W z - mu||^2: (M, B), (M,) -> (M, B)."""
+    s2 = sigma2[:, None]
+    return -0.5 * dim * (LOG_2PI + torch.log(s2)) - sq_err / (2.0 * s2)
+
+
+def analytic_sq_err(
+    x: torch.Tensor, nu: torch.Tensor, W: torch.Tensor, mu: torch.Tensor, tau2: torch.Tensor
+) -> torch.Tensor:
+    """E_q ||x_n - W z - mu||^2 = ||x_n - W nu_n - mu||^2 + sum_h tau_h^2 ||w_h||^2 (MATH.md).
+
+    x (B, D), nu (M, B, Hmax), W (M, D, Hmax) masked, mu (M, D), tau2 (M, Hmax) -> (M, B).
+    """
+    resid = x[None] - torch.einsum("mbh,mdh->mbd", nu, W) - mu[:, None, :]  # (M, B, D)
+    trace = (tau2 * W.square().sum(1)).sum(-1)  # (M,)
+    return resid.square().sum(-1) + trace[:, None]
+
+
+def mc_sq_err(
+    x: torch.Tensor,
+    nu: torch.Tensor,
+    W: torch.Tensor,
+    mu: torch.Tensor,
+    tau2: torch.Tensor,
+    samples: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Monte Carlo E_q ||x_n - W z - mu||^2 with z = nu + tau * eps (reparameterised): -> (M, B)."""
+    eps = torch.randn(
+        (samples, *nu.shape), generator=generator, device=nu.device, dtype=nu.dtype
+    )  # (S, M, B, Hmax)
+    z = nu[None] + tau2.sqrt()[None, :, None, :] * eps
+    recon = torch.einsum("smbh,mdh->smbd", z, W) + mu[None, :, None, :]  # (S, M, B, D)
+    return (x[None, None] - recon).square().sum(-1).mean(0)
+
+
+def batch_elbo(
+    x: torch.Tensor,
+    W: torch.Tensor,
+    mu: torch.Tensor,
+    sigma2: torch.Tensor,
+    V: torch.Tensor,
+    b: torch.Tensor,
+    tau2: torch.Tensor,
+    mask: torch.Tensor,
+    samples: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """F_batch = (1/B) sum_n (rec_n - kl_n) for every model: -> (M,). Higher is better.
+
+    samples=None uses the closed form; an integer uses that many reparameterised samples per row
+    (the paper's estimator, S = 100), which needs a generator.
+    """
+    Wm = W * mask[:, None, :]  # padded columns of W are zero
+    nu = encoder_means(x, V, b, mask)
+    if samples is None:
+        sq_err = analytic_sq_err(x, nu, Wm, mu, tau2)
+    else:
+        if generator is None:
+            raise ValueError("the Monte Carlo estimator needs a torch.Generator")
+        sq_err = mc_sq_err(x, nu, Wm, mu, tau2, samples, generator)
+    rec = gaussian_rec(sq_err, sigma2, x.shape[-1])
+    return (rec - kl_to_prior(nu, tau2, mask)).mean(-1)
