@@ -136,8 +136,12 @@ def test_transform_reads_latent_rows() -> None:
 def test_delete_stream_accepts_204() -> None:
     server = Server(httpx.Response(204))
 
-    assert server.client().delete_stream("sensors") is None
-    assert server.requests[0].method == "DELETE"
+    server.client().delete_stream("sensors")
+
+    assert (server.requests[0].method, server.requests[0].url.path) == (
+        "DELETE",
+        "/v1/streams/sensors",
+    )
 
 
 def test_push_retries_after_429_and_then_succeeds() -> None:
