@@ -101,7 +101,7 @@ class LinearVAEBank:
         params = [self._params[k] for k in PARAM_NAMES]
         if self.config.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.config.learning_rate)
-        return torch.optim.Adam(params, lr=self.config.learning_rate)
+        return torch.optim.Adam(params, lr=self.config.learning_rate, foreach=True)
 
     # ----------------------------------------------------------------------------- learning
 
