@@ -114,7 +114,12 @@ async function refreshStreams() {
     const body = await getJson("v1/streams");
     state.streams = body.data;
     const current = state.streams.find((s) => s.name === state.name);
-    if (current && state.stream) state.stream = { ...current, step: Math.max(current.step, state.stream.step) };
+    if (current && state.stream) {
+      // The events are usually ahead of this list; take the list's answer only when it is newer.
+      if (current.step >= state.stream.step) state.stream = current;
+      else state.stream.dim = current.dim;
+      scheduleRender();
+    }
     renderStreamList();
     if (!state.name && state.streams.length > 0 && !hashStream()) selectStream(state.streams[0].name);
   } catch (error) {
@@ -125,7 +130,8 @@ async function refreshStreams() {
 function renderStreamList() {
   const list = $("stream-list");
   list.replaceChildren();
-  for (const stream of state.streams) {
+  for (const listed of state.streams) {
+    const stream = listed.name === state.name && state.stream ? state.stream : listed;
     const link = document.createElement("a");
     link.href = `#stream=${encodeURIComponent(stream.name)}`;
     link.className = "stream-link";
@@ -216,6 +222,7 @@ function connect(generation) {
       rows_seen: Math.max(state.stream.rows_seen, selection.rows_seen),
       best_latent_dim: selection.best_latent_dim,
     });
+    renderStreamList();
     scheduleRender();
     refreshCollapseSoon();
   });

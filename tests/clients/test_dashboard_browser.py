@@ -1,0 +1,224 @@
+"""The dashboard in a real headless Chromium against a real uvicorn server over a real socket.
+
+Needs Debian's chromium at /usr/bin/chromium (.ci/run installs it). Screenshots go to artifacts/
+(git-ignored) for a person to look at.
+"""
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from service.app import create_app
+from service.settings import Settings
+from streaming.data import ppca_data
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TOKEN = "dashboard-test-token"
+TIMEOUT_MS = 15_000
+
+
+@dataclass
+class LiveServer:
+    """A uvicorn server in a thread, on a socket bound before it starts."""
+
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    token: str | None
+
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def start_server(data_dir: Path, tokens: tuple[str, ...]) -> LiveServer:
+    settings = Settings.model_validate(
+        {"data_dir": data_dir, "api_tokens": tokens, "keepalive_seconds": 1.0}
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level="warning",
+        ws="none",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(300):
+        if server.started:
+            break
+        thread.join(timeout=0.1)
+    assert server.started, "uvicorn did not start"
+    return LiveServer(f"http://127.0.0.1:{port}", server, thread, tokens[0] if tokens else None)
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = start_server(tmp_path_factory.mktemp("open"), ())
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def locked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = start_server(tmp_path_factory.mktemp("locked"), (TOKEN,))
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        # A fresh profile per run: launch() uses a new temporary user-data-dir itself.
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Console:
+    """Console errors and uncaught exceptions of one page."""
+
+    errors: list[str]
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[tuple[Page, Console]]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1500})
+    new_page = context.new_page()
+    new_page.set_default_timeout(TIMEOUT_MS)
+    console = Console(errors=[])
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            console.errors.append(message.text)
+
+    new_page.on("console", on_console)
+    new_page.on("pageerror", lambda error: console.errors.append(f"uncaught: {error}"))
+    yield new_page, console
+    context.close()
+
+
+def push_batches(client: httpx.Client, stream: str, count: int, seed: int) -> None:
+    rows = ppca_data(10 * count, 10, 3, seed=seed)
+    for i in range(count):
+        response = client.post(
+            f"/v1/streams/{stream}/batches", json={"data": rows[10 * i : 10 * (i + 1)].tolist()}
+        )
+        assert response.status_code == 200, response.text
+
+
+def create_stream(client: httpx.Client, stream: str, batches: int) -> None:
+    response = client.post("/v1/streams", json={"name": stream, "latent_dims": [2, 4, 6]})
+    assert response.status_code == 201, response.text
+    push_batches(client, stream, batches, seed=1)
+
+
+def curve_points(page: Page) -> list[str]:
+    paths = page.locator("#bic-chart path.entropy-bic")
+    return [paths.nth(i).get_attribute("data-points") or "" for i in range(paths.count())]
+
+
+def test_open_dashboard_shows_stream_without_console_errors(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "sensors", batches=3)
+    tab.goto(f"{open_server.url}/")
+    link = tab.locator(".stream-link", has_text="sensors")
+    link.wait_for()
+    link.click()
+    tab.locator("#connection.live").wait_for()
+    assert tab.locator("#stream-name").text_content() == "sensors"
+    assert curve_points(tab) == ["3", "3", "3"]
+    assert tab.locator("#bic-chart path.batch-bic").count() == 3
+    assert console.errors == []
+
+
+def test_push_batch_moves_live_curve(open_server: LiveServer, page: tuple[Page, Console]) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "live", batches=4)
+        tab.goto(f"{open_server.url}/#stream=live")
+        tab.locator("#connection.live").wait_for()
+        tab.wait_for_function(
+            "document.querySelectorAll('#bic-chart path.entropy-bic').length === 3"
+        )
+        before = tab.locator("#bic-chart path.entropy-bic").first.get_attribute("d")
+        assert curve_points(tab) == ["4", "4", "4"]
+        push_batches(client, "live", 1, seed=2)
+        tab.wait_for_function(
+            "[...document.querySelectorAll('#bic-chart path.entropy-bic')]"
+            ".every((p) => p.dataset.points === '5')"
+        )
+    after = tab.locator("#bic-chart path.entropy-bic").first.get_attribute("d")
+    assert after != before
+    assert tab.locator("#selection-chart path.selection-line").get_attribute("data-points") == "5"
+    assert tab.locator("#stats .stat", has_text="step").locator("dd").text_content() == "5"
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert console.errors == []
+
+
+def test_dashboard_draws_one_bar_per_latent(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "bars", batches=2)
+    tab.goto(f"{open_server.url}/#stream=bars")
+    tab.locator("#collapse-chart rect.bar").first.wait_for()
+    assert tab.locator("#collapse-chart rect.bar").count() == 2 + 4 + 6
+    assert tab.locator("#collapse-chart .ref-line.threshold").count() == 1
+    labels = tab.locator("#collapse-chart .group-label").all_text_contents()
+    assert [label.split(" ")[0] for label in labels] == ["H=2", "H=4", "H=6"]
+    assert console.errors == []
+
+
+def test_locked_dashboard_asks_for_token_then_loads(
+    locked_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with locked_server.client() as client:
+        create_stream(client, "private", batches=2)
+    tab.goto(f"{locked_server.url}/#stream=private")
+    tab.locator("#token-dialog[open]").wait_for()
+    tab.fill("#token-input", TOKEN)
+    tab.click("#token-save")
+    tab.locator("#connection.live").wait_for()
+    assert tab.locator("#stream-name").text_content() == "private"
+    assert curve_points(tab) == ["2", "2", "2"]
+    assert tab.evaluate("localStorage.getItem('dimwatch.token')") == TOKEN
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-token.png"), full_page=True)
+    # The only errors are Chromium's reports of the 401 answers that opened the dialog.
+    assert console.errors
+    assert all("401" in error for error in console.errors), console.errors

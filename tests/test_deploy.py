@@ -1,0 +1,364 @@
+"""What can be checked of the container deployment without a Docker engine (docs/deployment.md).
+
+The compose file and the Dockerfile are read as data and compared with the app itself: its
+settings defaults, its routes, its CLI, the README's install steps. The image's command and health
+check are run as plain processes against a real server.
+"""
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+
+from service.app import create_app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PORT = Settings.model_fields["port"].default
+CLIENT_VARIABLES = {"DIMWATCH_URL", "DIMWATCH_TOKEN"}  # read by the CLI, not by the server
+
+
+# ---- reading the files ---------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    pairs = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Instructions per stage name (FROM ... AS name), the FROM line included."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "FROM":
+            current = []
+            stages[rest.split()[-1]] = current
+        current.append((keyword, rest))
+    return stages
+
+
+def final_stage() -> list[tuple[str, str]]:
+    return list(dockerfile_stages().values())[-1]
+
+
+def instruction(stage: list[tuple[str, str]], keyword: str) -> str:
+    """Arguments of the last `keyword` instruction of a stage."""
+    return [rest for kw, rest in stage if kw == keyword][-1]
+
+
+def image_command() -> list[str]:
+    return list(json.loads(instruction(final_stage(), "CMD")))
+
+
+def image_healthcheck() -> list[str]:
+    _options, _, command = instruction(final_stage(), "HEALTHCHECK").partition(" CMD ")
+    return list(json.loads(command))
+
+
+def pip_install_lines() -> list[str]:
+    runs = [rest for kw, rest in dockerfile_instructions() if kw == "RUN"]
+    commands = [part.strip() for run in runs for part in run.split("&&")]
+    return [c for c in commands if c.startswith("pip install")]
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def service(name: str) -> dict[str, Any]:
+    found = compose()["services"][name]
+    assert isinstance(found, dict)
+    return found
+
+
+def healthcheck_url(command: list[str]) -> str:
+    match = re.search(r"urlopen\('([^']+)'", " ".join(command))
+    assert match, f"no urlopen('...') in {command}"
+    return match.group(1)
+
+
+def env_example_keys() -> list[str]:
+    """Every DIMWATCH_* key of the example env file, commented-out ones included."""
+    text = (ROOT / "deploy" / "dimwatch.env.example").read_text()
+    return re.findall(r"^#?\s*(DIMWATCH_[A-Z0-9_]+)=", text, flags=re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def asgi_get(path: str, data_dir: Path) -> httpx.Response:
+    """GET from the real app in process."""
+    app = create_app(Settings.model_validate({"data_dir": data_dir}))
+
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dimwatch") as client:
+            return await client.get(path)
+
+    return asyncio.run(fetch())
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from clients.cli import main; sys.exit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+# ---- docker-compose.yml --------------------------------------------------------------------
+
+
+def test_compose_parse_lists_three_services() -> None:
+    assert sorted(compose()["services"]) == ["demo", "dimwatch", "dimwatch-gpu"]
+
+
+def test_compose_command_equals_image_command() -> None:
+    assert service("dimwatch")["command"] == image_command()
+    assert service("dimwatch-gpu")["command"] == image_command()
+
+
+def test_image_command_listens_on_settings_default_port() -> None:
+    command = image_command()
+    assert command[:2] == ["dimwatch", "serve"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == str(DEFAULT_PORT)
+    assert instruction(final_stage(), "EXPOSE") == str(DEFAULT_PORT)
+
+
+def test_compose_ports_publish_settings_default_port() -> None:
+    expected = [f"{DEFAULT_PORT}:{DEFAULT_PORT}"]
+    assert service("dimwatch")["ports"] == expected
+    assert service("dimwatch-gpu")["ports"] == expected
+
+
+def test_healthchecks_target_healthz_route_on_service_port(tmp_path: Path) -> None:
+    compose_test = service("dimwatch")["healthcheck"]["test"]
+    assert compose_test[0] == "CMD"
+    assert compose_test[1:] == image_healthcheck()
+    url = urlsplit(healthcheck_url(image_healthcheck()))
+    assert (url.hostname, url.port) == ("127.0.0.1", DEFAULT_PORT)
+    response = asgi_get(url.path, tmp_path)
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_compose_volume_holds_data_dir() -> None:
+    for name in ("dimwatch", "dimwatch-gpu"):
+        assert service(name)["volumes"] == ["dimwatch-data:/data"]
+        assert service(name)["environment"]["DIMWATCH_DATA_DIR"] == "/data"
+    assert compose()["volumes"] == {"dimwatch-data": None}
+    assert instruction(final_stage(), "VOLUME") == '["/data"]'
+    assert "DIMWATCH_DATA_DIR=/data" in instruction(final_stage(), "ENV").split()
+
+
+def test_compose_services_restart_unless_stopped() -> None:
+    assert service("dimwatch")["restart"] == "unless-stopped"
+    assert service("dimwatch-gpu")["restart"] == "unless-stopped"
+    assert service("demo")["restart"] == "no"
+
+
+def test_compose_grace_period_exceeds_shutdown_timeout() -> None:
+    grace = int(service("dimwatch")["stop_grace_period"].removesuffix("s"))
+    assert grace > Settings.model_fields["shutdown_timeout"].default
+
+
+def test_compose_tokens_come_from_env_file_only() -> None:
+    for name, spec in compose()["services"].items():
+        assert spec["env_file"] == ["deploy/dimwatch.env"], name
+        assert "DIMWATCH_API_TOKENS" not in spec.get("environment", {}), name
+        assert "DIMWATCH_TOKEN" not in spec.get("environment", {}), name
+    assert "DIMWATCH_API_TOKENS" in env_example_keys()
+
+
+def test_env_example_names_only_known_variables() -> None:
+    known = {f"DIMWATCH_{field.upper()}" for field in Settings.model_fields} | CLIENT_VARIABLES
+    keys = env_example_keys()
+    assert keys
+    assert [key for key in keys if key not in known] == []
+
+
+def test_env_file_is_git_ignored() -> None:
+    result = subprocess.run(
+        ["git", "check-ignore", "--quiet", "deploy/dimwatch.env"], cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, "add deploy/dimwatch.env to .gitignore"
+
+
+def test_gpu_service_reserves_nvidia_gpus_behind_profile() -> None:
+    gpu = service("dimwatch-gpu")
+    assert gpu["profiles"] == ["gpu"]
+    assert gpu["build"] == {"context": ".", "args": {"VARIANT": "cuda"}}
+    assert gpu["environment"]["DIMWATCH_DEVICE"] == "cuda"
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    assert "profiles" not in service("dimwatch")
+
+
+def test_demo_service_replays_against_healthy_service() -> None:
+    demo = service("demo")
+    assert demo["profiles"] == ["demo"]
+    assert demo["image"] == service("dimwatch")["image"]
+    assert demo["command"] == ["dimwatch", "demo", "--url", f"http://dimwatch:{DEFAULT_PORT}"]
+    assert demo["depends_on"] == {"dimwatch": {"condition": "service_healthy"}}
+
+
+# ---- the CLI the containers run --------------------------------------------------------------
+
+
+def test_cli_serve_accepts_image_flags() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--host" in result.stdout
+    assert "--port" in result.stdout
+
+
+def test_cli_demo_accepts_url_flag() -> None:
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--url" in result.stdout
+
+
+def test_image_command_serves_healthz_for_healthcheck(tmp_path: Path) -> None:
+    port = free_port()
+    command = [arg.replace("0.0.0.0", "127.0.0.1") for arg in image_command()]
+    command[command.index("--port") + 1] = str(port)
+    env = {**os.environ, "DIMWATCH_DATA_DIR": str(tmp_path / "data"), "DIMWATCH_API_TOKENS": ""}
+    code = "import sys; from clients.cli import main; sys.argv[0] = 'dimwatch'; sys.exit(main())"
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, *command[1:]],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        health = [arg.replace(f":{DEFAULT_PORT}/", f":{port}/") for arg in image_healthcheck()]
+        health[0] = sys.executable
+        for _ in range(300):  # up to 30 s for torch to import and the server to bind
+            if subprocess.run(health, capture_output=True, timeout=10).returncode == 0:
+                break
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            time.sleep(0.1)
+        else:
+            pytest.fail("the image's health check never passed against its command")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert json.loads(response.read()) == {"status": "ok"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr:
+            server.stderr.close()
+
+
+# ---- Dockerfile --------------------------------------------------------------------------------
+
+
+def test_dockerfile_default_variant_is_python_slim() -> None:
+    stages = dockerfile_stages()
+    assert ("ARG", "VARIANT=cpu") in dockerfile_instructions()
+    assert stages["python-cpu"][0] == ("FROM", "python:3.11-slim AS python-cpu")
+    assert stages["python-cuda"][0] == ("FROM", "${CUDA_IMAGE} AS python-cuda")
+    assert stages["python"][0] == ("FROM", "python-${VARIANT} AS python")
+    assert ("ARG", "CUDA_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04") in dockerfile_instructions()
+
+
+def test_dockerfile_runs_as_non_root_user() -> None:
+    user = instruction(final_stage(), "USER")
+    assert user == "dimwatch"
+    assert "--uid 10001" in instruction(final_stage(), "RUN")
+
+
+def test_dockerfile_final_stage_installs_nothing() -> None:
+    runs = " ".join(rest for kw, rest in final_stage() if kw == "RUN")
+    for tool in ("pip install", "apt-get", "gcc", "build-essential"):
+        assert tool not in runs
+    copies = [rest for kw, rest in final_stage() if kw == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"]
+
+
+def test_dockerfile_pip_installs_skip_cache() -> None:
+    lines = pip_install_lines()
+    assert len(lines) == 2
+    assert all("--no-cache-dir" in line for line in lines)
+
+
+def test_dockerfile_torch_pin_matches_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [dep for dep in project["dependencies"] if dep.startswith("torch")]
+    torch_line = pip_install_lines()[0]
+    assert shlex.split(torch_line)[3] == pins[0]
+
+
+def test_dockerfile_install_lines_are_documented() -> None:
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    assert [line for line in pip_install_lines() if line not in deployment] == []
+    # The development install the page contrasts with is the one `make install` really runs.
+    development = "pip install -e '.[test,bench]'"
+    assert development in deployment
+    assert development in (ROOT / "Makefile").read_text()
+
+
+def test_readme_links_deployment_doc() -> None:
+    assert "docs/deployment.md" in (ROOT / "README.md").read_text()
+
+
+def test_dockerignore_excludes_secrets_and_keeps_sources() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".git", ".venv", "data", "deploy", "tests", "artifacts"):
+        assert path in ignored
+    copied = [rest.split()[0] for kw, rest in dockerfile_instructions() if kw == "COPY"]
+    sources = [p for p in copied if not p.startswith("--")]
+    assert sources == ["pyproject.toml", "streaming", "service", "clients"]
+    assert [p for p in sources if p in ignored] == []
+
+
+def test_wheel_includes_dashboard_files(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = tmp_path.glob("dimwatch-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    dashboard = sorted(p.name for p in (ROOT / "clients" / "dashboard").iterdir())
+    assert [n for n in dashboard if f"clients/dashboard/{n}" not in names] == []
