@@ -1,0 +1,50 @@
+"""A dimwatch server inside this process, on a free 127.0.0.1 port (for `dimwatch demo`).
+
+This and `dimwatch serve` are the only places the clients touch the service package, and both
+import it lazily: the client library itself works without the server's dependencies.
+"""
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+START_TIMEOUT = 60.0  # seconds for the app's lifespan (loading stored streams) to finish
+
+
+@contextmanager
+def local_server(data_dir: Path, device: str = "auto") -> Iterator[str]:
+    """Run uvicorn with the real app in a background thread; yield its base URL."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,  # the OS picks a free port; read back once uvicorn is listening
+        "data_dir": data_dir,
+        "device": device,
+        "api_tokens": (),  # a private server: DIMWATCH_API_TOKENS does not apply to it
+        "log_level": "warning",
+    }
+    settings = Settings(**overrides)
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="dimwatch-demo-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the in-process dimwatch server did not start")
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=settings.shutdown_timeout + 5)

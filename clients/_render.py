@@ -1,0 +1,156 @@
+"""How the CLI draws results in the terminal (rich tables and lines); no I/O of its own."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from clients.models import PushSummary, Selection, SelectionChangeEvent, Stream
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _h(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def streams_table(streams: Sequence[Stream]) -> Table:
+    """One row per stream: its size, progress and current choice of H."""
+    table = Table(title="dimwatch streams", title_justify="left")
+    for name, justify in [
+        ("stream", "left"),
+        ("D", "right"),
+        ("step", "right"),
+        ("rows", "right"),
+        ("best H", "right"),
+        ("candidates", "left"),
+        ("estimator", "left"),
+        ("device", "left"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in streams:
+        table.add_row(
+            s.name,
+            _h(s.dim),
+            str(s.step),
+            str(s.rows_seen),
+            Text(_h(s.best_latent_dim), style="bold green"),
+            ",".join(str(h) for h in s.latent_dims),
+            s.estimator,
+            s.device,
+        )
+    return table
+
+
+def stream_line(stream: Stream) -> str:
+    """The stream's settings in one line."""
+    return (
+        f"stream {stream.name!r}: D={_h(stream.dim)}, candidates H="
+        f"{','.join(str(h) for h in stream.latent_dims)}, estimator {stream.estimator}, "
+        f"learning rate {stream.learning_rate:g}, BIC N={stream.bic_n}, seed {stream.seed}, "
+        f"device {stream.device}"
+    )
+
+
+def selection_table(selection: Selection, title: str = "") -> Table:
+    """Every candidate's scores; the best H (lowest entropy BIC) highlighted."""
+    table = Table(title=title or f"step {selection.step}, {selection.rows_seen} rows")
+    table.title_justify = "left"
+    for name in ("H", "entropy ELBO", "entropy BIC", "batch BIC", "sigma^2", "active latents"):
+        table.add_column(name, justify="right")
+    table.add_column("")
+    for m in selection.models:
+        best = m.latent_dim == selection.best_latent_dim
+        table.add_row(
+            str(m.latent_dim),
+            _num(m.entropy_elbo, 3),
+            _num(m.bic, 1),
+            _num(m.batch_bic, 1),
+            _num(m.sigma2, 4),
+            f"{m.active_latents}/{m.latent_dim}",
+            "<- best" if best else "",
+            style="bold green" if best else None,
+        )
+    table.caption = "lower BIC is better; the best H has the lowest entropy BIC"
+    return table
+
+
+def push_summary(stream: str, summary: PushSummary) -> str:
+    rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0
+    line = (
+        f"pushed {summary.rows} rows in {summary.batches} batches to {stream!r} "
+        f"in {summary.seconds:.1f} s ({rate:.0f} rows/s)"
+    )
+    if summary.duplicates:
+        line += f"; {summary.duplicates} batches were applied before and skipped"
+    if summary.last is not None:
+        chosen = summary.last.selection
+        line += f"\nstep {chosen.step}, best H = {_h(chosen.best_latent_dim)}"
+    return line
+
+
+def step_line(selection: Selection) -> Text:
+    """`step 121  best H=4  BIC  H2 329.4 | H4 300.5*`: one line per applied batch."""
+    text = Text(f"step {selection.step:>7}  best H={_h(selection.best_latent_dim)}  BIC ")
+    for i, m in enumerate(selection.models):
+        best = m.latent_dim == selection.best_latent_dim
+        text.append(" | " if i else " ")
+        text.append(f"H{m.latent_dim} {m.bic:.1f}", style="bold green" if best else None)
+    return text
+
+
+def change_line(event: SelectionChangeEvent) -> Text:
+    return Text(
+        f">> step {event.step}: best H changed {_h(event.previous)} -> {event.best_latent_dim}",
+        style="bold black on yellow",
+    )
+
+
+@dataclass
+class WatchView:
+    """What `dimwatch watch` shows live: the latest scores and the recent changes of H."""
+
+    stream: str
+    selection: Selection | None = None
+    changes: tuple[SelectionChangeEvent, ...] = ()
+
+    def render(self) -> RenderableType:
+        parts: list[RenderableType] = [Text(f"watching {self.stream!r} (Ctrl-C to stop)")]
+        if self.selection is None:
+            parts.append(Text("waiting for the next batch ...", style="dim"))
+        else:
+            parts.append(selection_table(self.selection))
+        for change in self.changes[-5:]:
+            parts.append(change_line(change))
+        return Group(*parts)
+
+
+@dataclass(frozen=True)
+class ChunkSummary:
+    """How the selection fared on one chunk of the demo stream."""
+
+    index: int
+    true_dim: int
+    rows: int
+    selected_at_end: int | None  # best H after the chunk's last batch
+    right_in_second_half: float  # fraction of the chunk's second half where best H == true_dim
+
+
+def demo_table(chunks: Sequence[ChunkSummary]) -> Table:
+    table = Table(title="selected latent dimension per chunk", title_justify="left")
+    for name in ("chunk", "rows", "true dim", "H at chunk end", "right in 2nd half"):
+        table.add_column(name, justify="right")
+    for c in chunks:
+        right = c.selected_at_end == c.true_dim
+        table.add_row(
+            str(c.index + 1),
+            str(c.rows),
+            str(c.true_dim),
+            Text(_h(c.selected_at_end), style="bold green" if right else "bold red"),
+            f"{100 * c.right_in_second_half:.0f}%",
+        )
+    return table
