@@ -53,7 +53,8 @@ class Call(Generic[T]):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When to resend: connection failures, and 429 answers after their Retry-After."""
+    """When to resend: connection failures, 429 answers, and 503 answers with a Retry-After
+    (a server still restoring its streams); the latter two after their Retry-After."""
 
     attempts: int = 5  # tries in all, the first included
     backoff: float = 0.25  # seconds before the first retry, doubling after each
@@ -75,16 +76,17 @@ def retry_delay(
     """Seconds to wait before try `attempt + 1`, or None when the outcome is final.
 
     A request that never left (connect failure) is always safe to resend; one that may have
-    reached the server only when `idempotent` (a batch with a seq, a read). A 429 was not
-    applied, so it is always resent, after the server's Retry-After when it gives one.
+    reached the server only when `idempotent` (a batch with a seq, a read). A 429, or a 503
+    with Retry-After, was not applied, so it is resent after the server's Retry-After.
     """
     if attempt >= policy.attempts:
         return None
     backoff = min(policy.backoff * 2 ** (attempt - 1), policy.max_delay)
     if response is not None:
-        if response.status_code != 429:
-            return None
         retry_after = parse_retry_after(response)
+        status = response.status_code
+        if not (status == 429 or (status == 503 and retry_after is not None)):
+            return None
         if retry_after is None:
             return backoff
         return retry_after if retry_after <= policy.max_delay else None

@@ -15,7 +15,7 @@ than a socket.
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -183,7 +183,7 @@ class DimwatchClient:
     def reconstruct(self, stream: str, X: Any, latent_dim: int | None = None) -> Projection:
         return self._send(api.reconstruct(stream, X, latent_dim))
 
-    def watch(self, stream: str) -> Iterator[Event]:
+    def watch(self, stream: str) -> Generator[Event, None, None]:
         """Typed events of the stream as they happen; runs until the server ends the stream."""
         decoder = api.SSEDecoder()
         try:
@@ -325,7 +325,7 @@ class AsyncDimwatchClient:
     async def reconstruct(self, stream: str, X: Any, latent_dim: int | None = None) -> Projection:
         return await self._send(api.reconstruct(stream, X, latent_dim))
 
-    async def watch(self, stream: str) -> AsyncIterator[Event]:
+    async def watch(self, stream: str) -> AsyncGenerator[Event, None]:
         """Typed events of the stream as they happen; runs until the server ends the stream."""
         decoder = api.SSEDecoder()
         try:

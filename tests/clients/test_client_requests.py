@@ -197,8 +197,16 @@ def test_retry_delay_gives_up_on_a_retry_after_over_max_delay() -> None:
     assert _delay(1, response=_response(429, None, **{"Retry-After": "30"})) is None
 
 
-def test_retry_delay_never_retries_another_status() -> None:
+def test_retry_delay_honours_retry_after_of_a_503() -> None:
+    assert _delay(1, response=_response(503, None, **{"Retry-After": "1"})) == 1.0
+
+
+def test_retry_delay_does_not_retry_a_503_without_retry_after() -> None:
     assert _delay(1, response=_response(503)) is None
+
+
+def test_retry_delay_never_retries_a_500() -> None:
+    assert _delay(1, response=_response(500, None, **{"Retry-After": "1"})) is None
 
 
 def test_retry_delay_resends_a_request_that_never_connected() -> None:
