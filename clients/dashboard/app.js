@@ -24,6 +24,7 @@ const state = {
   windowSteps: Infinity, // show the last N steps only
   showBatch: true,
   hadError: false, // the event stream failed since it last opened: catch up on reopening
+  tokenDeclined: false, // the token dialog was cancelled: do not reopen it on every poll
 };
 
 function toPoint(raw) {
@@ -94,7 +95,9 @@ function showError(message) {
 }
 
 function handleError(error) {
-  if (error instanceof AuthError) {
+  if (error instanceof AuthError && state.tokenDeclined) {
+    showError("This server needs an API token: set one with the API token button.");
+  } else if (error instanceof AuthError) {
     openTokenDialog();
   } else {
     showError(error.message);
@@ -229,9 +232,11 @@ function connect(generation) {
   source.addEventListener("selection_change", (event) => {
     const change = JSON.parse(event.data);
     $("change-note").textContent = `step ${change.step}: selected H ${change.previous} → ${change.best_latent_dim}`;
-    $("best-h").classList.remove("flash");
-    void $("best-h").offsetWidth; // restart the highlight animation
-    $("best-h").classList.add("flash");
+    const badge = $("best-h");
+    if (!badge) return;
+    badge.classList.remove("flash");
+    void badge.offsetWidth; // restart the highlight animation
+    badge.classList.add("flash");
   });
   source.addEventListener("error", () => {
     state.hadError = true;
@@ -255,7 +260,7 @@ function connect(generation) {
 
 function renderStats(stream) {
   const stats = [
-    ["selected H", stream.best_latent_dim ?? "–", "best-h"],
+    ["selected H", stream.best_latent_dim ?? "–"],
     ["step", stream.step.toLocaleString("en-US")],
     ["rows seen", stream.rows_seen.toLocaleString("en-US")],
     ["data dim D", stream.dim ?? "–"],
@@ -266,20 +271,23 @@ function renderStats(stream) {
     ["device", stream.device],
   ];
   const list = $("stats");
-  const flashing = $("best-h")?.classList.contains("flash");
-  list.replaceChildren();
-  for (const [label, value, id] of stats) {
-    const item = document.createElement("div");
-    item.className = "stat";
-    if (id) item.id = id;
-    if (id && flashing) item.classList.add("flash");
-    const term = document.createElement("dt");
-    term.textContent = label;
-    const detail = document.createElement("dd");
-    detail.textContent = String(value);
-    item.append(term, detail);
-    list.append(item);
+  // Built once, then only the values change: a running highlight is not restarted by a redraw.
+  if (list.children.length !== stats.length) {
+    list.replaceChildren();
+    for (const [label] of stats) {
+      const item = document.createElement("div");
+      item.className = "stat";
+      const term = document.createElement("dt");
+      term.textContent = label;
+      item.append(term, document.createElement("dd"));
+      list.append(item);
+    }
+    list.firstChild.id = "best-h";
+    list.firstChild.addEventListener("animationend", (event) => event.currentTarget.classList.remove("flash"));
   }
+  stats.forEach(([, value], i) => {
+    list.children[i].lastChild.textContent = String(value);
+  });
 }
 
 function renderLegend(latentDims) {
@@ -351,9 +359,13 @@ function openTokenDialog() {
 }
 
 function wireControls() {
-  $("token-button").addEventListener("click", openTokenDialog);
+  $("token-button").addEventListener("click", () => {
+    $("token-dialog").returnValue = "";
+    openTokenDialog();
+  });
   $("token-dialog").addEventListener("close", () => {
     const choice = $("token-dialog").returnValue;
+    state.tokenDeclined = choice !== "save";
     if (choice === "save") setToken($("token-input").value.trim());
     if (choice === "clear") setToken("");
     if (choice === "save" || choice === "clear") {

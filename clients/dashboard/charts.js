@@ -132,7 +132,7 @@ export function drawFrame(svg, opts) {
 
   const grid = svgEl("g", { class: "grid" }, svg);
   const axes = svgEl("g", { class: "axis" }, svg);
-  const yTicks = opts.yTicks ?? niceTicks(opts.yDomain[0], opts.yDomain[1], 5);
+  const yTicks = opts.yTicks ?? niceTicks(opts.yDomain[0], opts.yDomain[1], 6);
   const yTickLabel = opts.yTickLabel ?? formatNumber;
   for (const t of yTicks) {
     svgEl("line", { x1: left, x2: right, y1: y(t), y2: y(t) }, grid);

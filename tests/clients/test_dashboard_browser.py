@@ -4,6 +4,7 @@ Needs Debian's chromium at /usr/bin/chromium (.ci/run installs it). Screenshots 
 (git-ignored) for a person to look at.
 """
 
+import itertools
 import socket
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
@@ -126,13 +128,16 @@ def page(browser: Browser) -> Iterator[tuple[Page, Console]]:
     context.close()
 
 
-def push_batches(client: httpx.Client, stream: str, count: int, seed: int) -> None:
-    rows = ppca_data(10 * count, 10, 3, seed=seed)
-    for i in range(count):
-        response = client.post(
-            f"/v1/streams/{stream}/batches", json={"data": rows[10 * i : 10 * (i + 1)].tolist()}
-        )
+def push_rows(client: httpx.Client, stream: str, rows: np.ndarray) -> None:
+    """POST the rows in batches of 10, one optimizer step each."""
+    for start in range(0, len(rows), 10):
+        batch = rows[start : start + 10].tolist()
+        response = client.post(f"/v1/streams/{stream}/batches", json={"data": batch})
         assert response.status_code == 200, response.text
+
+
+def push_batches(client: httpx.Client, stream: str, count: int, seed: int) -> None:
+    push_rows(client, stream, ppca_data(10 * count, 10, 3, seed=seed))
 
 
 def create_stream(client: httpx.Client, stream: str, batches: int) -> None:
@@ -222,3 +227,35 @@ def test_locked_dashboard_asks_for_token_then_loads(
     # The only errors are Chromium's reports of the 401 answers that opened the dialog.
     assert console.errors
     assert all("401" in error for error in console.errors), console.errors
+
+
+def test_selection_change_is_marked_live(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    # Small-scale data with six intrinsic dimensions and a large step: the selection leaves the
+    # initial H=2 within a few dozen steps (the expected changes are read back from the server).
+    rows = ppca_data(400, 10, 6, noise=0.1, seed=1) * 0.3
+    with open_server.client() as client:
+        response = client.post("/v1/streams", json={"name": "shifting", "learning_rate": 0.05})
+        assert response.status_code == 201, response.text
+        push_rows(client, "shifting", rows[:10])
+        tab.goto(f"{open_server.url}/#stream=shifting")
+        tab.locator("#connection.live").wait_for()
+        push_rows(client, "shifting", rows[10:])
+        history = client.get("/v1/streams/shifting/history").json()["data"]
+    changes = [
+        (point["step"], previous["best_latent_dim"], point["best_latent_dim"])
+        for previous, point in itertools.pairwise(history)
+        if point["best_latent_dim"] != previous["best_latent_dim"]
+    ]
+    assert changes, "the stream never changed its selected H"
+    tab.wait_for_function(
+        "document.querySelector('#selection-chart path.selection-line')?.dataset.points === '40'"
+    )
+    assert tab.locator("#selection-chart circle.change-mark").count() == len(changes)
+    expected = [f"step {step:,}: H {old} → {new}" for step, old, new in reversed(changes[-8:])]
+    assert tab.locator("#changes li").all_text_contents() == expected
+    step, old, new = changes[-1]
+    assert tab.locator("#change-note").text_content() == f"step {step}: selected H {old} → {new}"
+    assert console.errors == []
