@@ -27,13 +27,22 @@ from rich.text import Text
 
 from clients import _demo, _render, errors
 from clients._files import load_array
-from clients._requests import DEFAULT_URL
+from clients._requests import DEFAULT_URL, RetryPolicy
 from clients.client import DimwatchClient
 from clients.models import SelectionChangeEvent, StepEvent, StreamSettings
+
+# A command line gives up sooner than the library default: a server that is down is reported
+# after about a second rather than four.
+CLI_RETRY = RetryPolicy(attempts=3, backoff=0.25)
 
 
 class CommandError(Exception):
     """A failure the user can act on; main prints its message without a traceback."""
+
+
+def _say(console: Console, text: str | Text) -> None:
+    """One message as it is: no markup, no highlighting, long lines left to the terminal."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _int_list(text: str) -> list[int]:
@@ -152,16 +161,13 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 def cmd_push(args: argparse.Namespace, console: Console) -> int:
     X = load_array(args.file, sys.stdin)
     settings = _given_settings(args)
-    with DimwatchClient(args.url, args.token) as client:
+    with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
         stream, created = client.ensure_stream(args.stream, **settings)
         if created:
-            console.print(f"created {_render.stream_line(stream)}", markup=False)
+            _say(console, f"created {_render.stream_line(stream)}")
         elif settings:
             ignored = ", ".join("--" + k.replace("_", "-") for k in settings)
-            console.print(
-                f"stream {args.stream!r} exists; its settings stay ({ignored} ignored)",
-                markup=False,
-            )
+            _say(console, f"stream {args.stream!r} exists; its settings stay ({ignored} ignored)")
         if stream.dim is not None and stream.dim != X.shape[1]:
             raise CommandError(
                 f"{args.file}: has {X.shape[1]} columns, but stream {args.stream!r} "
@@ -170,26 +176,26 @@ def cmd_push(args: argparse.Namespace, console: Console) -> int:
         summary = client.stream_array(
             args.stream, X, batch_size=args.batch_size, progress=not args.no_progress
         )
-    console.print(_render.push_summary(args.stream, summary), markup=False)
+    _say(console, _render.push_summary(args.stream, summary))
     if summary.last is not None:
         console.print(_render.selection_table(summary.last.selection))
     return 0
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
-    with DimwatchClient(args.url, args.token) as client:
+    with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
         if args.stream is None:
             streams = client.list_streams()
             if not streams:
-                console.print("no streams yet: push one with `dimwatch push NAME FILE`")
+                _say(console, "no streams yet: push one with `dimwatch push NAME FILE`")
             else:
                 console.print(_render.streams_table(streams))
             return 0
         stream = client.get_stream(args.stream)
         selection = client.selection(args.stream)
-    console.print(_render.stream_line(stream), markup=False)
+    _say(console, _render.stream_line(stream))
     if selection.best_latent_dim is None:
-        console.print("no batches yet")
+        _say(console, "no batches yet")
     else:
         console.print(_render.selection_table(selection))
     return 0
@@ -198,7 +204,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 def cmd_watch(args: argparse.Namespace, console: Console) -> int:
     view = _render.WatchView(args.stream)
     seen = 0
-    with DimwatchClient(args.url, args.token) as client:
+    with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
         client.get_stream(args.stream)  # a missing stream fails here, before waiting
         if console.is_terminal:
             with Live(view.render(), console=console, auto_refresh=False) as live:
@@ -212,12 +218,12 @@ def cmd_watch(args: argparse.Namespace, console: Console) -> int:
                     if args.max_events is not None and seen >= args.max_events:
                         break
             return 0
-        console.print(f"watching {args.stream!r}")
+        _say(console, f"watching {args.stream!r}")
         for event in client.watch(args.stream):
             if isinstance(event, SelectionChangeEvent):
-                console.print(_render.change_line(event))
+                _say(console, _render.change_line(event))
             else:
-                console.print(_render.step_line(event.selection))
+                _say(console, _render.step_line(event.selection))
             seen += 1
             if args.max_events is not None and seen >= args.max_events:
                 break
@@ -247,7 +253,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         tempfile.TemporaryDirectory(prefix="dimwatch-demo-") as data_dir,
         local_server(Path(data_dir)) as url,
     ):
-        console.print(f"started an in-process dimwatch at {url} (data in {data_dir})", markup=False)
+        _say(console, f"started an in-process dimwatch at {url} (data in {data_dir})")
         return _run_demo(url, None, name, options, args, console)
 
 
@@ -260,12 +266,13 @@ def _run_demo(
     console: Console,
 ) -> int:
     dims = ", ".join(str(d) for d in options.intrinsic_dims)
-    console.print(
+    _say(
+        console,
         f"replaying the paper's stream into {name!r}: chunks of true dimension {dims}, "
         f"{options.chunk_size} rows each, batches of {options.batch_size}, "
-        f"learning rate {options.learning_rate:g}, {options.estimator} ELBO"
+        f"learning rate {options.learning_rate:g}, {options.estimator} ELBO",
     )
-    with DimwatchClient(url, token) as client:
+    with DimwatchClient(url, token, retry=CLI_RETRY) as client:
         _demo.create_demo_stream(client, name, options)
         chunks = _demo.replay(client, name, options, progress=not args.no_progress)
     console.print(_render.demo_table(chunks))
@@ -301,11 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, console)
     except (errors.DimwatchError, CommandError) as exc:
-        message = Text.assemble(("error: ", "bold red"), _explain(exc, args))
-        Console(stderr=True).print(message, highlight=False)
+        _say(Console(stderr=True), Text.assemble(("error: ", "bold red"), _explain(exc, args)))
         return 1
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+        _say(Console(stderr=True), "interrupted")
         return 130
 
 
