@@ -12,7 +12,8 @@ from clients.errors import InputError
 def load_array(name: str, stdin: TextIO) -> np.ndarray:
     """Rows (N, D) float32 from `name` (.npy, CSV, or "-" for CSV on stdin); InputError if not."""
     if name == "-":
-        rows = _parse_csv(stdin.read(), "stdin")
+        name = "stdin"
+        rows = _parse_csv(stdin.read(), name)
     else:
         path = Path(name)
         if not path.is_file():

@@ -1,0 +1,110 @@
+"""What the CLI draws and computes without a server: lines, tables, the demo's chunk summary."""
+
+import io
+
+import numpy as np
+import pytest
+from rich.console import Console, RenderableType
+
+from clients import _render
+from clients._demo import DemoOptions, summarize
+from clients._files import load_array
+from clients.errors import InputError
+from clients.models import PushSummary, Selection, SelectionChangeEvent
+from tests.clients import samples
+
+
+def _text(renderable: RenderableType) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, color_system=None).print(renderable)
+    return buffer.getvalue()
+
+
+SELECTION = Selection.from_json(samples.SELECTION)
+
+
+def test_step_line_lists_every_candidate_bic() -> None:
+    line = _render.step_line(SELECTION)
+
+    assert line.plain == "step     121  best H=4  BIC  H2 329.4 | H4 300.5"
+
+
+def test_change_line_names_both_latent_dims() -> None:
+    event = SelectionChangeEvent(step=9, previous=6, best_latent_dim=2)
+
+    assert _render.change_line(event).plain == ">> step 9: best H changed 6 -> 2"
+
+
+def test_selection_table_has_a_row_per_candidate_and_marks_the_best() -> None:
+    rows = [line for line in _text(_render.selection_table(SELECTION)).splitlines() if "│" in line]
+
+    assert rows == [
+        "│ 2 │      -14.100 │       329.4 │     337.0 │  0.8100 │            2/2 │         │",
+        "│ 4 │      -12.000 │       300.5 │         - │  0.5000 │            4/4 │ <- best │",
+    ]
+
+
+def test_push_summary_reports_duplicates() -> None:
+    summary = PushSummary(batches=4, rows=40, duplicates=2, seconds=2.0, last=None)
+
+    text = _render.push_summary("s", summary)
+
+    assert text == (
+        "pushed 40 rows in 4 batches to 's' in 2.0 s (20 rows/s); "
+        "2 batches were applied before and skipped"
+    )
+
+
+def test_watch_view_shows_recent_changes() -> None:
+    view = _render.WatchView("s", SELECTION, (SelectionChangeEvent(3, 6, 4),))
+
+    out = _text(view.render())
+
+    assert out.splitlines()[0] == "watching 's' (Ctrl-C to stop)"
+    assert ">> step 3: best H changed 6 -> 4" in out
+
+
+def test_watch_view_waits_before_the_first_batch() -> None:
+    assert "waiting for the next batch ..." in _text(_render.WatchView("s").render())
+
+
+def test_summarize_scores_the_second_half_of_each_chunk() -> None:
+    truth = np.array([6] * 8 + [2] * 8)
+    picks = [6, 2, 6, 6, 6, 2, 6, 2]  # batches of 2 rows: 4 batches per chunk
+
+    chunks = summarize(picks, 2, truth, chunk_size=8)
+
+    assert [(c.true_dim, c.selected_at_end, c.right_in_second_half) for c in chunks] == [
+        (6, 6, 1.0),
+        (2, 2, 0.5),
+    ]
+
+
+def test_summarize_counts_no_selection_as_wrong() -> None:
+    chunks = summarize([None, 4], 2, np.array([4, 4, 4, 4]), chunk_size=4)
+
+    assert (chunks[0].selected_at_end, chunks[0].right_in_second_half) == (4, 1.0)
+
+
+def test_demo_options_paper_are_the_papers_settings() -> None:
+    paper = DemoOptions.paper()
+
+    assert (paper.chunk_size, paper.batch_size, paper.learning_rate) == (100_000, 10, 0.002)
+    assert (paper.estimator, paper.mc_samples, paper.intrinsic_dims) == ("mc", 100, (6, 2, 4))
+
+
+def test_load_array_reads_csv_without_header() -> None:
+    rows = load_array("-", io.StringIO("1,2\n3,4\n"))
+
+    assert rows.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert rows.dtype == np.float32
+
+
+def test_load_array_rejects_a_single_column() -> None:
+    with pytest.raises(InputError, match="stdin: expected at least 2 columns, got 1"):
+        load_array("-", io.StringIO("1\n2\n"))
+
+
+def test_load_array_rejects_empty_input() -> None:
+    with pytest.raises(InputError, match="stdin: no rows"):
+        load_array("-", io.StringIO("x,y\n"))
