@@ -1,9 +1,12 @@
 // The dashboard's state and wiring: the stream list, one stream's history (loaded once, then
 // extended by the server-sent events), collapse statistics (refreshed at most once a second),
-// and the API token dialog. Drawing lives in views.js.
+// and the API token dialog. The page's history is history.js; the charts are views.js (on the SVG
+// primitives of charts.js); the HTML panels are panels.js; the REST calls are api.js.
 
 import { AuthError, getHistory, getJson, openEvents, setToken, streamPath } from "./api.js";
-import { drawBicChart, drawCollapseChart, drawSelectionChart, seriesClass } from "./views.js";
+import { History } from "./history.js";
+import { renderChanges, renderLegend, renderStats, renderStreamList } from "./panels.js";
+import { drawBicChart, drawCollapseChart, drawSelectionChart } from "./views.js";
 
 const STREAM_POLL_MS = 5000; // how often the stream list is refreshed
 const COLLAPSE_MIN_INTERVAL_MS = 1000; // /collapse is fetched at most this often while live
@@ -16,8 +19,7 @@ const state = {
   streams: [], // stream objects from GET /v1/streams
   name: null, // the stream on display
   stream: null, // its stream object, kept current by the events
-  points: [], // [{step, best_latent_dim, models: {H: {bic, batch_bic}}}], oldest first
-  steps: new Set(), // steps present in points
+  history: new History(MAX_POINTS), // score points of the stream on display
   collapse: null, // the last GET /collapse answer
   source: null, // the EventSource of the stream on display
   generation: 0, // bumped on every switch of stream; answers for an older one are dropped
@@ -26,43 +28,6 @@ const state = {
   hadError: false, // the event stream failed since it last opened: catch up on reopening
   tokenDeclined: false, // the token dialog was cancelled: do not reopen it on every poll
 };
-
-function toPoint(raw) {
-  const models = {};
-  for (const m of raw.models) models[m.latent_dim] = { bic: m.bic, batch_bic: m.batch_bic ?? null };
-  return { step: raw.step, best_latent_dim: raw.best_latent_dim, models };
-}
-
-/** Merge points into the history (once per step, kept in step order, bounded in size). */
-function addPoints(raws) {
-  let unordered = false;
-  for (const raw of raws) {
-    if (state.steps.has(raw.step) || raw.best_latent_dim === null) continue;
-    const last = state.points[state.points.length - 1];
-    if (last && raw.step < last.step) unordered = true;
-    state.points.push(toPoint(raw));
-    state.steps.add(raw.step);
-  }
-  if (unordered) state.points.sort((a, b) => a.step - b.step);
-  if (state.points.length > MAX_POINTS) {
-    // Drop every second point of the older half: the whole span stays visible, memory bounded.
-    const half = Math.floor(state.points.length / 2);
-    const older = state.points.slice(0, half).filter((_, i) => i % 2 === 0);
-    state.points = older.concat(state.points.slice(half));
-    state.steps = new Set(state.points.map((p) => p.step));
-  }
-}
-
-function changesOf(points) {
-  const changes = [];
-  for (let i = 1; i < points.length; i += 1) {
-    const previous = points[i - 1].best_latent_dim;
-    if (points[i].best_latent_dim !== previous) {
-      changes.push({ step: points[i].step, previous, best_latent_dim: points[i].best_latent_dim });
-    }
-  }
-  return changes;
-}
 
 /** Call fn at most once per `ms`; a call inside the quiet period runs at its end. */
 function throttle(fn, ms) {
@@ -123,35 +88,11 @@ async function refreshStreams() {
       else state.stream.dim = current.dim;
       scheduleRender();
     }
-    renderStreamList();
+    showStreamList();
     if (!state.name && state.streams.length > 0 && !hashStream()) selectStream(state.streams[0].name);
   } catch (error) {
     handleError(error);
   }
-}
-
-function renderStreamList() {
-  const list = $("stream-list");
-  list.replaceChildren();
-  for (const listed of state.streams) {
-    const stream = listed.name === state.name && state.stream ? state.stream : listed;
-    const link = document.createElement("a");
-    link.href = `#stream=${encodeURIComponent(stream.name)}`;
-    link.className = "stream-link";
-    if (stream.name === state.name) link.setAttribute("aria-current", "page");
-    const name = document.createElement("span");
-    name.className = "stream-name";
-    name.textContent = stream.name;
-    const meta = document.createElement("span");
-    meta.className = "stream-meta";
-    const best = stream.best_latent_dim === null ? "no data yet" : `H=${stream.best_latent_dim}`;
-    meta.textContent = `${best} · step ${stream.step} · D=${stream.dim ?? "?"}`;
-    link.append(name, meta);
-    const item = document.createElement("li");
-    item.append(link);
-    list.append(item);
-  }
-  $("streams-empty").hidden = state.streams.length > 0;
 }
 
 // ---- one stream -----------------------------------------------------------------------------
@@ -164,9 +105,9 @@ async function selectStream(name) {
   state.generation += 1;
   const generation = state.generation;
   state.source?.close();
-  Object.assign(state, { name, stream: null, points: [], steps: new Set(), collapse: null, source: null });
+  Object.assign(state, { name, stream: null, history: new History(MAX_POINTS), collapse: null, source: null });
   if (hashStream() !== name) window.history.replaceState(null, "", `#stream=${encodeURIComponent(name)}`);
-  renderStreamList();
+  showStreamList();
   showError("");
   try {
     const [stream, history, collapse] = await Promise.all([
@@ -177,7 +118,7 @@ async function selectStream(name) {
     if (generation !== state.generation) return;
     state.stream = stream;
     state.collapse = collapse;
-    addPoints(history);
+    state.history.add(history);
     render();
     connect(generation);
   } catch (error) {
@@ -199,10 +140,9 @@ async function refreshCollapse() {
 const refreshCollapseSoon = throttle(refreshCollapse, COLLAPSE_MIN_INTERVAL_MS);
 
 async function catchUp(generation) {
-  const last = state.points[state.points.length - 1];
-  const history = await getHistory(state.name, last ? last.step : -1);
+  const history = await getHistory(state.name, state.history.lastStep ?? -1);
   if (generation !== state.generation) return;
-  addPoints(history);
+  state.history.add(history);
   scheduleRender();
   refreshCollapseSoon();
 }
@@ -219,13 +159,13 @@ function connect(generation) {
   });
   source.addEventListener("step", (event) => {
     const selection = JSON.parse(event.data);
-    addPoints([selection]);
+    state.history.add([selection]);
     Object.assign(state.stream, {
       step: Math.max(state.stream.step, selection.step),
       rows_seen: Math.max(state.stream.rows_seen, selection.rows_seen),
       best_latent_dim: selection.best_latent_dim,
     });
-    renderStreamList();
+    showStreamList();
     scheduleRender();
     refreshCollapseSoon();
   });
@@ -258,68 +198,15 @@ function connect(generation) {
 
 // ---- drawing --------------------------------------------------------------------------------
 
-function renderStats(stream) {
-  const stats = [
-    ["selected H", stream.best_latent_dim ?? "–"],
-    ["step", stream.step.toLocaleString("en-US")],
-    ["rows seen", stream.rows_seen.toLocaleString("en-US")],
-    ["data dim D", stream.dim ?? "–"],
-    ["candidates H", stream.latent_dims.join(", ")],
-    ["estimator", stream.estimator],
-    ["learning rate", stream.learning_rate],
-    ["BIC N", stream.bic_n],
-    ["device", stream.device],
-  ];
-  const list = $("stats");
-  // Built once, then only the values change: a running highlight is not restarted by a redraw.
-  if (list.children.length !== stats.length) {
-    list.replaceChildren();
-    for (const [label] of stats) {
-      const item = document.createElement("div");
-      item.className = "stat";
-      const term = document.createElement("dt");
-      term.textContent = label;
-      item.append(term, document.createElement("dd"));
-      list.append(item);
-    }
-    list.firstChild.id = "best-h";
-    list.firstChild.addEventListener("animationend", (event) => event.currentTarget.classList.remove("flash"));
-  }
-  stats.forEach(([, value], i) => {
-    list.children[i].lastChild.textContent = String(value);
-  });
-}
-
-function renderLegend(latentDims) {
-  const legend = $("legend");
-  legend.replaceChildren();
-  const add = (className, swatch, label) => {
-    const key = document.createElement("span");
-    key.className = `key ${className}`;
-    const mark = document.createElement("i");
-    mark.className = swatch;
-    key.append(mark, label);
-    legend.append(key);
-  };
-  for (const h of latentDims) add(seriesClass(latentDims, h), "swatch", `H = ${h}`);
-  add("", "stroke solid", "entropy BIC");
-  if (state.showBatch) add("", "stroke faint", "batch BIC");
-  add("", "stroke change", "selection change");
-}
-
-function renderChanges(changes) {
-  const list = $("changes");
-  list.replaceChildren();
-  for (const change of changes.slice(-8).reverse()) {
-    const item = document.createElement("li");
-    item.textContent = `step ${change.step.toLocaleString("en-US")}: H ${change.previous} → ${change.best_latent_dim}`;
-    list.append(item);
-  }
-  $("changes-empty").hidden = changes.length > 0;
-}
-
 function chartWidth(svg) {
   return Math.max(320, Math.floor(svg.parentElement.getBoundingClientRect().width));
+}
+
+function showStreamList() {
+  // The stream on display is fresher (its events) than the last poll of the list.
+  const streams = state.streams.map((s) => (s.name === state.name && state.stream ? state.stream : s));
+  renderStreamList($("stream-list"), streams, state.name);
+  $("streams-empty").hidden = state.streams.length > 0;
 }
 
 function render() {
@@ -328,11 +215,10 @@ function render() {
   $("stream-view").hidden = !stream;
   if (!stream) return;
   $("stream-name").textContent = stream.name;
-  renderStats(stream);
-  renderLegend(stream.latent_dims);
-  const last = state.points.length ? state.points[state.points.length - 1].step : 0;
-  const points = state.points.filter((p) => p.step > last - state.windowSteps);
-  const changes = changesOf(state.points);
+  renderStats($("stats"), stream);
+  renderLegend($("legend"), stream.latent_dims, state.showBatch);
+  const points = state.history.window(state.windowSteps);
+  const changes = state.history.changes();
   const visibleChanges = changes.filter((c) => points.length && c.step >= points[0].step);
   const latentDims = stream.latent_dims;
   const common = { points, latentDims, changes: visibleChanges };
@@ -344,7 +230,8 @@ function render() {
     bestLatentDim: stream.best_latent_dim,
     width: chartWidth($("collapse-chart")),
   });
-  renderChanges(changes);
+  renderChanges($("changes"), changes);
+  $("changes-empty").hidden = changes.length > 0;
   $("collapse-step").textContent = state.collapse ? `at step ${state.collapse.step.toLocaleString("en-US")}` : "";
 }
 

@@ -193,6 +193,24 @@ def test_push_batch_moves_live_curve(open_server: LiveServer, page: tuple[Page, 
     assert console.errors == []
 
 
+def test_first_batch_draws_curve_on_open_page(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "fresh", batches=0)
+        tab.goto(f"{open_server.url}/#stream=fresh")
+        tab.locator("#connection.live").wait_for()
+        assert tab.locator("#bic-chart .empty").text_content() == "Waiting for the first batch…"
+        push_batches(client, "fresh", 1, seed=3)
+        # One point draws no line yet (a dot marks it): wait for the path, not its visibility.
+        tab.locator("#bic-chart path.entropy-bic").nth(2).wait_for(state="attached")
+    assert curve_points(tab) == ["1", "1", "1"]
+    tab.locator("#collapse-chart rect.bar").first.wait_for()  # /collapse follows the event
+    assert tab.locator("#collapse-chart rect.bar").count() == 2 + 4 + 6
+    assert console.errors == []
+
+
 def test_dashboard_draws_one_bar_per_latent(
     open_server: LiveServer, page: tuple[Page, Console]
 ) -> None:
