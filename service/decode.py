@@ -1,0 +1,159 @@
+"""Request bodies -> float32 arrays (B, D), checked against the limits; no stream state here.
+
+Everything that can be checked without the stream is checked here, so that a bad batch never
+waits in a stream's queue: media type, shape, finiteness, size limits. Column counts against the
+stream's D are checked by the stream itself, in order.
+"""
+
+import io
+import re
+from collections.abc import Mapping
+
+import numpy as np
+from pydantic import ValidationError
+
+from service.errors import ApiError
+from service.schemas import BatchIn
+from service.settings import Settings
+
+JSON = "application/json"
+BINARY = "application/octet-stream"
+NPY = "application/x-npy"
+MEDIA_TYPES = (JSON, BINARY, NPY)
+_INTEGER = re.compile(r"\s*[0-9]{1,18}\s*")  # X-Dim and X-Seq headers
+
+
+def invalid(message: str, details: object = None) -> ApiError:
+    return ApiError(422, "invalid_batch", message, details)
+
+
+def decode_batch(
+    media_type: str, body: bytes, headers: Mapping[str, str], settings: Settings
+) -> tuple[np.ndarray, int | None]:
+    """The batch (B, D) float32 and its seq (None when not given) from one request."""
+    if media_type == JSON:
+        try:
+            parsed = BatchIn.model_validate_json(body)
+        except ValidationError as exc:
+            raise _from_pydantic(exc) from None
+        return rows_to_array(parsed.data, settings), parsed.seq
+    if media_type == BINARY:
+        x = _from_binary(body, headers.get("x-dim"), settings)
+    elif media_type == NPY:
+        x = _from_npy(body)
+    else:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"expected Content-Type {', '.join(MEDIA_TYPES)}, got {media_type or 'none'}",
+        )
+    return check_array(x, settings), _seq_header(headers.get("x-seq"))
+
+
+def media_type(content_type: str | None) -> str:
+    """'application/json; charset=utf-8' -> 'application/json'."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def rows_to_array(rows: list[list[float]], settings: Settings) -> np.ndarray:
+    """Nested lists -> (B, D) float32, rejecting ragged rows."""
+    _check_rows(len(rows), settings)
+    width = len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise invalid(
+                f"ragged rows: row {i} has {len(row)} values, expected {width} like row 0"
+            )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected below
+        x = np.array(rows, dtype=np.float32).reshape(len(rows), width)
+    return check_array(x, settings)
+
+
+def check_array(x: np.ndarray, settings: Settings) -> np.ndarray:
+    """A C-contiguous (B, D) float32 copy of finite numbers within the limits."""
+    if x.ndim != 2:
+        raise invalid(f"expected a 2-D array (rows, columns), got shape {list(x.shape)}")
+    _check_rows(x.shape[0], settings)
+    if x.shape[1] < 1:
+        raise invalid("expected at least one column, got rows of length 0")
+    if x.shape[1] > settings.max_dim:
+        raise ApiError(
+            422,
+            "limit_exceeded",
+            f"batch has {x.shape[1]} columns; the limit max_dim is {settings.max_dim}",
+        )
+    if x.dtype.kind not in "fiu":
+        raise invalid(f"expected real numbers, got dtype {x.dtype}")
+    with np.errstate(over="ignore"):  # a writable C-ordered copy: the caller owns it
+        x = np.array(x, dtype=np.float32, order="C", copy=True)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise invalid(f"expected finite numbers, got NaN or Inf in row {row}")
+    return x
+
+
+def _check_rows(rows: int, settings: Settings) -> None:
+    if rows < 1:
+        raise invalid("expected at least one row, got an empty batch")
+    if rows > settings.max_rows_per_batch:
+        raise ApiError(
+            413,
+            "limit_exceeded",
+            f"batch has {rows} rows; the limit max_rows_per_batch is {settings.max_rows_per_batch}",
+        )
+
+
+def _from_binary(body: bytes, x_dim: str | None, settings: Settings) -> np.ndarray:
+    if x_dim is None or not _INTEGER.fullmatch(x_dim) or int(x_dim) < 1:
+        raise invalid(f"X-Dim: expected the number of columns as a positive integer, got {x_dim!r}")
+    dim = int(x_dim)
+    if dim > settings.max_dim:
+        raise ApiError(
+            422, "limit_exceeded", f"X-Dim is {dim}; the limit max_dim is {settings.max_dim}"
+        )
+    if len(body) % (4 * dim) != 0:
+        raise invalid(
+            f"expected a multiple of 4 * X-Dim = {4 * dim} bytes of float32, got {len(body)} bytes"
+        )
+    return np.frombuffer(body, dtype="<f4").reshape(-1, dim)
+
+
+def _from_npy(body: bytes) -> np.ndarray:
+    """Read the header first, so a header promising more data than sent allocates nothing."""
+    f = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        if dtype.hasobject:
+            raise ValueError("object arrays are not accepted")
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if expected != len(body) - f.tell():
+            raise ValueError(
+                f"header promises {expected} bytes of data, got {len(body) - f.tell()}"
+            )
+        x = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError, TypeError, MemoryError) as exc:
+        raise invalid(f"expected a .npy file of a 2-D float array: {exc}") from None
+    assert isinstance(x, np.ndarray)
+    return x
+
+
+def _seq_header(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not _INTEGER.fullmatch(value):
+        raise invalid(f"X-Seq: expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _from_pydantic(exc: ValidationError) -> ApiError:
+    details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    first = details[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return invalid(f"{where}: {first['msg']}", details)

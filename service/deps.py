@@ -1,0 +1,89 @@
+"""FastAPI dependencies, as Annotated aliases the routes declare."""
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from service.errors import ApiError
+from service.metrics import Metrics
+from service.registry import Entry, Registry
+from service.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_registry(request: Request) -> Registry:
+    """The live streams; 503 until the stored ones are restored."""
+    registry: Registry = request.state.registry
+    if not registry.ready:
+        raise ApiError(
+            503,
+            "not_ready",
+            "restoring stored streams; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return registry
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+
+
+def get_stream(name: str, registry: RegistryDep) -> Entry:
+    """The stream named in the path; 404 when there is none."""
+    return registry.get(name)
+
+
+StreamDep = Annotated[Entry, Depends(get_stream)]
+
+
+def _check_token(settings: Settings, token: str | None) -> None:
+    """Constant-time comparison against every configured token (all of them, always)."""
+    if not settings.api_tokens:
+        return
+    given = (token or "").encode()
+    valid = False
+    for expected in settings.api_tokens:
+        valid |= secrets.compare_digest(given, expected.encode())
+    if not valid:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or invalid bearer token; send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def require_token(request: Request, settings: SettingsDep) -> None:
+    """Authorization: Bearer <token>, when DIMWATCH_API_TOKENS is set."""
+    _check_token(settings, _bearer(request))
+
+
+def require_token_or_query(
+    request: Request,
+    settings: SettingsDep,
+    token: Annotated[
+        str | None, Query(description="for EventSource clients that cannot set headers")
+    ] = None,
+) -> None:
+    """As require_token, or ?token=<token> (browsers' EventSource cannot send headers)."""
+    _check_token(settings, _bearer(request) or token)
+
+
+Authorized = Depends(require_token)
+AuthorizedOrQuery = Depends(require_token_or_query)

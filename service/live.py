@@ -1,0 +1,213 @@
+"""One live stream: its bank, last report and history, changed only by worker threads.
+
+Every method here blocks (training, SQLite commits) and runs off the event loop. `lock`
+serialises the training worker and readers (models, transform) of one stream; the registry's
+per-stream queue keeps batches in arrival order.
+
+The order inside `apply` makes a 2xx mean "durable": validate -> train (the core leaves the bank
+untouched on bad input) -> commit the batch to the log -> publish the new report. If the commit
+fails, the stream is rebuilt from the store, so memory never runs ahead of the disk.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.errors import ApiError
+from service.history import History
+from service.store import Store, StoredStream
+from streaming.bank import LinearVAEBank, resolve_device
+from streaming.config import BankConfig
+from streaming.errors import InvalidBatchError
+from streaming.report import ModelParams, StepReport
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The outcome of one batch: the report after it, and what the selection was before."""
+
+    report: StepReport
+    rows: int
+    duplicate: bool
+    previous_best: int | None
+    seconds: float
+
+
+def bank_config(config: dict[str, Any], default_device: str) -> BankConfig:
+    """The core's config from a stream's stored settings; device "auto" takes the server's."""
+    device = config["device"] if config["device"] != "auto" else default_device
+    return BankConfig(
+        latent_dims=tuple(config["latent_dims"]),
+        learning_rate=config["learning_rate"],
+        estimator=config["estimator"],
+        mc_samples=config["mc_samples"],
+        bic_n=config["bic_n"],
+        collapse_threshold=config["collapse_threshold"],
+        seed=config["seed"],
+        device=device,
+        optimizer=config["optimizer"],
+    )
+
+
+class LiveStream:
+    """The in-memory state of one stream, mirrored durably in the store."""
+
+    def __init__(
+        self,
+        name: str,
+        config: dict[str, Any],
+        dim: int | None,
+        created_at: str,
+        store: Store,
+        default_device: str,
+        history_limit: int,
+    ) -> None:
+        self.name = name
+        self.config = config  # the settings as created (StreamCreate fields but name and dim)
+        self.dim = dim
+        self.created_at = created_at
+        self.bank_config = bank_config(config, default_device)
+        self.device = str(resolve_device(self.bank_config.device))
+        self.bank: LinearVAEBank | None = None
+        self.report: StepReport | None = None  # after the last durable batch
+        self.history = History(history_limit)
+        self.snapshot_step = 0
+        self.deleted = False
+        self.lock = threading.Lock()
+        self._store = store
+
+    @property
+    def step(self) -> int:
+        return 0 if self.report is None else self.report.step
+
+    # -------------------------------------------------------------------------------- writing
+
+    def apply(self, x: np.ndarray, seq: int | None) -> Applied:
+        """Learn one batch X (B, D) float32 durably; seq (if any) must equal the current step."""
+        start = time.perf_counter()
+        with self.lock:
+            if self.deleted:
+                raise ApiError(404, "not_found", f"stream {self.name!r} not found")
+            previous = self.report
+            step = self.step
+            if seq is not None and seq < step:
+                assert previous is not None
+                return Applied(previous, x.shape[0], True, previous.best_latent_dim, 0.0)
+            if seq is not None and seq > step:
+                raise ApiError(
+                    409,
+                    "seq_gap",
+                    f"expected seq {step} (the next batch of {self.name!r}), got {seq}",
+                    {"expected_seq": step},
+                )
+            self._check_columns(x)
+            bank = (
+                self.bank if self.bank is not None else LinearVAEBank(x.shape[1], self.bank_config)
+            )
+            report = bank.learn_many(x)
+            try:
+                change = self.history.add(report)
+                self._store.append_batch(
+                    self.name, report.step, x.shape[0], x.tobytes(), bank.dim, change
+                )
+            except BaseException:
+                self._reload()
+                raise
+            self.bank, self.report, self.dim = bank, report, bank.dim
+        best = None if previous is None else previous.best_latent_dim
+        return Applied(report, x.shape[0], False, best, time.perf_counter() - start)
+
+    def _check_columns(self, x: np.ndarray) -> None:
+        if self.dim is not None and x.shape[1] != self.dim:
+            raise InvalidBatchError(f"expected {self.dim} columns, got {x.shape[1]}")
+
+    def snapshot_if_due(self, every: int) -> bool:
+        """Snapshot when `every` batches were logged since the last snapshot."""
+        if self.step - self.snapshot_step < every:
+            return False
+        self.snapshot()
+        return True
+
+    def snapshot(self) -> None:
+        """Store the bank's full state and drop the log rows it covers."""
+        with self.lock:
+            if self.bank is None or self.deleted or self.bank.step == self.snapshot_step:
+                return
+            self._store.save_snapshot(self.name, self.bank.step, self.bank.state_bytes())
+            self.snapshot_step = self.bank.step
+
+    def delete(self) -> None:
+        """Remove the stream from the store; later work on it answers 404."""
+        with self.lock:
+            self.deleted = True
+            self._store.delete_stream(self.name)
+
+    # -------------------------------------------------------------------------------- reading
+
+    def params(self, latent_dim: int | None) -> tuple[int, ModelParams]:
+        with self.lock:
+            bank = self._trained_bank()
+            return bank.step, bank.params(latent_dim)
+
+    def transform(
+        self, x: np.ndarray, latent_dim: int | None, decode: bool
+    ) -> tuple[int, np.ndarray]:
+        """Posterior means (decode=False) or reconstructions of X with one model (None: best)."""
+        with self.lock:
+            bank = self._trained_bank()
+            h = bank.best_latent_dim if latent_dim is None else latent_dim
+            out = bank.reconstruct(x, h) if decode else bank.encode(x, h)
+            return h, out
+
+    def _trained_bank(self) -> LinearVAEBank:
+        if self.bank is None:
+            raise ApiError(
+                409, "no_data_yet", f"stream {self.name!r} has no batch yet; push one first"
+            )
+        return self.bank
+
+    # -------------------------------------------------------------------------------- restoring
+
+    @classmethod
+    def restore(
+        cls, stored: StoredStream, store: Store, default_device: str, history_limit: int
+    ) -> "LiveStream":
+        """Snapshot + replay of the logged batches after it: the state of the last commit."""
+        live = cls(
+            stored.name,
+            stored.config,
+            stored.dim,
+            stored.created_at,
+            store,
+            default_device,
+            history_limit,
+        )
+        live._load(stored)
+        return live
+
+    def _load(self, stored: StoredStream) -> None:
+        self.history = History(self.history.capacity, stored.history_stride, stored.history)
+        self.bank, self.report, self.snapshot_step = None, None, 0
+        if stored.snapshot is not None:
+            self.snapshot_step, state = stored.snapshot
+            self.bank = LinearVAEBank.from_bytes(state, device=self.bank_config.device)
+        for step, data in stored.batches:
+            assert stored.dim is not None
+            x = np.frombuffer(data, dtype="<f4").reshape(-1, stored.dim).copy()
+            if self.bank is None:
+                self.bank = LinearVAEBank(stored.dim, self.bank_config)
+            self.bank.learn_many(x)
+            if self.bank.step != step:
+                raise RuntimeError(
+                    f"stream {self.name!r}: log step {step} replayed as {self.bank.step}"
+                )
+        self.report = None if self.bank is None else self.bank.report()
+
+    def _reload(self) -> None:
+        """Bring memory back to the store's state after a failed commit."""
+        stored = self._store.load_stream(self.name)
+        if stored is not None:
+            self._load(stored)

@@ -1,0 +1,291 @@
+"""The live streams of one server and the ordered, bounded work queue of each.
+
+Threads and the loop:
+- Training and SQLite commits run in a pool of `settings.workers` threads, never on the loop.
+- Each stream has one consumer task that takes its jobs in arrival order and runs them one at a
+  time in the pool: batches of one stream apply in order, different streams in parallel.
+- A stream's queue holds at most `settings.queue_depth` batches; past that, 429 + Retry-After.
+- Stored streams are restored (snapshot + replay) in the pool after start; until then routes
+  answer 503 and /readyz says "starting".
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from starlette.concurrency import run_in_threadpool
+
+from service import views
+from service.errors import ApiError, not_found
+from service.live import Applied, LiveStream
+from service.metrics import Metrics
+from service.pubsub import Hub, sse
+from service.schemas import StreamCreate
+from service.settings import Settings
+from service.store import Store
+from streaming.bank import resolve_device
+
+T = TypeVar("T")
+log = logging.getLogger("dimwatch")
+
+
+def _init_worker() -> None:
+    # One intra-op thread per worker: results do not depend on scheduling, so a replay after a
+    # crash reproduces the original run bit for bit; parallelism comes from many streams.
+    torch.set_num_threads(1)
+
+
+@dataclass
+class _Job:
+    fn: Callable[[], Any]
+    future: "asyncio.Future[Any]"
+    counted: bool  # counts against queue_depth (batches do; deletes and snapshots do not)
+
+
+@dataclass
+class Entry:
+    """One stream: its state, its queue and consumer, its event listeners."""
+
+    live: LiveStream
+    queue: "asyncio.Queue[_Job | None]" = field(default_factory=asyncio.Queue)
+    pending: int = 0  # counted jobs queued or running
+    hub: Hub = field(default_factory=Hub)
+    task: "asyncio.Task[None] | None" = None
+
+
+class Registry:
+    """Every live stream, keyed by name; the one object routes talk to."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.ready = False
+        self._streams: dict[str, Entry] = {}
+        self._store: Store | None = None
+        self._pool = ThreadPoolExecutor(settings.workers, "dimwatch-worker", _init_worker)
+        self._loader: asyncio.Task[None] | None = None
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "registry not started"
+        return self._store
+
+    # -------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Open the store and begin restoring stored streams in the background."""
+        self._store = await self._run(Store, self.settings.data_dir)
+        self._loader = asyncio.create_task(self._load())
+
+    async def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            names = await self._run(self.store.stream_names)
+            lives = await asyncio.gather(*(self._run(self._restore, n) for n in names))
+        except Exception:
+            log.exception("could not restore the stored streams; the server stays unready")
+            return
+        for live in lives:
+            if live is not None:
+                self._start(Entry(live))
+        self.ready = True
+        log.info("loaded %d streams in %.2f s", len(self._streams), time.perf_counter() - started)
+
+    def _restore(self, name: str) -> LiveStream | None:
+        stored = self.store.load_stream(name)
+        if stored is None:
+            return None
+        s = self.settings
+        live = LiveStream.restore(stored, self.store, s.device, s.history_limit)
+        live.snapshot_if_due(s.snapshot_every)
+        return live
+
+    async def close(self) -> None:
+        """Drain every queue, snapshot every stream, close the store (graceful shutdown)."""
+        if self._loader is not None:
+            await asyncio.gather(self._loader, return_exceptions=True)
+        entries = list(self._streams.values())
+        for entry in entries:
+            entry.hub.close()
+            entry.queue.put_nowait(None)
+        await asyncio.gather(*(e.task for e in entries if e.task is not None))
+        await asyncio.gather(*(self._run(e.live.snapshot) for e in entries))
+        if self._store is not None:
+            await self._run(self._store.close)
+        self._pool.shutdown(wait=True)
+
+    def _start(self, entry: Entry) -> None:
+        """Register the stream and start its consumer."""
+        entry.task = asyncio.create_task(self._consume(entry), name=f"stream:{entry.live.name}")
+        self._streams[entry.live.name] = entry
+        self.metrics.streams.set(len(self._streams))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # -------------------------------------------------------------------------------- queues
+
+    async def _consume(self, entry: Entry) -> None:
+        """Run the stream's jobs one at a time, in order, in the pool."""
+        while (job := await entry.queue.get()) is not None:
+            try:
+                result = await self._run(job.fn)
+            except Exception as exc:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            else:
+                if isinstance(result, Applied) and not result.duplicate:
+                    self._published(entry, result)
+                if not job.future.done():
+                    job.future.set_result(result)
+            finally:
+                entry.pending -= job.counted
+
+    async def _submit(self, entry: Entry, fn: Callable[[], T], counted: bool = True) -> T:
+        if counted and entry.pending >= self.settings.queue_depth:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"stream {entry.live.name!r} has {entry.pending} batches queued; the limit "
+                f"queue_depth is {self.settings.queue_depth}; retry later",
+                headers={"Retry-After": "1"},
+            )
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        entry.pending += counted
+        entry.queue.put_nowait(_Job(fn, future, counted))
+        return await future
+
+    def _published(self, entry: Entry, applied: Applied) -> None:
+        """Metrics and events of one applied batch (on the loop, in step order)."""
+        report = applied.report
+        self.metrics.batches.inc()
+        self.metrics.rows.inc(applied.rows)
+        self.metrics.step_seconds.observe(applied.seconds)
+        changed = applied.previous_best not in (None, report.best_latent_dim)
+        if changed:
+            self.metrics.selection_changes.inc()
+        if not entry.hub.listening:
+            return
+        entry.hub.publish(sse("step", views.selection(report).model_dump_json(), report.step))
+        if changed:
+            change = {
+                "step": report.step,
+                "previous": applied.previous_best,
+                "best_latent_dim": report.best_latent_dim,
+            }
+            entry.hub.publish(sse("selection_change", json.dumps(change)))
+
+    # -------------------------------------------------------------------------------- streams
+
+    def get(self, name: str) -> Entry:
+        entry = self._streams.get(name)
+        if entry is None or entry.live.deleted:
+            raise not_found(f"stream {name!r}")
+        return entry
+
+    def streams(self) -> list[LiveStream]:
+        return [e.live for e in sorted(self._streams.values(), key=lambda e: e.live.name)]
+
+    async def create(self, spec: StreamCreate) -> LiveStream:
+        """Validate the settings against the limits and the core, store them, go live."""
+        if spec.name in self._streams:
+            raise ApiError(
+                409, "stream_exists", f"stream {spec.name!r} already exists; pick another name"
+            )
+        self._check_limits(spec)
+        config = spec.model_dump(exclude={"name", "dim"})
+        created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        live = LiveStream(
+            spec.name,
+            config,
+            spec.dim,
+            created_at,
+            self.store,
+            self.settings.device,
+            self.settings.history_limit,
+        )
+        if spec.dim is not None:
+            live.bank_config.check_dim(spec.dim)
+        entry = Entry(live)
+        self._streams[spec.name] = entry  # reserve the name while the row is written
+        try:
+            await self._run(self.store.create_stream, spec.name, config, spec.dim, created_at)
+        except BaseException:
+            del self._streams[spec.name]
+            raise
+        self._start(entry)
+        return live
+
+    def _check_limits(self, spec: StreamCreate) -> None:
+        s = self.settings
+        if len(self._streams) >= s.max_streams:
+            raise ApiError(
+                422,
+                "limit_exceeded",
+                f"{len(self._streams)} streams exist; the limit max_streams is {s.max_streams}",
+            )
+        if len(spec.latent_dims) > s.max_latent_dims:
+            raise ApiError(
+                422,
+                "limit_exceeded",
+                f"{len(spec.latent_dims)} latent sizes given; "
+                f"the limit max_latent_dims is {s.max_latent_dims}",
+            )
+        if max(spec.latent_dims) >= s.max_dim:
+            raise ApiError(
+                422,
+                "limit_exceeded",
+                f"latent size {max(spec.latent_dims)} needs D > {max(spec.latent_dims)}; "
+                f"the limit max_dim is {s.max_dim}",
+            )
+        if spec.dim is not None and spec.dim > s.max_dim:
+            raise ApiError(
+                422, "limit_exceeded", f"dim is {spec.dim}; the limit max_dim is {s.max_dim}"
+            )
+        if spec.mc_samples > s.max_mc_samples:
+            raise ApiError(
+                422,
+                "limit_exceeded",
+                f"mc_samples is {spec.mc_samples}; the limit max_mc_samples is {s.max_mc_samples}",
+            )
+        resolve_device(spec.device if spec.device != "auto" else s.device)
+
+    async def delete(self, name: str) -> None:
+        """Remove a stream; its queued batches and every later request answer 404."""
+        entry = self.get(name)
+        entry.live.deleted = True  # checked by requests and by queued batches
+        await self._submit(entry, entry.live.delete, counted=False)
+        entry.queue.put_nowait(None)
+        entry.hub.close()
+        del self._streams[name]
+        self.metrics.streams.set(len(self._streams))
+
+    # -------------------------------------------------------------------------------- work
+
+    async def push(self, name: str, x: np.ndarray, seq: int | None) -> Applied:
+        """Apply one batch in the stream's order; returns once it is durable."""
+        entry = self.get(name)
+        live, every = entry.live, self.settings.snapshot_every
+
+        def job() -> Applied:
+            applied = live.apply(x, seq)
+            try:
+                live.snapshot_if_due(every)
+            except Exception:  # the batch is durable in the log; the next batch retries
+                log.exception("snapshot of stream %r failed", live.name)
+            return applied
+
+        return await self._submit(entry, job)
+
+    async def read(self, name: str, fn: Callable[[LiveStream], T]) -> T:
+        """Run a blocking read of the stream's bank off the loop, not behind its queue."""
+        live = self.get(name).live
+        return await run_in_threadpool(fn, live)

@@ -1,0 +1,319 @@
+"""Request and response bodies of the REST API (docs/api.md), with OpenAPI examples."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+_SELECTION_EXAMPLE = {
+    "step": 121,
+    "rows_seen": 1210,
+    "best_latent_dim": 4,
+    "models": [
+        {
+            "latent_dim": 4,
+            "entropy_elbo": -14.1,
+            "bic": 329.4,
+            "batch_elbo": -14.5,
+            "batch_bic": 337.0,
+            "sigma2": 0.81,
+            "active_latents": 4,
+        }
+    ],
+}
+
+
+def _examples(*examples: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+class ErrorOut(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    model_config = _examples(
+        {"error": "invalid_batch", "message": "expected 10 columns, got 9", "details": None}
+    )
+
+    error: str = Field(description="stable machine code, e.g. invalid_batch")
+    message: str = Field(description="what was wrong and what was expected")
+    details: object = Field(default=None, description="extra structure, e.g. field errors")
+
+
+class StatusOut(BaseModel):
+    """Liveness or readiness."""
+
+    model_config = _examples({"status": "ok"})
+
+    status: str
+
+
+# ------------------------------------------------------------------------------------ streams
+
+
+class StreamCreate(BaseModel):
+    """A new stream: a name and, optionally, the bank's hyper-parameters."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [{"name": "sensors"}, {"name": "s2", "latent_dims": [1, 3]}]
+        },
+    )
+
+    name: str = Field(pattern=NAME_PATTERN, description="URL-safe, 1-64 characters")
+    latent_dims: list[int] = Field(
+        default_factory=lambda: [2, 4, 6], min_length=1, description="candidate latent sizes H"
+    )
+    learning_rate: float = Field(default=0.002, gt=0, description="optimizer step size")
+    estimator: Literal["analytic", "mc"] = Field(
+        default="analytic", description="ELBO gradient estimator"
+    )
+    mc_samples: int = Field(default=100, ge=1, description="samples per row for estimator mc")
+    bic_n: int = Field(default=10, ge=1, description="N in BIC = P log N - 2 N F")
+    collapse_threshold: float = Field(
+        default=1.0, description="encoder entropy above which h collapsed"
+    )
+    seed: int = Field(default=0, ge=0, lt=2**63, description="seeds initialisation and sampling")
+    dim: int | None = Field(
+        default=None, ge=2, description="data dimension D; null: the first batch's"
+    )
+    device: str = Field(default="auto", max_length=32, description="auto, cpu, cuda or cuda:N")
+    optimizer: Literal["adam", "sgd"] = Field(
+        default="adam", description="optimizer of the online step"
+    )
+
+
+class StreamOut(BaseModel):
+    """A stream: its settings and where its training stands."""
+
+    model_config = _examples(
+        {
+            "name": "sensors",
+            "latent_dims": [2, 4, 6],
+            "learning_rate": 0.002,
+            "estimator": "analytic",
+            "mc_samples": 100,
+            "bic_n": 10,
+            "collapse_threshold": 1.0,
+            "seed": 0,
+            "dim": 10,
+            "device": "cpu",
+            "optimizer": "adam",
+            "step": 120,
+            "rows_seen": 1200,
+            "best_latent_dim": 4,
+            "created_at": "2026-11-25T15:00:00Z",
+        }
+    )
+
+    name: str
+    latent_dims: list[int]
+    learning_rate: float
+    estimator: str
+    mc_samples: int
+    bic_n: int
+    collapse_threshold: float
+    seed: int
+    dim: int | None = Field(description="null until the first batch fixes it")
+    device: str = Field(description="the device actually used, e.g. cpu or cuda:0")
+    optimizer: str
+    step: int = Field(description="batches applied")
+    rows_seen: int
+    best_latent_dim: int | None = Field(description="null before the first batch")
+    created_at: datetime
+
+
+class StreamList(BaseModel):
+    """Every stream, by name."""
+
+    data: list[StreamOut]
+    count: int
+
+
+# ------------------------------------------------------------------------------------ batches
+
+
+class BatchIn(BaseModel):
+    """A JSON batch: rows of D numbers; seq makes retries safe."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"data": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], "seq": 0}]},
+    )
+
+    data: list[list[StrictFloat]] = Field(description="rows x D numbers")
+    seq: int | None = Field(
+        default=None, ge=0, description="index of this batch in the stream, from 0"
+    )
+
+
+class ModelSelectionOut(BaseModel):
+    """Scores of one candidate H. Higher ELBO is better; lower BIC is better."""
+
+    latent_dim: int
+    entropy_elbo: float
+    bic: float
+    batch_elbo: float | None
+    batch_bic: float | None
+    sigma2: float
+    active_latents: int
+
+
+class SelectionOut(BaseModel):
+    """The selection after the last applied batch."""
+
+    model_config = _examples(_SELECTION_EXAMPLE)
+
+    step: int
+    rows_seen: int
+    best_latent_dim: int | None
+    models: list[ModelSelectionOut]
+
+
+class BatchOut(BaseModel):
+    """The answer to one batch, sent once it is applied and durable."""
+
+    model_config = _examples(
+        {"step": 121, "rows": 10, "duplicate": False, "selection": _SELECTION_EXAMPLE}
+    )
+
+    step: int = Field(description="the stream's step after this batch")
+    rows: int = Field(description="rows in this batch")
+    duplicate: bool = Field(description="true: seq was applied before, nothing trained")
+    selection: SelectionOut
+
+
+# ------------------------------------------------------------------------------------ collapse
+
+
+class ModelCollapseOut(BaseModel):
+    """Posterior-collapse statistics of one candidate (MATH.md, Eq. 23-24)."""
+
+    latent_dim: int
+    encoder_entropies: list[float]
+    collapsed: list[bool]
+    tau2: list[float]
+    active_latents: int
+    s_reg: float
+    s_rec: float
+
+
+class CollapseOut(BaseModel):
+    """Per-latent encoder entropies and collapse flags of every candidate."""
+
+    model_config = _examples(
+        {
+            "step": 121,
+            "threshold": 1.0,
+            "models": [
+                {
+                    "latent_dim": 2,
+                    "encoder_entropies": [-0.9, 1.4],
+                    "collapsed": [False, True],
+                    "tau2": [0.01, 0.99],
+                    "active_latents": 1,
+                    "s_reg": -2.3,
+                    "s_rec": -5.1,
+                }
+            ],
+        }
+    )
+
+    step: int
+    threshold: float
+    models: list[ModelCollapseOut]
+
+
+# ------------------------------------------------------------------------------------ history
+
+
+class HistoryModelOut(BaseModel):
+    latent_dim: int
+    bic: float
+    batch_bic: float | None
+
+
+class HistoryPointOut(BaseModel):
+    step: int
+    best_latent_dim: int
+    models: list[HistoryModelOut]
+
+
+class HistoryOut(BaseModel):
+    """Per-step BIC series, oldest first; capacity is the most points kept per stream."""
+
+    model_config = _examples(
+        {
+            "data": [
+                {
+                    "step": 1,
+                    "best_latent_dim": 6,
+                    "models": [{"latent_dim": 2, "bic": 1.0, "batch_bic": 2.0}],
+                }
+            ],
+            "count": 1,
+            "capacity": 10000,
+        }
+    )
+
+    data: list[HistoryPointOut]
+    count: int
+    capacity: int
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+class ModelParamsOut(BaseModel):
+    """Parameters of one linear VAE (MATH.md notation)."""
+
+    model_config = _examples(
+        {
+            "step": 121,
+            "latent_dim": 1,
+            "dim": 2,
+            "W": [[0.5], [0.1]],
+            "mu": [0.0, 0.1],
+            "sigma2": 0.04,
+            "V": [[1.2, 0.2]],
+            "b": [0.0],
+            "tau2": [0.03],
+        }
+    )
+
+    step: int
+    latent_dim: int
+    dim: int
+    W: list[list[float]] = Field(description="decoder weights, D x H")
+    mu: list[float] = Field(description="decoder bias, D")
+    sigma2: float = Field(description="decoder variance")
+    V: list[list[float]] = Field(description="encoder weights, H x D")
+    b: list[float] = Field(description="encoder bias, H")
+    tau2: list[float] = Field(description="encoder variances, H")
+
+
+class TransformIn(BaseModel):
+    """Rows to project (transform) or reconstruct with one model (null: the best)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"data": [[0.1, 0.2, 0.3]], "latent_dim": None}]},
+    )
+
+    data: list[list[StrictFloat]]
+    latent_dim: int | None = None
+
+
+class TransformOut(BaseModel):
+    """Latent means (transform) or reconstructions, row by row."""
+
+    model_config = _examples({"latent_dim": 2, "data": [[0.3, -1.2]]})
+
+    latent_dim: int
+    data: list[list[float]]

@@ -1,0 +1,106 @@
+"""Core results and live streams -> response schemas (no I/O, no locking)."""
+
+from datetime import datetime
+
+from service.history import Point
+from service.live import LiveStream
+from service.schemas import (
+    CollapseOut,
+    HistoryModelOut,
+    HistoryOut,
+    HistoryPointOut,
+    ModelCollapseOut,
+    ModelParamsOut,
+    ModelSelectionOut,
+    SelectionOut,
+    StreamOut,
+)
+from streaming.report import ModelParams, StepReport
+
+
+def selection(report: StepReport | None) -> SelectionOut:
+    """The selection after `report` (before the first batch: step 0, no models)."""
+    if report is None:
+        return SelectionOut(step=0, rows_seen=0, best_latent_dim=None, models=[])
+    return SelectionOut(
+        step=report.step,
+        rows_seen=report.rows_seen,
+        best_latent_dim=report.best_latent_dim,
+        models=[
+            ModelSelectionOut(
+                latent_dim=m.latent_dim,
+                entropy_elbo=m.entropy_elbo,
+                bic=m.bic,
+                batch_elbo=m.batch_elbo,
+                batch_bic=m.batch_bic,
+                sigma2=m.sigma2,
+                active_latents=m.active_latents,
+            )
+            for m in report.models
+        ],
+    )
+
+
+def collapse(live: LiveStream) -> CollapseOut:
+    report = live.report
+    models = [] if report is None else report.models
+    return CollapseOut(
+        step=live.step,
+        threshold=live.bank_config.collapse_threshold,
+        models=[
+            ModelCollapseOut(
+                latent_dim=m.latent_dim,
+                encoder_entropies=list(m.encoder_entropies),
+                collapsed=list(m.collapsed),
+                tau2=list(m.tau2),
+                active_latents=m.active_latents,
+                s_reg=m.s_reg,
+                s_rec=m.s_rec,
+            )
+            for m in models
+        ],
+    )
+
+
+def stream(live: LiveStream) -> StreamOut:
+    report = live.report
+    return StreamOut(
+        name=live.name,
+        **{k: v for k, v in live.config.items() if k != "device"},
+        dim=live.dim,
+        device=live.device,
+        step=live.step,
+        rows_seen=0 if report is None else report.rows_seen,
+        best_latent_dim=None if report is None else report.best_latent_dim,
+        created_at=datetime.fromisoformat(live.created_at),
+    )
+
+
+def history(live: LiveStream, points: list[Point]) -> HistoryOut:
+    dims = live.bank_config.latent_dims
+    data = [
+        HistoryPointOut(
+            step=p.step,
+            best_latent_dim=p.best_latent_dim,
+            models=[
+                HistoryModelOut(latent_dim=h, bic=bic, batch_bic=bbic)
+                for h, bic, bbic in zip(dims, p.bic, p.batch_bic, strict=True)
+            ],
+        )
+        for p in points
+    ]
+    return HistoryOut(data=data, count=len(data), capacity=live.history.capacity)
+
+
+def model_params(step: int, params: ModelParams) -> ModelParamsOut:
+    return ModelParamsOut(
+        step=step,
+        latent_dim=params.latent_dim,
+        dim=params.dim,
+        W=params.W,
+        mu=params.mu,
+        sigma2=params.sigma2,
+        V=params.V,
+        b=params.b,
+        tau2=params.tau2,
+    )
