@@ -12,36 +12,44 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DIMWATCH_", frozen=True)
 
-    host: str = "127.0.0.1"  # interface uvicorn binds
-    port: int = Field(default=8000, ge=0, le=65535)  # TCP port (0: any free port)
-    data_dir: Path = Path("data")  # folder of the SQLite store (dimwatch.sqlite3), created on start
-    device: str = "auto"  # torch device of streams created with device "auto" (auto: cuda if any)
+    # Interface uvicorn binds.
+    host: str = "127.0.0.1"
+    # TCP port (0: any free port).
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Folder of the SQLite store (dimwatch.sqlite3), created on start.
+    data_dir: Path = Path("data")
+    # Torch device of streams created with device "auto" ("auto" here: cuda when available).
+    device: str = "auto"
     # Bearer tokens, comma-separated in DIMWATCH_API_TOKENS; empty turns auth off. Never logged.
     api_tokens: Annotated[tuple[str, ...], NoDecode] = Field(default=(), repr=False)
-    max_rows_per_batch: int = Field(
-        default=10_000, ge=1
-    )  # rows in one batch or transform body (413 past)
-    max_dim: int = Field(default=1_000, ge=2)  # data dimension D of a stream (422 past)
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # request body size (413 past)
-    max_streams: int = Field(default=100, ge=1)  # live streams at once (422 past)
-    max_latent_dims: int = Field(default=16, ge=1)  # candidate latent sizes per stream (422 past)
-    max_mc_samples: int = Field(default=1_000, ge=1)  # mc_samples of a stream (422 past)
-    queue_depth: int = Field(
-        default=64, ge=1
-    )  # batches waiting per stream; past it: 429 + Retry-After
-    history_limit: int = Field(
-        default=10_000, ge=2
-    )  # history points kept per stream (older ones thinned)
-    snapshot_every: int = Field(
-        default=100, ge=1
-    )  # batches between snapshots of a stream's full state
-    workers: int = Field(default=2, ge=1)  # training threads shared by all streams
-    keepalive_seconds: float = Field(
-        default=15.0, gt=0
-    )  # silence before an events stream sends a comment
-    shutdown_timeout: float = Field(default=10.0, gt=0)  # seconds open connections get on SIGTERM
-    dashboard_dir: Path | None = None  # dashboard files; None: the installed clients/dashboard
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"  # log verbosity
+    # Rows in one batch or transform body (413 limit_exceeded past it).
+    max_rows_per_batch: int = Field(default=10_000, ge=1)
+    # Data dimension D of a stream (422 limit_exceeded past it).
+    max_dim: int = Field(default=1_000, ge=2)
+    # Bytes in one request body (413 payload_too_large past it).
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Streams at once (422 limit_exceeded past it).
+    max_streams: int = Field(default=100, ge=1)
+    # Candidate latent sizes in one stream's latent_dims (422 limit_exceeded past it).
+    max_latent_dims: int = Field(default=16, ge=1)
+    # mc_samples of a stream: Monte Carlo cost grows with it (422 limit_exceeded past it).
+    max_mc_samples: int = Field(default=1_000, ge=1)
+    # Batches queued or running per stream; past it: 429 rate_limited with Retry-After.
+    queue_depth: int = Field(default=64, ge=1)
+    # History points kept per stream; older points are thinned to keep memory constant.
+    history_limit: int = Field(default=10_000, ge=2)
+    # Batches between snapshots of a stream's full state (restart replays at most this many).
+    snapshot_every: int = Field(default=100, ge=1)
+    # Training threads shared by all streams (one stream trains on one thread at a time).
+    workers: int = Field(default=2, ge=1)
+    # Seconds of silence before an events stream sends a keep-alive comment.
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    # Seconds requests in flight get to finish on SIGTERM before they are cancelled.
+    shutdown_timeout: float = Field(default=10.0, gt=0)
+    # Folder of the dashboard's files; None: clients/dashboard of the installed package.
+    dashboard_dir: Path | None = None
+    # Log verbosity of the server and uvicorn.
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("api_tokens", mode="before")
     @classmethod
