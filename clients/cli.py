@@ -13,11 +13,13 @@ Client commands talk to `--url` (DIMWATCH_URL, else http://127.0.0.1:8000) with 
 
 import argparse
 import dataclasses
+import itertools
 import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from clients import _demo, _render, errors
 from clients._files import load_array
 from clients._requests import DEFAULT_URL, RetryPolicy
 from clients.client import DimwatchClient
-from clients.models import SelectionChangeEvent, StepEvent, StreamSettings
+from clients.models import Event, SelectionChangeEvent, StepEvent, StreamSettings
 
 # A command line gives up sooner than the library default: a server that is down is reported
 # after about a second rather than four.
@@ -43,6 +45,16 @@ class CommandError(Exception):
 def _say(console: Console, text: str | Text) -> None:
     """One message as it is: no markup, no highlighting, long lines left to the terminal."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _int_list(text: str) -> list[int]:
@@ -98,8 +110,34 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch data streams and keep choosing their latent dimension.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands.add_parser("serve", help="run the dimwatch server"))
 
-    serve = commands.add_parser("serve", help="run the dimwatch server")
+    push = commands.add_parser("push", help="push rows from a .npy or .csv file (or - for stdin)")
+    push.add_argument("stream", help="stream name (created if absent)")
+    push.add_argument("file", help=".npy, .csv, or - to read CSV from stdin")
+    push.add_argument(
+        "--batch-size", type=_positive_int, default=10, help="rows per batch (%(default)s)"
+    )
+    push.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _client_options(push)
+    _stream_settings_options(push)
+
+    status = commands.add_parser("status", help="list streams, or one stream's scores")
+    status.add_argument("stream", nargs="?", help="show this stream's candidates")
+    _client_options(status)
+
+    watch = commands.add_parser("watch", help="follow a stream live")
+    watch.add_argument("stream")
+    watch.add_argument("--max-events", type=_positive_int, help="stop after this many events")
+    _client_options(watch)
+
+    _add_demo(
+        commands.add_parser("demo", help="replay the paper's stream (dims 6, then 2, then 4)")
+    )
+    return parser
+
+
+def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="interface to bind (env DIMWATCH_HOST; 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (env DIMWATCH_PORT; 8000)")
     serve.add_argument("--data-dir", type=Path, help="storage folder (env DIMWATCH_DATA_DIR)")
@@ -111,35 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted API token, repeatable (env DIMWATCH_API_TOKENS, comma-separated)",
     )
 
-    push = commands.add_parser("push", help="push rows from a .npy or .csv file (or - for stdin)")
-    push.add_argument("stream", help="stream name (created if absent)")
-    push.add_argument("file", help=".npy, .csv, or - to read CSV from stdin")
-    push.add_argument("--batch-size", type=int, default=10, help="rows per batch (%(default)s)")
-    push.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _client_options(push)
-    _stream_settings_options(push)
 
-    status = commands.add_parser("status", help="list streams, or one stream's scores")
-    status.add_argument("stream", nargs="?", help="show this stream's candidates")
-    _client_options(status)
-
-    watch = commands.add_parser("watch", help="follow a stream live")
-    watch.add_argument("stream")
-    watch.add_argument("--max-events", type=int, help="stop after this many events")
-    _client_options(watch)
-
-    demo = commands.add_parser("demo", help="replay the paper's stream (6, then 2, then 4 dims)")
+def _add_demo(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--url", help="replay against this server (default: start one in-process)")
+    demo.add_argument(
+        "--token", default=os.environ.get("DIMWATCH_TOKEN"), help="API token (env DIMWATCH_TOKEN)"
+    )
     demo.add_argument("--paper", action="store_true", help="the paper's full settings (slow)")
-    demo.add_argument("--chunk-size", type=int, help="rows per chunk (10000; paper 100000)")
-    demo.add_argument("--batch-size", type=int, help="rows per batch (25; paper 10)")
+    demo.add_argument(
+        "--chunk-size", type=_positive_int, help="rows per chunk (10000; paper 100000)"
+    )
+    demo.add_argument("--batch-size", type=_positive_int, help="rows per batch (25; paper 10)")
     demo.add_argument("--learning-rate", type=float, help="step size (0.03; paper 0.002)")
     demo.add_argument("--estimator", choices=["analytic", "mc"], help="analytic; paper mc")
     demo.add_argument("--seed", type=int, help="seed of data and models (0)")
     demo.add_argument("--stream", help="stream name (default: a new demo-XXXXXX)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
-    demo.add_argument("--url", default=os.environ.get("DIMWATCH_URL"), help="use this server")
-    demo.add_argument("--token", default=os.environ.get("DIMWATCH_TOKEN"), help="its API token")
-    return parser
 
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
@@ -202,32 +227,32 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, console: Console) -> int:
-    view = _render.WatchView(args.stream)
-    seen = 0
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
         client.get_stream(args.stream)  # a missing stream fails here, before waiting
-        if console.is_terminal:
-            with Live(view.render(), console=console, auto_refresh=False) as live:
-                for event in client.watch(args.stream):
-                    if isinstance(event, StepEvent):
-                        view.selection = event.selection
-                    else:
-                        view.changes = (*view.changes, event)
-                    live.update(view.render(), refresh=True)
-                    seen += 1
-                    if args.max_events is not None and seen >= args.max_events:
-                        break
-            return 0
-        _say(console, f"watching {args.stream!r}")
-        for event in client.watch(args.stream):
-            if isinstance(event, SelectionChangeEvent):
-                _say(console, _render.change_line(event))
-            else:
-                _say(console, _render.step_line(event.selection))
-            seen += 1
-            if args.max_events is not None and seen >= args.max_events:
-                break
+        with closing(client.watch(args.stream)) as stream_events:
+            events = itertools.islice(stream_events, args.max_events)  # None: until the end
+            if console.is_terminal:
+                _watch_live(args.stream, events, console)
+                return 0
+            _say(console, f"watching {args.stream!r}")
+            for event in events:
+                if isinstance(event, SelectionChangeEvent):
+                    _say(console, _render.change_line(event))
+                else:
+                    _say(console, _render.step_line(event.selection))
     return 0
+
+
+def _watch_live(stream: str, events: Iterable[Event], console: Console) -> None:
+    """Redraw the scores table in place; selection changes stay listed below it."""
+    view = _render.WatchView(stream)
+    with Live(view.render(), console=console, auto_refresh=False) as live:
+        for event in events:
+            if isinstance(event, StepEvent):
+                view.selection = event.selection
+            else:
+                view.changes = (*view.changes, event)
+            live.update(view.render(), refresh=True)
 
 
 def _demo_options(args: argparse.Namespace) -> _demo.DemoOptions:

@@ -336,3 +336,11 @@ def test_main_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[s
 
     assert info.value.code == 2
     assert "the following arguments are required: COMMAND" in capsys.readouterr().err
+
+
+def test_batch_size_zero_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["push", "s", "rows.npy", "--batch-size", "0"])
+
+    assert info.value.code == 2
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err
