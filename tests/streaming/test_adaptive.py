@@ -1,0 +1,116 @@
+"""The adaptive bank: alarms on the gap between batch ELBO and entropy ELBO, learning-rate boost,
+optimizer resets, averaged scores (streaming/adaptive.py)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from streaming.adaptive import AdaptiveBank, AdaptiveConfig
+from streaming.bank import LinearVAEBank
+from streaming.config import BankConfig
+from streaming.data import ppca_data
+from streaming.errors import InvalidConfigError
+
+DIM = 6
+CONFIG = BankConfig(latent_dims=(1, 3), learning_rate=0.002, device="cpu", seed=0)
+
+
+def _feed(bank: AdaptiveBank, x: np.ndarray, rows: int = 10) -> None:
+    for start in range(0, x.shape[0], rows):
+        bank.learn_many(x[start : start + rows])
+
+
+def _converged() -> AdaptiveBank:
+    """A bank that has settled on stationary data of intrinsic dimension 1."""
+    bank = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(boost_lr=0.05, reset_every=10))
+    _feed(bank, ppca_data(8_000, DIM, 1, noise=0.1, seed=1))
+    return bank
+
+
+def test_learning_rate_starts_at_boost() -> None:
+    bank = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(boost_lr=0.03))
+    assert bank.learning_rate == 0.03
+    assert bank.bank._optimizer.param_groups[0]["lr"] == 0.03
+
+
+def test_learning_rate_decays_to_quiet_rate_on_stationary_data() -> None:
+    bank = _converged()
+    assert bank.since_alarm >= 200
+    expected = 0.002 + (0.05 - 0.002) * math.exp(-bank.since_alarm / 50.0)
+    assert bank.learning_rate == pytest.approx(expected, rel=1e-12)
+    assert bank.learning_rate < 0.0021
+
+
+def test_change_of_dimension_raises_alarm_and_boost() -> None:
+    bank = _converged()
+    alarms, resets = bank.alarms, bank.resets
+    _feed(bank, ppca_data(50, DIM, 3, noise=0.1, seed=2))
+    assert bank.alarms == alarms + 1
+    assert bank.resets >= resets + 1
+    assert bank.since_alarm == 0
+    assert bank.learning_rate == 0.05
+
+
+def test_alarm_start_drops_optimizer_moments() -> None:
+    bank = _converged()
+    _feed(bank, ppca_data(10, DIM, 3, noise=2.0, seed=2))
+    _feed(bank, ppca_data(10, DIM, 3, noise=2.0, seed=3))
+    steps = {int(s["step"]) for s in bank.bank._optimizer.state.values()}
+    assert bank.alarms >= 1
+    assert steps <= {1, 2}
+
+
+def test_no_boost_no_reset_trains_like_plain_bank() -> None:
+    x = ppca_data(400, DIM, 2, noise=0.1, seed=4)
+    plain = LinearVAEBank(DIM, CONFIG)
+    adaptive = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(boost_lr=0.002, reset_optimizer=False))
+    for start in range(0, 400, 10):
+        expected = plain.learn_many(x[start : start + 10])
+        got = adaptive.learn_many(x[start : start + 10])
+        assert got == expected
+
+
+def test_score_rate_averages_entropy_elbo_into_bic() -> None:
+    x = ppca_data(30, DIM, 2, noise=0.1, seed=5)
+    plain = LinearVAEBank(DIM, CONFIG)
+    f = [np.array([m.entropy_elbo for m in plain.report().models])]
+    for start in range(0, 30, 10):
+        f.append(np.array([m.entropy_elbo for m in plain.learn_many(x[start : start + 10]).models]))
+    adaptive = AdaptiveBank(
+        DIM, CONFIG, AdaptiveConfig(boost_lr=0.002, reset_optimizer=False, score_rate=0.5)
+    )
+    _feed(adaptive, x)
+    score = f[0]
+    for value in f[1:]:
+        score = 0.5 * score + 0.5 * value
+    rep = adaptive.report()
+    bic = (np.array([1.0, 3.0]) * DIM + 1) * math.log(10) - 20.0 * score
+    assert [m.entropy_elbo for m in rep.models] == pytest.approx(score.tolist(), rel=1e-12)
+    assert [m.bic for m in rep.models] == pytest.approx(bic.tolist(), rel=1e-12)
+    assert rep.best_latent_dim == (1, 3)[int(np.argmin(bic))]
+
+
+def test_same_seed_gives_same_picks() -> None:
+    x = ppca_data(1_000, DIM, 3, noise=0.1, seed=6)
+    a = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(boost_lr=0.05, reset_every=10))
+    b = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(boost_lr=0.05, reset_every=10))
+    for start in range(0, 1_000, 10):
+        assert a.learn_many(x[start : start + 10]) == b.learn_many(x[start : start + 10])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("boost_lr", 0.0, "boost_lr: expected a positive number, got 0.0"),
+        ("decay_batches", -1.0, "decay_batches: expected a positive number, got -1.0"),
+        ("gap_rate", 1.5, "gap_rate: expected a number in (0, 1], got 1.5"),
+        ("score_rate", 0.0, "score_rate: expected a number in (0, 1], got 0.0"),
+        ("threshold", 0.0, "threshold: expected a positive number, got 0.0"),
+        ("reset_every", -1, "reset_every: expected >= 0, got -1"),
+    ],
+)
+def test_invalid_adaptive_config_raises(field: str, value: float, message: str) -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        AdaptiveConfig(**{field: value})  # type: ignore[arg-type]
+    assert str(info.value) == message
