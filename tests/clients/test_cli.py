@@ -237,6 +237,29 @@ def test_watch_prints_a_line_per_event_until_max_events(
     assert all(line.startswith(("step ", ">> step ")) for line in lines[1:])
 
 
+def test_watch_in_a_terminal_redraws_the_scores_table(
+    live_url: str,
+    live_client: DimwatchClient,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich treats stdout as a terminal
+    live_client.create_stream("sensors")
+    stop = threading.Event()
+    pusher = threading.Thread(target=_push_slowly, args=(live_url, stop))
+    pusher.start()
+    try:
+        code = main(["watch", "sensors", "--url", live_url, "--max-events", "3"])
+    finally:
+        stop.set()
+        pusher.join(timeout=30)
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "watching 'sensors' (Ctrl-C to stop)" in out
+    assert "entropy BIC" in out and "<- best" in out
+
+
 def test_watch_a_missing_stream_fails(live_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["watch", "nope", "--url", live_url]) == 1
     assert capsys.readouterr().err.endswith("(404 not_found)\n")
