@@ -17,6 +17,8 @@ import time
 import tomllib
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,11 +129,51 @@ def asgi_get(path: str, data_dir: Path) -> httpx.Response:
     return asyncio.run(fetch())
 
 
+CLI = "import sys; from clients.cli import main; sys.argv[0] = 'dimwatch'; sys.exit(main())"
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from clients.cli import main; sys.exit(main())"
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
+
+
+def env_example_values() -> dict[str, str]:
+    """The uncommented KEY=VALUE lines of the example env file, as compose would read them."""
+    text = (ROOT / "deploy" / "dimwatch.env.example").read_text()
+    pairs = re.findall(r"^([A-Z0-9_]+)=(.*)$", text, flags=re.MULTILINE)
+    return dict(pairs)
+
+
+def healthcheck_for(port: int) -> list[str]:
+    """The image's HEALTHCHECK command, aimed at `port`, run by this interpreter."""
+    command = [arg.replace(f":{DEFAULT_PORT}/", f":{port}/") for arg in image_healthcheck()]
+    return [sys.executable, *command[1:]]
+
+
+@contextmanager
+def image_server(tmp_path: Path, tokens: str) -> Iterator[int]:
+    """The image's CMD as a plain process, on 127.0.0.1 and a free port instead of 0.0.0.0:8000;
+    yields the port once the image's HEALTHCHECK command passes against it."""
+    port = free_port()
+    command = [arg.replace("0.0.0.0", "127.0.0.1") for arg in image_command()]
+    command[command.index("--port") + 1] = str(port)
+    env = {**os.environ, "DIMWATCH_DATA_DIR": str(tmp_path / "data"), "DIMWATCH_API_TOKENS": tokens}
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-c", CLI, *command[1:]], env=env, cwd=tmp_path, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 60  # torch import and the store's start
+            while subprocess.run(healthcheck_for(port), capture_output=True, timeout=10).returncode:
+                assert server.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "the health check never passed"
+                time.sleep(0.2)
+            yield port
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 # ---- docker-compose.yml --------------------------------------------------------------------
@@ -226,6 +268,7 @@ def test_demo_service_replays_against_healthy_service() -> None:
     demo = service("demo")
     assert demo["profiles"] == ["demo"]
     assert demo["image"] == service("dimwatch")["image"]
+    assert demo["build"] == service("dimwatch")["build"]
     assert demo["command"] == ["dimwatch", "demo", "--url", f"http://dimwatch:{DEFAULT_PORT}"]
     assert demo["depends_on"] == {"dimwatch": {"condition": "service_healthy"}}
 
@@ -246,36 +289,29 @@ def test_cli_demo_accepts_url_flag() -> None:
     assert "--url" in result.stdout
 
 
-def test_image_command_serves_healthz_for_healthcheck(tmp_path: Path) -> None:
-    port = free_port()
-    command = [arg.replace("0.0.0.0", "127.0.0.1") for arg in image_command()]
-    command[command.index("--port") + 1] = str(port)
-    env = {**os.environ, "DIMWATCH_DATA_DIR": str(tmp_path / "data"), "DIMWATCH_API_TOKENS": ""}
-    code = "import sys; from clients.cli import main; sys.argv[0] = 'dimwatch'; sys.exit(main())"
-    server = subprocess.Popen(
-        [sys.executable, "-c", code, *command[1:]],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        health = [arg.replace(f":{DEFAULT_PORT}/", f":{port}/") for arg in image_healthcheck()]
-        health[0] = sys.executable
-        for _ in range(300):  # up to 30 s for torch to import and the server to bind
-            if subprocess.run(health, capture_output=True, timeout=10).returncode == 0:
-                break
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            time.sleep(0.1)
-        else:
-            pytest.fail("the image's health check never passed against its command")
+def test_image_healthcheck_passes_against_image_command(tmp_path: Path) -> None:
+    with image_server(tmp_path, tokens="") as port:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert json.loads(response.read()) == {"status": "ok"}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if server.stderr:
-            server.stderr.close()
+        assert subprocess.run(healthcheck_for(port), timeout=10).returncode == 0
+
+
+@pytest.mark.slow
+def test_demo_command_replays_with_env_example_tokens(tmp_path: Path) -> None:
+    env_file = env_example_values()
+    with image_server(tmp_path, tokens=env_file["DIMWATCH_API_TOKENS"]) as port:
+        command = service("demo")["command"]
+        url = f"http://dimwatch:{DEFAULT_PORT}"
+        command = [arg.replace(url, f"http://127.0.0.1:{port}") for arg in command]
+        result = subprocess.run(
+            [sys.executable, "-c", CLI, *command[1:]],
+            env={**os.environ, "DIMWATCH_TOKEN": env_file["DIMWATCH_TOKEN"]},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "selected latent dimension per chunk" in result.stdout
 
 
 # ---- Dockerfile --------------------------------------------------------------------------------
