@@ -5,7 +5,6 @@ settings defaults, its routes, its CLI, the README's install steps. The image's 
 check are run as plain processes against a real server.
 """
 
-import asyncio
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import httpx
 import pytest
 import yaml
 
-from service.app import create_app
+from clients._local_server import local_server
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,18 +116,6 @@ def free_port() -> int:
         return port
 
 
-def asgi_get(path: str, data_dir: Path) -> httpx.Response:
-    """GET from the real app in process."""
-    app = create_app(Settings.model_validate({"data_dir": data_dir}))
-
-    async def fetch() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dimwatch") as client:
-            return await client.get(path)
-
-    return asyncio.run(fetch())
-
-
 CLI = "import sys; from clients.cli import main; sys.argv[0] = 'dimwatch'; sys.exit(main())"
 
 
@@ -208,7 +195,8 @@ def test_healthchecks_target_healthz_route_on_service_port(tmp_path: Path) -> No
     assert compose_test[1:] == image_healthcheck()
     url = urlsplit(healthcheck_url(image_healthcheck()))
     assert (url.hostname, url.port) == ("127.0.0.1", DEFAULT_PORT)
-    response = asgi_get(url.path, tmp_path)
+    with local_server(tmp_path / "data") as base_url:
+        response = httpx.get(f"{base_url}{url.path}")
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 

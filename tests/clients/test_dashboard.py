@@ -1,29 +1,13 @@
-"""The dashboard's files without a browser: offline by construction and served by the real app."""
+"""The dashboard's files without a browser: offline by construction, served by a real server."""
 
-import asyncio
 import re
 from pathlib import Path
 
 import httpx
 
-from service.app import create_app
-from service.settings import Settings
-
 DASHBOARD = Path(__file__).resolve().parents[2] / "clients" / "dashboard"
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # an XML name, never fetched
 JAVASCRIPT_TYPES = ("text/javascript", "application/javascript")
-
-
-def get(path: str, data_dir: Path) -> httpx.Response:
-    """GET from the real app in process (the dashboard's routes need no lifespan)."""
-    app = create_app(Settings.model_validate({"data_dir": data_dir}))
-
-    async def fetch() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://dimwatch") as client:
-            return await client.get(path)
-
-    return asyncio.run(fetch())
 
 
 def index_assets() -> list[str]:
@@ -54,16 +38,16 @@ def test_module_imports_resolve_to_dashboard_files() -> None:
             assert (DASHBOARD / target).is_file(), f"{script.name} imports missing {target}"
 
 
-def test_get_root_serves_index_html(tmp_path: Path) -> None:
-    response = get("/", tmp_path)
+def test_get_root_serves_index_html(live_url: str) -> None:
+    response = httpx.get(f"{live_url}/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert response.text == (DASHBOARD / "index.html").read_text()
 
 
-def test_get_module_script_has_javascript_type(tmp_path: Path) -> None:
+def test_get_module_script_has_javascript_type(live_url: str) -> None:
     for script in sorted(DASHBOARD.glob("*.js")):
-        response = get(f"/dashboard/{script.name}", tmp_path)
+        response = httpx.get(f"{live_url}/dashboard/{script.name}")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith(JAVASCRIPT_TYPES), script.name
         assert response.text == script.read_text()

@@ -5,8 +5,6 @@ Needs Debian's chromium at /usr/bin/chromium (.ci/run installs it). Screenshots 
 """
 
 import itertools
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +12,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from service.app import create_app
-from service.settings import Settings
+from clients._local_server import local_server
 from streaming.data import ppca_data
 
 pytestmark = pytest.mark.browser
@@ -39,60 +35,28 @@ TOKEN = "dashboard-test-token"
 TIMEOUT_MS = 15_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class LiveServer:
-    """A uvicorn server in a thread, on a socket bound before it starts."""
+    """A real uvicorn server (clients._local_server, in a thread) and the token it wants."""
 
     url: str
-    server: uvicorn.Server
-    thread: threading.Thread
     token: str | None
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def start_server(data_dir: Path, tokens: tuple[str, ...]) -> LiveServer:
-    settings = Settings.model_validate(
-        {"data_dir": data_dir, "api_tokens": tokens, "keepalive_seconds": 1.0}
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings),
-        log_level="warning",
-        ws="none",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(300):
-        if server.started:
-            break
-        thread.join(timeout=0.1)
-    assert server.started, "uvicorn did not start"
-    return LiveServer(f"http://127.0.0.1:{port}", server, thread, tokens[0] if tokens else None)
-
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("open"), ())
-    yield live
-    live.stop()
+    with local_server(tmp_path_factory.mktemp("open")) as url:
+        yield LiveServer(url, None)
 
 
 @pytest.fixture(scope="module")
 def locked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("locked"), (TOKEN,))
-    yield live
-    live.stop()
+    with local_server(tmp_path_factory.mktemp("locked"), tokens=(TOKEN,)) as url:
+        yield LiveServer(url, TOKEN)
 
 
 @pytest.fixture(scope="module")
