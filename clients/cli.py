@@ -23,6 +23,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -315,7 +316,7 @@ COMMANDS = {
 
 def _explain(exc: Exception, args: argparse.Namespace) -> str:
     if isinstance(exc, errors.ConnectionError):
-        if "cannot reach" in str(exc):
+        if isinstance(exc.__cause__, httpx.ConnectError):  # nothing listens there
             return f"cannot reach dimwatch at {exc.url} — start it with `dimwatch serve`"
         return str(exc)
     if isinstance(exc, errors.AuthError):

@@ -363,3 +363,22 @@ async def test_async_stream_array_pushes_every_batch() -> None:
         )
 
     assert (summary.batches, summary.rows) == (2, 4)
+
+
+def test_create_stream_reports_a_read_timeout_without_resending() -> None:
+    server = Server(httpx.ReadTimeout("timed out"), ok(samples.STREAM, 201))
+
+    with pytest.raises(errors.ConnectionError) as info:
+        server.client().create_stream("sensors")
+
+    assert str(info.value) == (
+        "dimwatch at http://dw.test did not answer in time (ReadTimeout: timed out)"
+    )
+    assert len(server.requests) == 1
+
+
+def test_get_stream_resends_after_a_read_timeout() -> None:
+    server = Server(httpx.ReadTimeout("timed out"), ok(samples.STREAM))
+
+    assert server.client().get_stream("sensors").name == "sensors"
+    assert len(server.requests) == 2
