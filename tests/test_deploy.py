@@ -239,7 +239,7 @@ def test_env_file_is_git_ignored() -> None:
     result = subprocess.run(
         ["git", "check-ignore", "--quiet", "deploy/dimwatch.env"], cwd=ROOT, check=False
     )
-    assert result.returncode == 0, "add deploy/dimwatch.env to .gitignore"
+    assert result.returncode == 0, "deploy/.gitignore must list dimwatch.env"
 
 
 def test_gpu_service_reserves_nvidia_gpus_behind_profile() -> None:
