@@ -86,6 +86,7 @@ def _stream_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--collapse-threshold", type=float, help="encoder entropy threshold (1.0)")
     group.add_argument("--seed", type=int, help="seed of initialisation and sampling (0)")
     group.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    group.add_argument("--optimizer", choices=["adam", "sgd"], help="online optimizer (adam)")
 
 
 _SETTING_NAMES = (
@@ -97,6 +98,7 @@ _SETTING_NAMES = (
     "collapse_threshold",
     "seed",
     "device",
+    "optimizer",
 )
 
 

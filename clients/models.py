@@ -25,6 +25,7 @@ class StreamSettings(TypedDict, total=False):
     seed: int  # seeds initialisation and sampling
     dim: int | None  # data dimension D, or None to take it from the first batch
     device: str  # "auto", "cpu", "cuda", "cuda:N"
+    optimizer: Literal["adam", "sgd"]  # the optimizer of the online step (default "adam")
 
 
 def _opt_int(value: Any) -> int | None:
@@ -53,6 +54,7 @@ class Stream:
     rows_seen: int
     best_latent_dim: int | None  # None before the first batch
     created_at: datetime
+    optimizer: str | None = None  # "adam" or "sgd"; None from a server that does not say
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -71,6 +73,7 @@ class Stream:
             rows_seen=int(obj["rows_seen"]),
             best_latent_dim=_opt_int(obj["best_latent_dim"]),
             created_at=datetime.fromisoformat(obj["created_at"]),
+            optimizer=None if obj.get("optimizer") is None else str(obj["optimizer"]),
         )
 
 

@@ -49,7 +49,7 @@ def test_push_flags_set_the_new_stream_settings(
 ) -> None:
     flags = ["--latent-dims", "1,3", "--seed", "5", "--estimator", "mc", "--mc-samples", "7"]
 
-    assert _push(live_url, _npy(tmp_path, rows(10)), *flags) == 0
+    assert _push(live_url, _npy(tmp_path, rows(10)), *flags, "--optimizer", "sgd") == 0
 
     stream = live_client.get_stream("sensors")
     assert (stream.latent_dims, stream.seed, stream.estimator, stream.mc_samples) == (
@@ -58,6 +58,7 @@ def test_push_flags_set_the_new_stream_settings(
         "mc",
         7,
     )
+    assert stream.optimizer == "sgd"
 
 
 def test_push_twice_continues_the_stream(
