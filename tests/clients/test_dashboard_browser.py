@@ -241,3 +241,33 @@ def test_selection_change_is_marked_live(
     step, old, new = changes[-1]
     assert tab.locator("#change-note").text_content() == f"step {step}: selected H {old} → {new}"
     assert console.errors == []
+
+
+def test_decimate_keeps_each_bucket_extremes(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, _ = page
+    tab.goto(f"{open_server.url}/")
+    kept = tab.evaluate(
+        """async () => {
+            const { decimate } = await import("./dashboard/charts.js");
+            const pairs = Array.from({ length: 1000 }, (_, i) => [i, i === 500 ? -7 : i % 10]);
+            return decimate(pairs, 10);
+        }"""
+    )
+    assert len(kept) == 20
+    assert [step for step, _ in kept] == sorted(step for step, _ in kept)
+    assert [500, -7] in kept
+    assert [9, 9] in kept
+
+
+def test_nice_ticks_are_round_numbers(open_server: LiveServer, page: tuple[Page, Console]) -> None:
+    tab, _ = page
+    tab.goto(f"{open_server.url}/")
+    ticks = tab.evaluate(
+        """async () => {
+            const { niceTicks } = await import("./dashboard/charts.js");
+            return [niceTicks(0, 1000, 5), niceTicks(-3.2, 1.5, 5), niceTicks(2, 2, 5)];
+        }"""
+    )
+    assert ticks == [[0, 200, 400, 600, 800, 1000], [-3, -2, -1, 0, 1], [2]]
