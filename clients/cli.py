@@ -190,7 +190,8 @@ def cmd_push(args: argparse.Namespace, console: Console) -> int:
     X = load_array(args.file, sys.stdin)
     settings = _given_settings(args)
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
-        stream, created = client.ensure_stream(args.stream, **settings)
+        # D from the file: a new stream checks its latent sizes against it before existing.
+        stream, created = client.ensure_stream(args.stream, **{**settings, "dim": X.shape[1]})
         if created:
             _say(console, f"created {_render.stream_line(stream)}")
         elif settings:

@@ -38,7 +38,7 @@ def test_push_npy_creates_the_stream_and_prints_a_summary(
 
     out = capsys.readouterr().out
     assert code == 0
-    assert "created stream 'sensors': D=-, candidates H=2,4,6, estimator analytic" in out
+    assert "created stream 'sensors': D=10, candidates H=2,4,6, estimator analytic" in out
     assert "pushed 100 rows in 5 batches to 'sensors'" in out
     assert "step 5, best H = " in out
     assert "<- best" in out
@@ -59,6 +59,18 @@ def test_push_flags_set_the_new_stream_settings(
         7,
     )
     assert stream.optimizer == "sgd"
+
+
+def test_push_latent_dims_too_large_for_the_file_creates_nothing(
+    live_url: str, live_client: DimwatchClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _push(live_url, _npy(tmp_path, rows(10, dim=5)), "--latent-dims", "2,6")
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: latent_dims: expected every H < D = 5, got [6] >= 5 (422 invalid_config)\n"
+    )
+    assert live_client.list_streams() == []
 
 
 def test_push_twice_continues_the_stream(
