@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from clients import DimwatchClient, errors
+from clients import AsyncDimwatchClient, DimwatchClient, errors
 from clients.models import SelectionChangeEvent, StepEvent
 from tests.clients.conftest import NO_RETRY, TOKEN, rows
 
@@ -102,3 +102,24 @@ def test_client_with_the_token_watches_events(token_url: str) -> None:
         pusher.join(timeout=30)
 
     assert isinstance(first, StepEvent)
+
+
+@pytest.mark.anyio
+async def test_async_watch_yields_step_events_over_a_socket(live_url: str) -> None:
+    stop = threading.Event()
+    async with AsyncDimwatchClient(live_url, retry=NO_RETRY) as client:
+        await client.create_stream("sensors")
+        events = client.watch("sensors")
+        pusher = _pusher(live_url, stop, 40)
+        try:
+            first = await anext(events)
+            second = await anext(events)
+        finally:
+            stop.set()
+            await events.aclose()
+            pusher.join(timeout=30)
+
+    assert isinstance(first, StepEvent)
+    # After step N comes either the selection change at step N or step N + 1.
+    expected = first.step if isinstance(second, SelectionChangeEvent) else first.step + 1
+    assert second.step == expected
