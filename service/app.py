@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         registry = Registry(settings, metrics)
         await registry.start()
+        app.state.registry = registry  # for operators and tests; routes use the lifespan state
         try:
             yield {"registry": registry}
         finally:

@@ -1,0 +1,284 @@
+"""Batches: the three body formats, seq semantics, every kind of bad input, the limits."""
+
+import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import httpx
+import numpy as np
+
+from tests.service.helpers import Server, batch, push
+
+URL = "/v1/streams/s/batches"
+
+
+def _stream(client: httpx.Client, **config: object) -> None:
+    assert client.post("/v1/streams", json={"name": "s", **config}).status_code == 201
+
+
+def _npy(x: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, x)
+    return buf.getvalue()
+
+
+def _error(response: httpx.Response, status: int, code: str, message: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json() == {"error": code, "message": message, "details": None}
+
+
+def test_push_json_applies_one_step(client: httpx.Client) -> None:
+    _stream(client)
+    response = client.post(URL, json={"data": batch(rows=4).tolist()})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["step"], body["rows"], body["duplicate"]) == (1, 4, False)
+    assert body["selection"]["step"] == 1
+    assert body["selection"]["rows_seen"] == 4
+    assert [m["latent_dim"] for m in body["selection"]["models"]] == [2, 4, 6]
+
+
+def test_push_binary_and_npy_match_json(client: httpx.Client) -> None:
+    x = batch(rows=6)
+    for name in ("j", "b", "n"):
+        client.post("/v1/streams", json={"name": name})
+    client.post("/v1/streams/j/batches", json={"data": x.tolist()})
+    push(client, "b", x)
+    client.post(
+        "/v1/streams/n/batches", content=_npy(x), headers={"Content-Type": "application/x-npy"}
+    )
+    models = [client.get(f"/v1/streams/{n}/models/4").json() for n in ("j", "b", "n")]
+    assert models[0] == models[1] == models[2]
+
+
+def test_push_npy_float64_accepted(client: httpx.Client) -> None:
+    _stream(client)
+    x = batch(rows=3).astype(np.float64)
+    response = client.post(
+        URL, content=_npy(x), headers={"Content-Type": "application/x-npy", "X-Seq": "0"}
+    )
+    assert response.json()["step"] == 1
+
+
+def test_push_first_batch_fixes_dim(client: httpx.Client) -> None:
+    _stream(client)
+    push(client, "s", batch(dim=7))
+    assert client.get("/v1/streams/s").json()["dim"] == 7
+    _error(push(client, "s", batch(dim=8)), 422, "invalid_batch", "expected 7 columns, got 8")
+
+
+def test_push_dim_given_at_creation_checked(client: httpx.Client) -> None:
+    _stream(client, dim=9)
+    _error(push(client, "s", batch(dim=8)), 422, "invalid_batch", "expected 9 columns, got 8")
+    assert client.get("/v1/streams/s").json()["step"] == 0
+
+
+def test_push_dim_too_small_for_latents_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    response = push(client, "s", batch(dim=5))
+    _error(response, 422, "invalid_config", "latent_dims: expected every H < D = 5, got [6] >= 5")
+    assert client.get("/v1/streams/s").json()["dim"] is None
+
+
+def test_push_seq_in_order_applies(client: httpx.Client) -> None:
+    _stream(client)
+    steps = [push(client, "s", batch(seed=i), seq=i).json()["step"] for i in range(3)]
+    assert steps == [1, 2, 3]
+
+
+def test_push_seq_repeated_is_duplicate(client: httpx.Client) -> None:
+    _stream(client)
+    for i in range(3):
+        push(client, "s", batch(seed=i), seq=i)
+    before = client.get("/v1/streams/s/models/2").json()
+    body = client.post(URL, json={"data": batch(rows=2).tolist(), "seq": 1}).json()
+    assert (body["step"], body["rows"], body["duplicate"]) == (3, 2, True)
+    assert body["selection"] == client.get("/v1/streams/s/selection").json()
+    assert client.get("/v1/streams/s/models/2").json() == before
+
+
+def test_push_seq_gap_conflicts(client: httpx.Client) -> None:
+    _stream(client)
+    push(client, "s", batch(), seq=0)
+    response = push(client, "s", batch(), seq=2)
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "seq_gap",
+        "message": "expected seq 1 (the next batch of 's'), got 2",
+        "details": {"expected_seq": 1},
+    }
+    assert client.get("/v1/streams/s").json()["step"] == 1
+
+
+def test_push_without_seq_counts_as_next(client: httpx.Client) -> None:
+    _stream(client)
+    push(client, "s", batch())
+    push(client, "s", batch())
+    assert push(client, "s", batch(), seq=1).json()["duplicate"] is True
+    assert push(client, "s", batch(), seq=2).json()["step"] == 3
+
+
+def test_push_unknown_stream_is_404(client: httpx.Client) -> None:
+    _error(push(client, "nope", batch()), 404, "not_found", "stream 'nope' not found")
+
+
+def test_push_bad_json_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    cases: dict[str, tuple[object, str]] = {
+        "empty": ({"data": []}, "expected at least one row, got an empty batch"),
+        "ragged": (
+            {"data": [[1.0, 2.0, 3.0], [1.0, 2.0]]},
+            "ragged rows: row 1 has 2 values, expected 3 like row 0",
+        ),
+        "no columns": ({"data": [[]]}, "expected at least one column, got rows of length 0"),
+        "overflow": (
+            {"data": [[1e39, 0.0, 1.0]]},
+            "expected finite numbers, got NaN or Inf in row 0",
+        ),
+    }
+    for label, (body, message) in cases.items():
+        response = client.post(URL, json=body)
+        assert response.status_code == 422, label
+        assert response.json() == {"error": "invalid_batch", "message": message, "details": None}, (
+            label
+        )
+    assert client.get("/v1/streams/s").json()["step"] == 0
+
+
+def test_push_nan_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    for token in ("NaN", "Infinity", "-Infinity"):
+        content = f'{{"data": [[1, 2, 3], [1, {token}, 3]]}}'
+        response = client.post(URL, content=content, headers={"Content-Type": "application/json"})
+        _error(response, 422, "invalid_batch", "expected finite numbers, got NaN or Inf in row 1")
+    x = batch()
+    x[3, 2] = np.inf
+    _error(
+        push(client, "s", x),
+        422,
+        "invalid_batch",
+        "expected finite numbers, got NaN or Inf in row 3",
+    )
+    assert client.get("/v1/streams/s").json()["step"] == 0
+
+
+def test_push_non_numbers_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    for data in ([["1.0", 2.0]], [[True, 2.0]], [[None, 1.0]], [1.0, 2.0], "x"):
+        response = client.post(URL, json={"data": data})
+        assert response.status_code == 422
+        assert response.json()["error"] == "invalid_batch"
+    for content in (b"{", b"[]", b'{"data": [[1, 2]], "extra": 1}', b'{"seq": 0}'):
+        response = client.post(URL, content=content, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, content
+        assert response.json()["error"] == "invalid_batch"
+
+
+def test_push_wrong_content_type_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    message = (
+        "expected Content-Type application/json, application/octet-stream, application/x-npy, got "
+    )
+    _error(
+        client.post(URL, content=b"1,2", headers={"Content-Type": "text/csv"}),
+        415,
+        "unsupported_media_type",
+        message + "text/csv",
+    )
+    _error(client.post(URL, content=b"1,2"), 415, "unsupported_media_type", message + "none")
+
+
+def test_push_bad_x_dim_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    raw = batch(rows=2, dim=8).tobytes()
+    for value in (None, "", "abc", "0", "-8", "8.0", "1e3", "9" * 30):
+        headers = {"Content-Type": "application/octet-stream"}
+        if value is not None:
+            headers["X-Dim"] = value
+        response = client.post(URL, content=raw, headers=headers)
+        _error(
+            response,
+            422,
+            "invalid_batch",
+            f"X-Dim: expected the number of columns as a positive integer, got {value!r}",
+        )
+    response = client.post(
+        URL, content=raw, headers={"Content-Type": "application/octet-stream", "X-Dim": "3"}
+    )
+    _error(
+        response,
+        422,
+        "invalid_batch",
+        "expected a multiple of 4 * X-Dim = 12 bytes of float32, got 64 bytes",
+    )
+
+
+def test_push_bad_x_seq_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    headers = {"Content-Type": "application/octet-stream", "X-Dim": "8", "X-Seq": "-1"}
+    response = client.post(URL, content=batch().tobytes(), headers=headers)
+    _error(response, 422, "invalid_batch", "X-Seq: expected a non-negative integer, got '-1'")
+
+
+def test_push_bad_npy_rejected(client: httpx.Client) -> None:
+    _stream(client)
+    headers = {"Content-Type": "application/x-npy"}
+    for content in (
+        b"",
+        b"not npy",
+        _npy(batch())[:-4],
+        _npy(np.zeros(3, np.float32)),
+        _npy(np.zeros((2, 3), bool)),
+        _npy(np.array([["a"]])),
+    ):
+        response = client.post(URL, content=content, headers=headers)
+        assert response.status_code == 422, content[:20]
+        assert response.json()["error"] == "invalid_batch"
+    assert client.get("/v1/streams/s").json()["step"] == 0
+
+
+def test_push_over_row_limit_rejected(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    with make_server(max_rows_per_batch=5) as server:
+        _stream(server.client)
+        _error(
+            push(server.client, "s", batch(rows=6)),
+            413,
+            "limit_exceeded",
+            "batch has 6 rows; the limit max_rows_per_batch is 5",
+        )
+        assert push(server.client, "s", batch(rows=5)).status_code == 200
+
+
+def test_push_over_dim_limit_rejected(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    with make_server(max_dim=8) as server:
+        _stream(server.client)
+        _error(
+            push(server.client, "s", batch(dim=9)),
+            422,
+            "limit_exceeded",
+            "X-Dim is 9; the limit max_dim is 8",
+        )
+        response = server.client.post(URL, json={"data": batch(dim=9).tolist()})
+        _error(response, 422, "limit_exceeded", "batch has 9 columns; the limit max_dim is 8")
+
+
+def test_push_over_body_limit_rejected(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    with make_server(max_body_bytes=2048) as server:
+        _stream(server.client)
+        message = "request body over 2048 bytes; the limit max_body_bytes is 2048"
+        _error(push(server.client, "s", batch(rows=65)), 413, "payload_too_large", message)
+
+        def chunks() -> object:
+            yield batch(rows=64).tobytes()
+            yield batch(rows=1).tobytes()
+
+        headers = {"Content-Type": "application/octet-stream", "X-Dim": "8"}
+        response = server.client.post(URL, content=chunks(), headers=headers)  # type: ignore[arg-type]
+        _error(response, 413, "payload_too_large", message)
+        assert server.client.get("/v1/streams/s").json()["step"] == 0
