@@ -192,8 +192,11 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def set_threads(n: int) -> None:
-    """Pin torch's intra-op threads (the machine is shared; default 1)."""
+    """Pin torch's and BLAS's threads (the machine is shared; default 1)."""
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(n)
+    threadpool_limits(n)
 
 
 def make_learner(spec: str, dim: int, seed: int = 0, **bank: Any) -> Learner:

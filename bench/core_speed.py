@@ -1,0 +1,159 @@
+"""Speed of the numerical core (issue 6, item 4).
+
+1. Batches per second of LinearVAEBank (one stacked step for H = 2, 4, 6 plus its report)
+   against the naive per-model loop of bench/naive.py (Listing 1 of the paper), in the same run,
+   for D = 10, 100, 1000, B = 10, 100, analytic and MC-100.
+2. Cost of scoring three candidates: the data-free entropy BIC (Corollary 1) against the exact
+   p-PCA log-likelihood (Eq. 26) of a window of 1,000 rows and an MC ELBO (100 samples) of a
+   batch of 100 rows.
+
+    python -m bench.core_speed [--quick] [--device cpu] [--threads 1]
+"""
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from bench.common import progress, set_threads, write_json
+from bench.naive import NaiveBank
+from streaming import entropy, objectives, ppca
+from streaming.bank import LinearVAEBank
+from streaming.config import BankConfig, Estimator
+from streaming.data import ppca_data
+
+DIMS = (10, 100, 1000)
+ROWS = (10, 100)
+ESTIMATORS: tuple[Estimator, ...] = ("analytic", "mc")
+
+
+def rate(step: Callable[[], object], seconds: float, min_calls: int = 3) -> float:
+    """Calls per second of `step` over about `seconds` (after two warm-up calls)."""
+    step()
+    step()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        step()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def cycling(learn: Callable[[Any], object], batches: list[Any]) -> Callable[[], object]:
+    """A step that learns the next batch of the list, round and round."""
+    state = {"i": 0}
+
+    def step() -> object:
+        state["i"] += 1
+        return learn(batches[state["i"] % len(batches)])
+
+    return step
+
+
+def bank_vs_naive(seconds: float, device: str) -> list[dict[str, Any]]:
+    rows = []
+    for estimator in ESTIMATORS:
+        for dim in DIMS:
+            for b in ROWS:
+                x = ppca_data(50 * b, dim, 4, seed=0)
+                batches = [x[i * b : (i + 1) * b] for i in range(50)]
+                bank = LinearVAEBank(dim, BankConfig(estimator=estimator, device=device))
+                naive = NaiveBank(dim, num_samples=100 if estimator == "mc" else None)
+                r_bank = rate(cycling(bank.learn_many, batches), seconds)
+                r_naive = rate(cycling(naive.learn_many, batches), seconds)
+                rows.append(
+                    {
+                        "estimator": estimator,
+                        "D": dim,
+                        "B": b,
+                        "bank_batches_per_s": r_bank,
+                        "naive_batches_per_s": r_naive,
+                        "speedup": r_bank / r_naive,
+                    }
+                )
+                print(
+                    f"{estimator:<8} D={dim:<5} B={b:<4} bank {r_bank:9.1f}/s  "
+                    f"naive {r_naive:9.1f}/s  x{r_bank / r_naive:5.2f}",
+                    flush=True,
+                )
+    return rows
+
+
+def scorers(dim: int, device: str) -> dict[str, Callable[[], object]]:
+    """The four ways to score the three candidates of a bank trained a little on D-dim data."""
+    x = ppca_data(1_000, dim, 4, seed=1)
+    bank = LinearVAEBank(dim, BankConfig(device=device))
+    for i in range(20):
+        bank.learn_many(x[i * 10 : (i + 1) * 10])
+    # read-only use of the bank's stacked parameters
+    p = {k: v.detach() for k, v in bank._params.items()}
+    with torch.no_grad():
+        tau2, sigma2 = bank._variances()
+    mask, dims_t = bank._mask, bank._latent_dims
+    xt = torch.as_tensor(x[:100], device=bank.device)
+    gen = torch.Generator(device=bank.device).manual_seed(0)
+
+    def entropy_bic() -> object:  # Corollary 1 + Eq. 27, from the variances only
+        f = entropy.entropy_elbo(tau2, sigma2, mask, dim)
+        return entropy.bic(f, dims_t, dim, 10).tolist()
+
+    def eq26() -> object:  # exact p-PCA log-likelihood of a window of 1,000 rows
+        out = []
+        for i, h in enumerate(bank.config.latent_dims):
+            w = p["W"][i, :, :h].double().cpu().numpy()
+            mu = p["mu"][i].double().cpu().numpy()
+            out.append(ppca.loglik(w, float(sigma2[i]), ppca.covariance(x, mean=mu)))
+        return out
+
+    def mc_elbo() -> object:  # the paper's estimator: 100 samples per row, 100 rows
+        return objectives.batch_elbo(
+            xt, p["W"], p["mu"], sigma2, p["V"], p["b"], tau2, mask, samples=100, generator=gen
+        ).tolist()
+
+    return {
+        "entropy_bic": entropy_bic,
+        "eq26_window_1000": eq26,
+        "mc_elbo_100x100": mc_elbo,
+        "bank_report": bank.report,
+    }
+
+
+def scoring(seconds: float, device: str) -> list[dict[str, Any]]:
+    """Microseconds per scoring of the three candidates, for every D."""
+    rows = []
+    for dim in DIMS:
+        row: dict[str, Any] = {"D": dim}
+        for name, fn in scorers(dim, device).items():
+            row[f"{name}_us"] = 1e6 / rate(fn, seconds / 4)
+        rows.append(row)
+        print(
+            f"D={dim:<5} entropy BIC {row['entropy_bic_us']:9.1f} us | Eq. 26, 1000 rows "
+            f"{row['eq26_window_1000_us']:10.1f} us | MC ELBO 100x100 "
+            f"{row['mc_elbo_100x100_us']:10.1f} us | bank.report() {row['bank_report_us']:8.1f} us",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="0.3 s per measurement")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    seconds = 0.3 if args.quick else args.seconds
+    progress(f"bank vs naive loop, {seconds} s per measurement, device {args.device}")
+    speed = bank_vs_naive(seconds, args.device)
+    progress("scoring cost")
+    score = scoring(seconds, args.device)
+    write_json(
+        "core_speed_quick" if args.quick else f"core_speed_{args.device}",
+        {"device": args.device, "speed": speed, "scoring": score},
+    )
+
+
+if __name__ == "__main__":
+    main()
