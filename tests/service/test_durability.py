@@ -1,0 +1,216 @@
+"""Durability: restarts keep everything, snapshots bound the log, kill -9 loses no acked batch.
+
+The crash tests run `python -m service` in a subprocess, push batches with seq, kill it with
+SIGKILL and restart it on the same data directory. Training is deterministic (one torch thread),
+so the restarted stream must equal, parameter for parameter, a bank that learned the same
+batches in this process without interruption.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from streaming.bank import LinearVAEBank
+from streaming.config import BankConfig
+from tests.service.helpers import Server, batch, push, wait_until
+
+DIM = 8
+PATHS = [f"/v1/streams/s{p}" for p in ("", "/selection", "/collapse", "/history")]
+CONFIG = {"latent_dims": [2, 4, 6], "learning_rate": 0.01, "estimator": "mc", "mc_samples": 3}
+
+
+def _batches(n: int) -> list[np.ndarray]:
+    return [batch(rows=5, dim=DIM, seed=i) for i in range(n)]
+
+
+def _reference(batches: list[np.ndarray]) -> LinearVAEBank:
+    """The same stream trained in this process without interruption."""
+    torch.set_num_threads(1)
+    bank = LinearVAEBank(
+        DIM,
+        BankConfig(
+            latent_dims=(2, 4, 6), learning_rate=0.01, estimator="mc", mc_samples=3, device="cpu"
+        ),
+    )
+    for x in batches:
+        bank.learn_many(x)
+    return bank
+
+
+def _assert_same_models(client: httpx.Client, name: str, bank: LinearVAEBank) -> None:
+    for h in (2, 4, 6):
+        served = client.get(f"/v1/streams/{name}/models/{h}").json()
+        expected = bank.params(h)
+        assert served["step"] == bank.step
+        for key in ("W", "mu", "sigma2", "V", "b", "tau2"):
+            assert served[key] == getattr(expected, key), (h, key)
+
+
+# ------------------------------------------------------------------------------ in-process
+
+
+def test_restart_keeps_streams_config_and_history(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    with make_server(snapshot_every=4) as server:
+        server.client.post("/v1/streams", json={"name": "s", **CONFIG})
+        for i, x in enumerate(_batches(10)):
+            push(server.client, "s", x, seq=i)
+        before = [server.client.get(path).json() for path in PATHS]
+    with make_server(snapshot_every=4) as server:
+        after = [server.client.get(path).json() for path in PATHS]
+        _assert_same_models(server.client, "s", _reference(_batches(10)))
+    assert after == before
+
+
+def test_snapshot_prunes_batch_log(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    with make_server(snapshot_every=4) as server:
+        server.client.post("/v1/streams", json={"name": "s", **CONFIG})
+        logged = []
+        for i, x in enumerate(_batches(10)):
+            push(server.client, "s", x, seq=i)
+            logged.append(server.registry.store.logged_batches("s"))
+    assert logged == [1, 2, 3, 0, 1, 2, 3, 0, 1, 2]
+
+
+def test_graceful_shutdown_snapshots_every_stream(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    with make_server(snapshot_every=100) as server:
+        server.client.post("/v1/streams", json={"name": "s", **CONFIG})
+        for i, x in enumerate(_batches(5)):
+            push(server.client, "s", x, seq=i)
+    with make_server(snapshot_every=100) as server:
+        assert server.registry.store.logged_batches("s") == 0
+        assert server.client.get("/v1/streams/s").json()["step"] == 5
+
+
+def test_restart_continues_training_identically(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    data = _batches(12)
+    with make_server(snapshot_every=5) as server:
+        server.client.post("/v1/streams", json={"name": "s", **CONFIG})
+        for i in range(7):
+            push(server.client, "s", data[i], seq=i)
+    with make_server(snapshot_every=5) as server:
+        for i in range(7, 12):
+            assert push(server.client, "s", data[i], seq=i).json()["step"] == i + 1
+        _assert_same_models(server.client, "s", _reference(data))
+
+
+def test_deleted_stream_stays_deleted_after_restart(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    with make_server() as server:
+        server.client.post("/v1/streams", json={"name": "a"})
+        server.client.post("/v1/streams", json={"name": "b"})
+        push(server.client, "a", batch(), seq=0)
+        server.client.delete("/v1/streams/a")
+    with make_server() as server:
+        assert [s["name"] for s in server.client.get("/v1/streams").json()["data"]] == ["b"]
+
+
+# ------------------------------------------------------------------------------ subprocess
+
+
+@contextmanager
+def _process(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """`python -m service` on a free port; yields the process and a client once it is ready."""
+    env = {
+        **os.environ,
+        "DIMWATCH_DATA_DIR": str(data_dir),
+        "DIMWATCH_PORT": "0",
+        "DIMWATCH_SNAPSHOT_EVERY": "7",
+        "DIMWATCH_LOG_LEVEL": "info",
+    }
+    offset = log.stat().st_size if log.exists() else 0  # the log of this run starts here
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
+    try:
+        port: list[int] = []
+
+        def started() -> bool:
+            assert proc.poll() is None, log.read_text()
+            text = log.read_text()[offset:]
+            found = re.findall(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", text)
+            port[:] = [int(p) for p in found[-1:]]
+            return bool(port)
+
+        wait_until(started, timeout=60)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port[0]}", timeout=30) as client:
+            wait_until(lambda: client.get("/readyz").status_code == 200, timeout=60)
+            yield proc, client
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+def test_sigterm_shuts_down_cleanly_with_snapshot(tmp_path: Path) -> None:
+    data, log = _batches(5), tmp_path / "server.log"
+    with _process(tmp_path / "data", log) as (proc, client):
+        client.post("/v1/streams", json={"name": "s", **CONFIG})
+        for i, x in enumerate(data):
+            push(client, "s", x, seq=i)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == -signal.SIGTERM  # uvicorn re-raises it after a clean shutdown
+    assert "Application shutdown complete" in log.read_text()
+    with _process(tmp_path / "data", log) as (_, client):
+        assert client.get("/v1/streams/s").json()["step"] == 5
+        _assert_same_models(client, "s", _reference(data))
+
+
+def test_sigkill_between_batches_loses_nothing(tmp_path: Path) -> None:
+    data, log = _batches(30), tmp_path / "server.log"
+    with _process(tmp_path / "data", log) as (proc, client):
+        client.post("/v1/streams", json={"name": "s", **CONFIG})
+        acked = sum(push(client, "s", x, seq=i).status_code == 200 for i, x in enumerate(data))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert acked == 30
+    with _process(tmp_path / "data", log) as (_, client):
+        assert client.get("/v1/streams/s").json()["step"] == acked
+        _assert_same_models(client, "s", _reference(data))
+
+
+def test_sigkill_mid_stream_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    data, log = _batches(60), tmp_path / "server.log"
+    acked: list[int] = []
+    with _process(tmp_path / "data", log) as (proc, client):
+        client.post("/v1/streams", json={"name": "s", **CONFIG})
+
+        def pusher() -> None:
+            try:
+                for i, x in enumerate(data):
+                    if push(client, "s", x, seq=i).status_code == 200:
+                        acked.append(i)
+            except httpx.HTTPError:
+                return  # the server died under us: that is the point
+
+        thread = threading.Thread(target=pusher)
+        thread.start()
+        wait_until(lambda: len(acked) >= 20)
+        proc.send_signal(signal.SIGKILL)
+        thread.join(30)
+        proc.wait(30)
+    assert acked == list(range(len(acked)))
+    with _process(tmp_path / "data", log) as (_, client):
+        step = client.get("/v1/streams/s").json()["step"]
+        assert step in (len(acked), len(acked) + 1)  # the batch in flight may have been committed
+        _assert_same_models(client, "s", _reference(data[:step]))
+        resumed = [push(client, "s", data[i], seq=i).json() for i in range(len(acked), len(data))]
+        assert [r["duplicate"] for r in resumed] == [i < step for i in range(len(acked), len(data))]
+        _assert_same_models(client, "s", _reference(data))
