@@ -2,7 +2,8 @@
 
 1. Batches per second of LinearVAEBank (one stacked step for H = 2, 4, 6 plus its report)
    against the naive per-model loop of bench/naive.py (Listing 1 of the paper), in the same run,
-   for D = 10, 100, 1000, B = 10, 100, analytic and MC-100.
+   for D = 10, 100, 1000, B = 10, 100, analytic and MC-100; for analytic also the proposed
+   closed-form step of bench/fast_step.py (checked against autograd first).
 2. Cost of scoring three candidates: the data-free entropy BIC (Corollary 1) against the exact
    p-PCA log-likelihood (Eq. 26) of a window of 1,000 rows and an MC ELBO (100 samples) of a
    batch of 100 rows.
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from bench.common import progress, set_threads, write_json
+from bench.fast_step import FastAnalyticBank, analytic_step
 from bench.naive import NaiveBank
 from streaming import entropy, objectives, ppca
 from streaming.bank import LinearVAEBank
@@ -62,6 +64,10 @@ def bank_vs_naive(seconds: float, device: str) -> list[dict[str, Any]]:
                 naive = NaiveBank(dim, num_samples=100 if estimator == "mc" else None)
                 r_bank = rate(cycling(bank.learn_many, batches), seconds)
                 r_naive = rate(cycling(naive.learn_many, batches), seconds)
+                r_fast = None
+                if estimator == "analytic":
+                    fast = FastAnalyticBank(dim, BankConfig(device=device))
+                    r_fast = rate(cycling(fast.learn_many, batches), seconds)
                 rows.append(
                     {
                         "estimator": estimator,
@@ -70,11 +76,14 @@ def bank_vs_naive(seconds: float, device: str) -> list[dict[str, Any]]:
                         "bank_batches_per_s": r_bank,
                         "naive_batches_per_s": r_naive,
                         "speedup": r_bank / r_naive,
+                        "fast_batches_per_s": r_fast,
+                        "fast_speedup": None if r_fast is None else r_fast / r_naive,
                     }
                 )
+                extra = "" if r_fast is None else f"  fast {r_fast:9.1f}/s x{r_fast / r_naive:5.2f}"
                 print(
                     f"{estimator:<8} D={dim:<5} B={b:<4} bank {r_bank:9.1f}/s  "
-                    f"naive {r_naive:9.1f}/s  x{r_bank / r_naive:5.2f}",
+                    f"naive {r_naive:9.1f}/s  x{r_bank / r_naive:5.2f}" + extra,
                     flush=True,
                 )
     return rows
@@ -136,6 +145,41 @@ def scoring(seconds: float, device: str) -> list[dict[str, Any]]:
     return rows
 
 
+def check_fast_step(device: str) -> list[dict[str, Any]]:
+    """bench/fast_step.py's closed-form gradients against autograd on the bank's objective."""
+    rows = []
+    for dim in DIMS:
+        x = ppca_data(200, dim, 4, seed=2)
+        bank = LinearVAEBank(dim, BankConfig(device=device))
+        for i in range(10):
+            bank.learn_many(x[i * 10 : (i + 1) * 10])
+        xt = torch.as_tensor(x[100:110], device=bank.device)
+        bank._optimizer.zero_grad()
+        elbo = bank._batch_elbo(xt)
+        (-elbo.sum()).backward()
+        grads, fast_elbo = analytic_step(
+            xt, {k: v.detach() for k, v in bank._params.items()}, bank._mask
+        )
+        rel = max(
+            float((v.grad - grads[k]).abs().max() / v.grad.abs().max().clamp_min(1e-30))
+            for k, v in bank._params.items()
+            if v.grad is not None
+        )
+        rows.append(
+            {
+                "D": dim,
+                "max_rel_grad_diff": rel,
+                "max_elbo_diff": float((elbo.detach() - fast_elbo).abs().max()),
+            }
+        )
+        print(
+            f"fast step D={dim}: max relative gradient difference {rel:.2e}, "
+            f"ELBO difference {rows[-1]['max_elbo_diff']:.2e}",
+            flush=True,
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="0.3 s per measurement")
@@ -145,13 +189,14 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     seconds = 0.3 if args.quick else args.seconds
+    check = check_fast_step(args.device)
     progress(f"bank vs naive loop, {seconds} s per measurement, device {args.device}")
     speed = bank_vs_naive(seconds, args.device)
     progress("scoring cost")
     score = scoring(seconds, args.device)
     write_json(
         "core_speed_quick" if args.quick else f"core_speed_{args.device}",
-        {"device": args.device, "speed": speed, "scoring": score},
+        {"device": args.device, "fast_step_check": check, "speed": speed, "scoring": score},
     )
 
 
