@@ -19,8 +19,9 @@ Optionally the entropy ELBO used for the BIC is averaged over recent steps (`sco
 F_ent is linear in log tau^2 and log sigma^2, so this averages the variance parameters.
 """
 
+import io
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig
 from streaming.errors import InvalidConfigError
 from streaming.report import ModelScore, StepReport
+
+_ARRAYS = ("_f_ent", "_score", "_gap", "_row_var")  # float64 (M,) state besides the bank's
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,48 @@ class AdaptiveBank:
     def report(self) -> StepReport:
         """The bank's current report with the (averaged) entropy BIC and its pick."""
         return self._scored(self.bank.report())
+
+    @property
+    def best_latent_dim(self) -> int:
+        """The H with the lowest (averaged) entropy BIC."""
+        return self.report().best_latent_dim
+
+    @property
+    def dim(self) -> int:
+        return self.bank.dim
+
+    @property
+    def step(self) -> int:
+        return self.bank.step
+
+    @property
+    def rows_seen(self) -> int:
+        return self.bank.rows_seen
+
+    def state_bytes(self) -> bytes:
+        """The bank's full state and the alarm's; from_bytes continues bit-identically."""
+        state = {
+            "bank": self.bank.state_bytes(),
+            "adaptive": asdict(self.adaptive),
+            "counters": [self.since_alarm, self.alarms, self.resets, self._since_reset],
+            "quiet_lr": self.quiet_lr,
+            "arrays": {k: torch.from_numpy(getattr(self, k).copy()) for k in _ARRAYS},
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: str | None = None) -> "AdaptiveBank":
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        bank = LinearVAEBank.from_bytes(state["bank"], device=device)
+        new = cls(bank.dim, bank.config, AdaptiveConfig(**state["adaptive"]))
+        new.bank = bank
+        new.quiet_lr = float(state["quiet_lr"])
+        new.since_alarm, new.alarms, new.resets, new._since_reset = state["counters"]
+        for k in _ARRAYS:
+            setattr(new, k, state["arrays"][k].numpy().copy())
+        return new
 
     def _update_alarm(self, gap: np.ndarray, rows: int) -> bool:
         """Fold one batch's gap (M,) into the fast average; alarm past the threshold. The noise

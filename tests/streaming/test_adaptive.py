@@ -114,3 +114,20 @@ def test_invalid_adaptive_config_raises(field: str, value: float, message: str) 
     with pytest.raises(InvalidConfigError) as info:
         AdaptiveConfig(**{field: value})  # type: ignore[arg-type]
     assert str(info.value) == message
+
+
+def test_state_round_trip_continues_identically() -> None:
+    x = ppca_data(600, DIM, 3, noise=0.1, seed=7)
+    a = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(boost_lr=0.05, reset_every=10))
+    _feed(a, x[:300])
+    b = AdaptiveBank.from_bytes(a.state_bytes())
+    assert (b.step, b.rows_seen, b.since_alarm, b.alarms, b.resets) == (
+        a.step,
+        a.rows_seen,
+        a.since_alarm,
+        a.alarms,
+        a.resets,
+    )
+    for start in range(300, 600, 10):
+        assert a.learn_many(x[start : start + 10]) == b.learn_many(x[start : start + 10])
+    assert a.learning_rate == b.learning_rate
