@@ -1,9 +1,9 @@
 """Durability: restarts keep everything, snapshots bound the log, kill -9 loses no acked batch.
 
 The crash tests run `python -m service` in a subprocess, push batches with seq, kill it with
-SIGKILL and restart it on the same data directory. Training is deterministic (one torch thread),
-so the restarted stream must equal, parameter for parameter, a bank that learned the same
-batches in this process without interruption.
+SIGKILL and restart the service (in this process) on the same data directory. Training is
+deterministic (one torch thread), so the restarted stream must equal, parameter for parameter,
+a bank that learned the same batches in this process without interruption.
 """
 
 import os
@@ -20,9 +20,10 @@ import httpx
 import numpy as np
 import torch
 
+from service.settings import Settings
 from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig
-from tests.service.helpers import Server, batch, push, wait_until
+from tests.service.helpers import Server, batch, push, serve, wait_until
 
 DIM = 8
 PATHS = [f"/v1/streams/s{p}" for p in ("", "/selection", "/collapse", "/history")]
@@ -159,6 +160,11 @@ def _process(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes
         proc.wait(30)
 
 
+def _restarted(data_dir: Path) -> AbstractContextManager[Server]:
+    """The restart, in this process (same settings as the killed server, same SQLite file)."""
+    return serve(Settings(data_dir=data_dir, snapshot_every=7))
+
+
 def test_sigterm_shuts_down_cleanly_with_snapshot(tmp_path: Path) -> None:
     data, log = _batches(5), tmp_path / "server.log"
     with _process(tmp_path / "data", log) as (proc, client):
@@ -168,9 +174,10 @@ def test_sigterm_shuts_down_cleanly_with_snapshot(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == -signal.SIGTERM  # uvicorn re-raises it after a clean shutdown
     assert "Application shutdown complete" in log.read_text()
-    with _process(tmp_path / "data", log) as (_, client):
-        assert client.get("/v1/streams/s").json()["step"] == 5
-        _assert_same_models(client, "s", _reference(data))
+    with _restarted(tmp_path / "data") as server:
+        assert server.registry.store.logged_batches("s") == 0  # snapshotted on the way out
+        assert server.client.get("/v1/streams/s").json()["step"] == 5
+        _assert_same_models(server.client, "s", _reference(data))
 
 
 def test_sigkill_between_batches_loses_nothing(tmp_path: Path) -> None:
@@ -181,9 +188,9 @@ def test_sigkill_between_batches_loses_nothing(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     assert acked == 30
-    with _process(tmp_path / "data", log) as (_, client):
-        assert client.get("/v1/streams/s").json()["step"] == acked
-        _assert_same_models(client, "s", _reference(data))
+    with _restarted(tmp_path / "data") as server:
+        assert server.client.get("/v1/streams/s").json()["step"] == acked
+        _assert_same_models(server.client, "s", _reference(data))
 
 
 def test_sigkill_mid_stream_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
@@ -207,7 +214,8 @@ def test_sigkill_mid_stream_then_resume_matches_uninterrupted(tmp_path: Path) ->
         thread.join(30)
         proc.wait(30)
     assert acked == list(range(len(acked)))
-    with _process(tmp_path / "data", log) as (_, client):
+    with _restarted(tmp_path / "data") as server:
+        client = server.client
         step = client.get("/v1/streams/s").json()["step"]
         assert step in (len(acked), len(acked) + 1)  # the batch in flight may have been committed
         _assert_same_models(client, "s", _reference(data[:step]))
