@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from service.errors import ApiError
 from service.history import History
@@ -52,6 +53,14 @@ def bank_config(config: dict[str, Any], default_device: str) -> BankConfig:
     )
 
 
+def _device_name(requested: str) -> str:
+    """The device a bank will use, as "cpu" or "cuda:N" (never a bare "cuda")."""
+    device = resolve_device(requested)
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
 class LiveStream:
     """The in-memory state of one stream, mirrored durably in the store."""
 
@@ -70,7 +79,7 @@ class LiveStream:
         self.dim = dim
         self.created_at = created_at
         self.bank_config = bank_config(config, default_device)
-        self.device = str(resolve_device(self.bank_config.device))
+        self.device = _device_name(self.bank_config.device)
         self.bank: LinearVAEBank | None = None
         self.report: StepReport | None = None  # after the last durable batch
         self.history = History(history_limit)
