@@ -50,6 +50,12 @@ def _npy(x: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+ODD_ARRAYS: list[np.ndarray] = [
+    np.zeros((2, 5), np.int8),
+    np.ones((1, 5), np.float16),
+    np.zeros((2, 2, 5)),
+    np.array([[1 + 2j, 0, 0]]),
+]
 binary_bodies = st.one_of(
     st.binary(max_size=200),
     st.integers(1, 5).flatmap(
@@ -63,9 +69,7 @@ npy_bodies = st.one_of(
     st.lists(st.lists(st.floats(), min_size=3, max_size=3), max_size=3).map(
         lambda r: _npy(np.asarray(r))
     ),
-    st.sampled_from(
-        [np.zeros((2, 5), np.int8), np.ones((1, 5), np.float16), np.zeros((2, 2, 5))]
-    ).map(_npy),
+    st.sampled_from(ODD_ARRAYS).map(_npy),
 )
 headers = st.fixed_dictionaries(
     {},

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any, cast
 
 import httpx
 
@@ -79,7 +80,7 @@ def test_create_stream_invalid_config_rejected(client: httpx.Client) -> None:
         "latent_dims: expected every H < D = 4, got [4, 6] >= 4": {"dim": 4},
     }
     for message, config in cases.items():
-        response = client.post("/v1/streams", json={"name": "a", **config})
+        response = client.post("/v1/streams", json={"name": "a", **cast(dict[str, Any], config)})
         assert response.status_code == 422
         assert response.json() == {"error": "invalid_config", "message": message, "details": None}
     assert client.get("/v1/streams").json()["count"] == 0
@@ -97,7 +98,7 @@ def test_create_stream_invalid_fields_rejected(client: httpx.Client) -> None:
         {"unknown": 1},
         {"latent_dims": []},
     ]:
-        response = client.post("/v1/streams", json={"name": "a", **config})
+        response = client.post("/v1/streams", json={"name": "a", **cast(dict[str, Any], config)})
         assert response.status_code == 422, config
         assert response.json()["error"] == "invalid_request", config
 
@@ -183,7 +184,7 @@ def test_create_stream_over_latent_limits_rejected(
             },
         }
         for message, config in cases.items():
-            response = c.post("/v1/streams", json={"name": "a", **config})
+            response = c.post("/v1/streams", json={"name": "a", **cast(dict[str, Any], config)})
             assert response.status_code == 422
             assert response.json() == {
                 "error": "limit_exceeded",
