@@ -14,6 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 from streaming.errors import InvalidBatchError, StreamingError
@@ -29,6 +30,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
+    500: "internal",
     503: "not_ready",
 }
 
@@ -69,6 +71,31 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class CatchAll:
+    """500 in the error shape for any unexpected exception, logged, not re-raised (Starlette's
+    own handler re-raises after answering, which makes the server drop the connection)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            if scope["type"] != "http" or started:
+                raise
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            response = error_response(500, "internal", "internal server error; see the server log")
+            await response(scope, receive, send)
+
+
 def install(app: FastAPI, metrics: Metrics) -> None:
     """Register the handlers that turn every failure into the error shape."""
 
@@ -103,12 +130,8 @@ def install(app: FastAPI, metrics: Metrics) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return error_response(exc.status_code, code, message, None, headers)
 
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal server error; see the server log")
-
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StreamingError, core_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, internal_error)
+    app.add_middleware(CatchAll)

@@ -9,6 +9,8 @@ untouched on bad input) -> commit the batch to the log -> publish the new report
 fails, the stream is rebuilt from the store, so memory never runs ahead of the disk.
 """
 
+import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from streaming.bank import LinearVAEBank, resolve_device
 from streaming.config import BankConfig
 from streaming.errors import InvalidBatchError
 from streaming.report import ModelParams, StepReport
+
+log = logging.getLogger("dimwatch")
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,15 @@ class LiveStream:
                 self._store.append_batch(
                     self.name, report.step, x.shape[0], x.tobytes(), bank.dim, change
                 )
+            except sqlite3.Error as exc:
+                self._reload()
+                log.exception("stream %r: could not store step %d", self.name, report.step)
+                raise ApiError(
+                    503,
+                    "storage_error",
+                    f"could not store the batch ({exc}); nothing was applied, retry later",
+                    headers={"Retry-After": "1"},
+                ) from exc
             except BaseException:
                 self._reload()
                 raise

@@ -9,15 +9,18 @@ a bank that learned the same batches in this process without interruption.
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 import torch
 
 from service.settings import Settings
@@ -222,3 +225,61 @@ def test_sigkill_mid_stream_then_resume_matches_uninterrupted(tmp_path: Path) ->
         resumed = [push(client, "s", data[i], seq=i).json() for i in range(len(acked), len(data))]
         assert [r["duplicate"] for r in resumed] == [i < step for i in range(len(acked), len(data))]
         _assert_same_models(client, "s", _reference(data))
+
+
+def test_failed_commit_leaves_stream_as_on_disk(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _batches(4)
+    server.client.post("/v1/streams", json={"name": "s", **CONFIG})
+    for i in range(2):
+        push(server.client, "s", data[i], seq=i)
+    before = [server.client.get(path).json() for path in PATHS]
+    store = server.registry.store
+    real_append = store.append_batch
+
+    def failing_append(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(store, "append_batch", real_append)  # fail once: a full disk
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "append_batch", failing_append)
+    response = push(server.client, "s", data[2], seq=2)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {
+        "error": "storage_error",
+        "message": "could not store the batch (database or disk is full); nothing was applied, "
+        "retry later",
+        "details": None,
+    }
+    assert [server.client.get(path).json() for path in PATHS] == before
+    for i in (2, 3):
+        assert push(server.client, "s", data[i], seq=i).json()["step"] == i + 1
+    _assert_same_models(server.client, "s", _reference(data))
+
+
+def test_unexpected_error_answers_500_and_changes_nothing(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _batches(2)
+    server.client.post("/v1/streams", json={"name": "s", **CONFIG})
+    push(server.client, "s", data[0], seq=0)
+    before = [server.client.get(path).json() for path in PATHS]
+    store = server.registry.store
+    real_append = store.append_batch
+
+    def broken_append(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(store, "append_batch", real_append)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(store, "append_batch", broken_append)
+    response = push(server.client, "s", data[1], seq=1)
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal",
+        "message": "internal server error; see the server log",
+        "details": None,
+    }
+    assert [server.client.get(path).json() for path in PATHS] == before
+    assert push(server.client, "s", data[1], seq=1).json()["step"] == 2
+    _assert_same_models(server.client, "s", _reference(data))
