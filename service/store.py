@@ -13,6 +13,7 @@ one transaction. Loading a stream = its snapshot + the batches after it, replaye
 One connection serves every thread, behind a lock: SQLite serialises writers anyway.
 """
 
+import fcntl
 import json
 import sqlite3
 import threading
@@ -20,11 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from service.history import Change, Point
 
 FILENAME = "dimwatch.sqlite3"
+LOCKNAME = "dimwatch.lock"
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -61,6 +63,7 @@ class Store:
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / FILENAME
+        self._owner = _claim(data_dir)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -74,6 +77,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._owner.close()  # releases the data directory
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -185,6 +189,18 @@ class Store:
         with self._lock:
             row = self._db.execute("SELECT COUNT(*) FROM batches WHERE stream = ?", (name,))
             return int(row.fetchone()[0])
+
+
+def _claim(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on data_dir/dimwatch.lock while the store is open: two servers on
+    one store would interleave their logs. The kernel drops it when the process dies."""
+    owner = (data_dir / LOCKNAME).open("w")
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner.close()
+        raise RuntimeError(f"{data_dir} is in use by another dimwatch server") from None
+    return owner
 
 
 _STREAM_TABLES = (
