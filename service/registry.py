@@ -262,7 +262,11 @@ class Registry:
         """Remove a stream; its queued batches and every later request answer 404."""
         entry = self.get(name)
         entry.live.deleted = True  # checked by requests and by queued batches
-        await self._submit(entry, entry.live.delete, counted=False)
+        try:
+            await self._submit(entry, entry.live.delete, counted=False)
+        except BaseException:
+            entry.live.deleted = False  # still stored: keep serving it
+            raise
         entry.queue.put_nowait(None)
         entry.hub.close()
         del self._streams[name]
