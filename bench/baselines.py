@@ -35,7 +35,7 @@ from streaming.tracking import accuracy, detection_delay
 
 LATENT_DIMS = (2, 4, 6)
 LOG_2PI = math.log(2 * math.pi)
-DIMWATCH = ["plain:lr=0.002", "adaptive:lr=0.002,boost_lr=0.05,reset_every=10"]
+DIMWATCH = ["plain:lr=0.002", "adaptive:lr=0.002,boost_lr=0.05,reset_every=25"]
 
 
 def batch_loglik(model: IncrementalPCA, x: np.ndarray) -> float:

@@ -160,7 +160,7 @@ def machine() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_avg": os.getloadavg(),
         "commit": commit,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(["python -m bench." + Path(sys.argv[0]).stem, *sys.argv[1:]]),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -201,8 +201,11 @@ def set_threads(n: int) -> None:
 
 def make_learner(spec: str, dim: int, seed: int = 0, **bank: Any) -> Learner:
     """A learner from a short spec: 'plain:lr=0.002' (LinearVAEBank, optionally opt=sgd) or
-    'adaptive:lr=0.005,boost_lr=0.05,decay=50,threshold=5,score_rate=1,reset=1'
-    (streaming.adaptive). Extra keyword arguments go to BankConfig (estimator, bic_n, ...)."""
+    'adaptive:lr=0.002,boost_lr=0.05,decay=50,threshold=5,score_rate=1,reset=1,reset_every=25'
+    (streaming.adaptive). Extra keyword arguments go to BankConfig (estimator, bic_n, ...).
+    The spec's own defaults (lr 0.002, boost_lr 0.02, decay 50, threshold 5, score_rate 1,
+    reset 1, reset_every 0) are fixed here so that recorded specs keep their meaning; they are
+    not AdaptiveConfig's defaults."""
     from streaming.adaptive import AdaptiveBank, AdaptiveConfig
     from streaming.bank import LinearVAEBank
     from streaming.config import BankConfig

@@ -38,14 +38,14 @@ _ARRAYS = ("_f_ent", "_score", "_gap", "_row_var")  # float64 (M,) state besides
 class AdaptiveConfig:
     """How the learning rate follows the gap between batch ELBO and entropy ELBO."""
 
-    boost_lr: float = 0.02  # learning rate while alarmed (the bank's own rate is the quiet one)
+    boost_lr: float = 0.05  # learning rate while alarmed (the bank's own rate is the quiet one)
     decay_batches: float = 50.0  # e-folding time, in batches, of the return to the quiet rate
     gap_rate: float = 0.1  # weight of a new batch in the fast average of the gap
     noise_rate: float = 0.01  # weight of a new batch in the estimate of the gap's noise
     threshold: float = 5.0  # alarm when the fast gap exceeds this many standard errors
     score_rate: float = 1.0  # weight of a new entropy ELBO in the one the BIC uses (1: no average)
     reset_optimizer: bool = True  # forget Adam's moment estimates when an alarm starts
-    reset_every: int = 0  # ... and every this many batches while it lasts (0: only at its start)
+    reset_every: int = 25  # ... and every this many batches while it lasts (0: only at its start)
 
     def __post_init__(self) -> None:
         if not self.boost_lr > 0:

@@ -1,0 +1,209 @@
+"""Markdown tables for bench/RESULTS.md from the JSON files in bench/out/ (no new measurements).
+
+python -m bench.tables fig3 tracking baselines core_speed_cpu service_speed
+"""
+
+import json
+import sys
+from collections import defaultdict
+from typing import Any
+
+from bench.common import OUT, fmt
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((OUT / f"{name}.json").read_text())
+
+
+def machine_line(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    return (
+        f"_`{m['command']}` at {m['time_utc']}, commit {m['commit']}, {m['cpu']}, "
+        f"{m['cores']} cores, torch {m['torch']} ({m['torch_threads']} thread), "
+        f"load average {m['load_avg'][0]:.1f}_"
+    )
+
+
+def fig3(name: str) -> None:
+    data = load(name)
+    print(machine_line(data), "\n")
+    for run, r in data["runs"].items():
+        print(f"\n**{run}** ({r['seconds']:.0f} s)\n")
+        print(
+            "| chunk (k) | delay | 2nd-half acc | H | std ent | std batch | std ratio "
+            "| noise ent | noise batch | noise ratio |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for i, c in enumerate(r["chunks"]):
+            for h, v in c["per_h"].items():
+                print(
+                    f"| {i + 1} ({c['true_dim']}) | {fmt(c['delay'], 0)} | "
+                    f"{c['second_half_accuracy']:.4f} | {h} | {v['std_entropy']:.2f} | "
+                    f"{v['std_batch']:.2f} | {v['std_ratio']:.1f} | {v['noise_entropy']:.3f} | "
+                    f"{v['noise_batch']:.2f} | {v['noise_ratio']:.0f} |"
+                )
+    if "service_vs_core" in data:
+        s = data["service_vs_core"]
+        print(
+            f"\nservice vs core analytic: picks equal in {s['same_picks']:.2%} of batches, "
+            f"max |BIC difference| {s['max_bic_diff']:.3g}"
+        )
+
+
+def tracking_rows(rows: list[dict[str, Any]], verdict: bool = True) -> None:
+    print(
+        "| stream | setting | seed | delays | 2nd-half acc | min noise ratio | min std ratio |"
+        + (" passes |" if verdict else "")
+    )
+    print("|---|---|---|---|---|---|---|" + ("---|" if verdict else ""))
+    for r in rows:
+        ch = r["chunks"]
+        delays = "/".join(fmt(c["delay"], 0) for c in ch)
+        acc = "/".join(f"{c['second_half_accuracy']:.3f}".rstrip("0").rstrip(".") for c in ch)
+        noise = "/".join(f"{c['min_noise_ratio']:.0f}" for c in ch)
+        std = "/".join(f"{c['min_std_ratio']:.1f}" for c in ch)
+        tail = f" {'yes' if r.get('passes') else 'no'} |" if verdict else ""
+        print(
+            f"| {r['stream']} | `{r['setting']}` | {r['seed']} | {delays} | {acc} | {noise} | "
+            f"{std} |" + tail
+        )
+
+
+def tracking(name: str) -> None:
+    data = load(name)
+    print(machine_line(data), "\n")
+    if "baseline" in data:
+        print("\nbaseline (paper setting, chunks of 100,000 rows)\n")
+        tracking_rows(data["baseline"], verdict=False)
+    if "curve" in data:
+        print(
+            f"\ncurve (chunks of {data['chunk_rows']} rows; limits = a quarter of the baseline)\n"
+        )
+        by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in data["curve"]:
+            by[r["setting"]].append(r)
+        print(
+            "| setting | worst delay per chunk | min 2nd-half acc | min noise ratio "
+            "| passes (seeds) |"
+        )
+        print("|---|---|---|---|---|")
+        for spec, rows in by.items():
+            n = len(rows[0]["chunks"])
+            worst = "/".join(
+                fmt(max((r["chunks"][i]["delay"] or r["chunks"][i]["batches"]) for r in rows), 0)
+                for i in range(n)
+            )
+            acc = min(c["second_half_accuracy"] for r in rows for c in r["chunks"])
+            noise = min(c["min_noise_ratio"] for r in rows for c in r["chunks"])
+            passed = sum(bool(r.get("passes")) for r in rows)
+            print(f"| `{spec}` | {worst} | {acc:.3f} | {noise:.1f} | {passed}/{len(rows)} |")
+    for part in ("full", "streams"):
+        if part in data:
+            print(f"\n{part}\n")
+            tracking_rows(data[part], verdict=part == "full")
+    if "bic_n" in data:
+        print("\nBIC's N (picks recomputed from the same run)\n")
+        print("| noise | N | delays | 2nd-half acc | most frequent 2nd-half pick |")
+        print("|---|---|---|---|---|")
+        for r in data["bic_n"]:
+            ch = r["chunks"]
+            print(
+                f"| {r['noise']} | {r['bic_n']} | "
+                + "/".join(fmt(c["delay"], 0) for c in ch)
+                + " | "
+                + "/".join(f"{c['second_half_accuracy']:.2f}" for c in ch)
+                + " | "
+                + "/".join(str(c["second_half_mode"]) for c in ch)
+                + " |"
+            )
+
+
+def baselines(name: str) -> None:
+    data = load(name)
+    print(machine_line(data), "\n")
+    print("| method | us per batch | delays | 2nd-half acc | most frequent 2nd-half pick |")
+    print("|---|---|---|---|---|")
+    for r in data["results"]:
+        ch = r["chunks"]
+        print(
+            f"| {r['method']} | {r['us_per_batch']:.0f} | "
+            + "/".join(fmt(c["delay"], 0) for c in ch)
+            + " | "
+            + "/".join(f"{c['second_half_accuracy']:.3f}" for c in ch)
+            + " | "
+            + "/".join(str(c["second_half_mode"]) for c in ch)
+            + " |"
+        )
+
+
+def core_speed(name: str) -> None:
+    data = load(name)
+    print(machine_line(data), "\n")
+    print(
+        "| estimator | D | B | bank batches/s | naive batches/s | bank / naive "
+        "| fast step batches/s | fast / naive |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in data["speed"]:
+        fast = r["fast_batches_per_s"]
+        print(
+            f"| {r['estimator']} | {r['D']} | {r['B']} | {r['bank_batches_per_s']:.1f} | "
+            f"{r['naive_batches_per_s']:.1f} | {r['speedup']:.2f} | "
+            f"{fmt(fast, 1)} | {fmt(r['fast_speedup'], 2)} |"
+        )
+    print(
+        "\n| D | entropy BIC (us) | Eq. 26 on 1,000 rows (us) | MC ELBO 100 rows x 100 samples "
+        "(us) | bank.report() (us) |"
+    )
+    print("|---|---|---|---|---|")
+    for r in data["scoring"]:
+        print(
+            f"| {r['D']} | {r['entropy_bic_us']:.1f} | {r['eq26_window_1000_us']:.0f} | "
+            f"{r['mc_elbo_100x100_us']:.0f} | {r['bank_report_us']:.1f} |"
+        )
+
+
+def service_speed(name: str) -> None:
+    data = load(name)
+    print(machine_line(data), "\n")
+    if "load" in data:
+        print(
+            "| target | body | clients | streams | batches/s | p50 ms | p99 ms | errors "
+            "| dimwatch / no-op |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in data["load"]:
+            frac = r.get("fraction_of_noop")
+            print(
+                f"| {r['target']} | {r['body']} | {r['clients']} | {r['streams']} | "
+                f"{r['batches_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['errors']} | {fmt(frac, 2)} |"
+            )
+    if "memory" in data:
+        print("\n| D | streams | RSS before (MB) | RSS after (MB) | per stream (KB) |")
+        print("|---|---|---|---|---|")
+        for r in data["memory"]:
+            print(
+                f"| {r['D']} | {r['streams']} | {r['rss_before_mb']:.0f} | "
+                f"{r['rss_after_mb']:.0f} | {r['per_stream_kb']:.0f} |"
+            )
+
+
+def main() -> None:
+    for name in sys.argv[1:]:
+        kind = name.split("_quick")[0]
+        kind = "core_speed" if kind.startswith("core_speed") else kind
+        kind = "fig3" if kind.startswith("fig3") else kind
+        kind = "baselines" if kind.startswith("baselines") else kind
+        print(f"\n<!-- {name} -->")
+        {
+            "fig3": fig3,
+            "tracking": tracking,
+            "baselines": baselines,
+            "core_speed": core_speed,
+            "service_speed": service_speed,
+        }[kind](name)
+
+
+if __name__ == "__main__":
+    main()
