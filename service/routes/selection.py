@@ -13,7 +13,7 @@ router = APIRouter(
     prefix="/v1/streams/{name}",
     tags=["selection"],
     dependencies=[Authorized],
-    responses=errors(401, 404, 503),
+    responses=errors(401, 404, 422, 503),
 )
 
 

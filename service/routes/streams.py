@@ -8,7 +8,10 @@ from service.routes import errors
 from service.schemas import StreamCreate, StreamList, StreamOut
 
 router = APIRouter(
-    prefix="/v1/streams", tags=["streams"], dependencies=[Authorized], responses=errors(401, 503)
+    prefix="/v1/streams",
+    tags=["streams"],
+    dependencies=[Authorized],
+    responses=errors(401, 422, 503),
 )
 
 
