@@ -51,7 +51,7 @@ def run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         proxy_headers=False,
     )
     config.load()

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Seconds of silence before an events stream sends a keep-alive comment.
     keepalive_seconds: float = Field(default=15.0, gt=0)
     # Seconds requests in flight get to finish on SIGTERM before they are cancelled.
-    shutdown_timeout: float = Field(default=10.0, gt=0)
+    shutdown_timeout: int = Field(default=10, ge=1)
     # Folder of the dashboard's files; None: clients/dashboard of the installed package.
     dashboard_dir: Path | None = None
     # Log verbosity of the server and uvicorn.
