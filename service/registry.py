@@ -31,7 +31,8 @@ from service.pubsub import Hub, sse
 from service.schemas import StreamCreate
 from service.settings import Settings
 from service.store import Store
-from streaming.bank import resolve_device
+from streaming.bank import LinearVAEBank, resolve_device
+from streaming.config import BankConfig
 
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
@@ -41,6 +42,14 @@ def _init_worker() -> None:
     # One intra-op thread per worker: results do not depend on scheduling, so a replay after a
     # crash reproduces the original run bit for bit; parallelism comes from many streams.
     torch.set_num_threads(1)
+
+
+def _warm_up() -> None:
+    """Build and step a tiny bank once: torch's first optimizer costs seconds of lazy imports,
+    paid here before /readyz rather than by the first batch of a stream."""
+    LinearVAEBank(2, BankConfig(latent_dims=(1,), device="cpu")).learn_many(
+        np.ones((1, 2), np.float32)
+    )
 
 
 @dataclass
@@ -88,6 +97,7 @@ class Registry:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
+            await self._run(_warm_up)
             names = await self._run(self.store.stream_names)
             lives = await asyncio.gather(*(self._run(self._restore, n) for n in names))
         except Exception:
