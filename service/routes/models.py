@@ -1,5 +1,7 @@
 """The trained models: parameters, projections to the latent space, reconstructions."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path
 
 from service import views
@@ -22,7 +24,9 @@ router = APIRouter(
 async def get_model(
     entry: StreamDep,
     registry: RegistryDep,
-    which: str = Path(description="a latent size H of the stream, or best", examples=["best", "4"]),
+    which: Annotated[
+        str, Path(description="a latent size H of the stream, or best", examples=["best", "4"])
+    ],
 ) -> ModelParamsOut:
     """W, mu, sigma^2, V, b, tau^2 of one candidate (best: the lowest entropy BIC)."""
     live = entry.live
