@@ -28,9 +28,7 @@ def local_server(
     Host, port, data dir, device and tokens come from the arguments, not DIMWATCH_* variables;
     with `tokens`, every API call needs one of them.
     """
-    import uvicorn
-
-    from service.app import create_app
+    from service.server import build_server
     from service.settings import Settings
 
     overrides: dict[str, Any] = {
@@ -42,17 +40,14 @@ def local_server(
         "log_level": "warning",
     }
     settings = Settings(**overrides)
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = build_server(settings)
     thread = threading.Thread(target=server.run, name="dimwatch-demo-server", daemon=True)
     thread.start()
     try:
         port = _wait_until_ready(server, thread)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()  # ends open event streams too, as SIGTERM does
         thread.join(timeout=settings.shutdown_timeout + 5)
 
 

@@ -29,8 +29,8 @@ class RedactTokens(logging.Filter):
         return True
 
 
-class _Server(uvicorn.Server):
-    """uvicorn.Server that also tells open event streams to end when a signal arrives."""
+class Server(uvicorn.Server):
+    """uvicorn.Server that also tells open event streams to end when it is asked to stop."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
@@ -38,13 +38,16 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.state.closing.set()
-        super().handle_exit(sig, frame)
+        super().handle_exit(sig, frame)  # uvicorn re-raises the signal after a clean shutdown
+
+    def stop(self) -> None:
+        """Begin the graceful shutdown (what SIGTERM does); safe to call from any thread."""
+        self._app.state.closing.set()
+        self.should_exit = True
 
 
-def run(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down gracefully."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("dimwatch").setLevel(settings.log_level.upper())
+def build_server(settings: Settings) -> Server:
+    """The app under uvicorn with settings' host, port (0: a free one), timeouts and logging."""
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -53,7 +56,17 @@ def run(settings: Settings) -> None:
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         proxy_headers=False,
+        lifespan="on",
     )
     config.load()
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-    _Server(config, app).run()
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+    return Server(config, app)
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dimwatch").setLevel(settings.log_level.upper())
+    build_server(settings).run()
