@@ -24,7 +24,7 @@ from bench.naive import NaiveBank
 from streaming import entropy, objectives, ppca
 from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig, Estimator
-from streaming.data import ppca_data
+from streaming.data import paper_stream, ppca_data
 
 DIMS = (10, 100, 1000)
 ROWS = (10, 100)
@@ -180,6 +180,61 @@ def check_fast_step(device: str) -> list[dict[str, Any]]:
     return rows
 
 
+def breakdown(seconds: float, device: str) -> dict[str, float]:
+    """Microseconds of the parts of one step at D = 10, B = 10: current bank and fast step."""
+    x_np = ppca_data(10, 10, 4, seed=3)
+    bank = LinearVAEBank(10, BankConfig(device=device))
+    fast = FastAnalyticBank(10, BankConfig(device=device))
+    x = torch.as_tensor(x_np, device=bank.device)
+    params = {k: v.detach() for k, v in bank._params.items()}
+
+    def forward() -> object:
+        with torch.no_grad():
+            return bank._batch_elbo(x)
+
+    def forward_backward() -> object:
+        bank._optimizer.zero_grad(set_to_none=True)
+        (-bank._batch_elbo(x).sum()).backward()
+        return None
+
+    parts: dict[str, Callable[[], object]] = {
+        "bank_learn_many": lambda: bank.learn_many(x_np),
+        "input_validation": lambda: bank._as_batch(x_np),
+        "forward_no_grad": forward,
+        "forward_backward": forward_backward,
+        "adam_foreach_step": bank._optimizer.step,
+        "bank_report": bank.report,
+        "fast_learn_many": lambda: fast.learn_many(x_np),
+        "fast_closed_form_grads": lambda: analytic_step(x, params, bank._mask),
+        "fast_fused_adam_step": fast._optimizer.step,
+        "fast_report": fast.report,
+    }
+    out = {name: 1e6 / rate(fn, seconds / 2) for name, fn in parts.items()}
+    print(
+        "step breakdown at D=10, B=10 (us): " + ", ".join(f"{k} {v:.0f}" for k, v in out.items()),
+        flush=True,
+    )
+    return out
+
+
+def same_picks(device: str) -> dict[str, float]:
+    """The fast step against the bank over 1,500 batches of the paper stream: picks and BICs."""
+    x, _ = paper_stream(chunk_size=5_000, seed=0)
+    config = BankConfig(device=device, learning_rate=0.005)
+    bank, fast = LinearVAEBank(10, config), FastAnalyticBank(10, config)
+    same, diff, n = 0, 0.0, x.shape[0] // 10
+    for t in range(n):
+        a, b = bank.learn_many(x[t * 10 : (t + 1) * 10]), fast.learn_many(x[t * 10 : (t + 1) * 10])
+        same += a.best_latent_dim == b.best_latent_dim
+        diff = max(diff, *(abs(m.bic - f.bic) for m, f in zip(a.models, b.models, strict=True)))
+    print(
+        f"fast step vs bank over {n} batches: same pick in {same}/{n}, "
+        f"max |BIC difference| {diff:.3g}",
+        flush=True,
+    )
+    return {"batches": n, "same_picks": same, "max_bic_diff": diff}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="0.3 s per measurement")
@@ -189,14 +244,21 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     seconds = 0.3 if args.quick else args.seconds
-    check = check_fast_step(args.device)
+    check = {"gradients": check_fast_step(args.device), "run": same_picks(args.device)}
+    parts = breakdown(seconds, args.device)
     progress(f"bank vs naive loop, {seconds} s per measurement, device {args.device}")
     speed = bank_vs_naive(seconds, args.device)
     progress("scoring cost")
     score = scoring(seconds, args.device)
     write_json(
         "core_speed_quick" if args.quick else f"core_speed_{args.device}",
-        {"device": args.device, "fast_step_check": check, "speed": speed, "scoring": score},
+        {
+            "device": args.device,
+            "fast_step_check": check,
+            "breakdown_us": parts,
+            "speed": speed,
+            "scoring": score,
+        },
     )
 
 

@@ -217,7 +217,7 @@ def plot_curve(rows: list[dict], name: str) -> None:
 
     from bench.common import OUT
 
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig, ax = plt.subplots(figsize=(13, 6))
     specs = list(dict.fromkeys(r["setting"] for r in rows))
     for i, spec in enumerate(specs):
         pts = [r for r in rows if r["setting"] == spec]
@@ -226,14 +226,14 @@ def plot_curve(rows: list[dict], name: str) -> None:
             for r in pts
         ]
         y = [min(c["min_noise_ratio"] for c in r["chunks"]) for r in pts]
-        marker = "o" if spec.startswith("plain") else "s"
+        marker = "o" if spec.startswith("plain") else ("s" if i < 20 else "^")
         ax.scatter(x, y, label=spec, marker=marker, color=plt.cm.tab20(i % 20))
     ax.axhline(10, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("worst detection delay over the chunks (batches)")
     ax.set_ylabel("smallest noise ratio batch BIC / entropy BIC (second halves)")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     OUT.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT / f"{name}_curve.png", dpi=120)
