@@ -12,8 +12,9 @@ directions, other scales) the data stop matching the models and the gap moves aw
 for some H in one direction or the other. A fast average of the gap, measured in standard errors
 of its batch-to-batch noise, raises an alarm; while alarmed the learning rate is `boost_lr`, and
 afterwards it returns to the bank's own rate with an e-folding time of `decay_batches`. When an
-alarm starts, the optimizer's moment estimates are dropped (see _forget_gradient_scale). The bank
-starts alarmed, which gives a fast start on a new stream.
+alarm starts, and every `reset_every` batches while it lasts, the optimizer's moment estimates
+are dropped (see _forget_gradient_scale). The bank starts alarmed: a fast start on a new stream.
+The defaults won bench/tracking.py's sweep (bench/RESULTS.md, section 2).
 
 Optionally the entropy ELBO used for the BIC is averaged over recent steps (`score_rate` < 1):
 F_ent is linear in log tau^2 and log sigma^2, so this averages the variance parameters.
