@@ -52,13 +52,22 @@ def mc_sq_err(
     samples: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Monte Carlo E_q ||x_n - W z - mu||^2 with z = nu + tau * eps (reparameterised): -> (M, B)."""
+    """Monte Carlo E_q ||x_n - W z - mu||^2 with z = nu + tau * eps (reparameterised): -> (M, B).
+
+    With r = x - W nu - mu and d = tau * eps, each sample's error expands in latent space,
+        ||r - W d||^2 = ||r||^2 - 2 (W^T r) . d + d^T (W^T W) d,
+    the same numbers as decoding every sample, for O(S B H^2) work instead of O(S B D H).
+    """
     eps = torch.randn(
         (samples, *nu.shape), generator=generator, device=nu.device, dtype=nu.dtype
     )  # (S, M, B, Hmax)
-    z = nu[None] + tau2.sqrt()[None, :, None, :] * eps
-    recon = torch.einsum("smbh,mdh->smbd", z, W) + mu[None, :, None, :]  # (S, M, B, D)
-    return (x[None, None] - recon).square().sum(-1).mean(0)
+    d = tau2.sqrt()[None, :, None, :] * eps  # (S, M, B, Hmax)
+    r = x[None] - torch.einsum("mbh,mdh->mbd", nu, W) - mu[:, None, :]  # (M, B, D)
+    rw = torch.einsum("mbd,mdh->mbh", r, W)  # (M, B, Hmax)
+    gram = torch.einsum("mdh,mdk->mhk", W, W)  # (M, Hmax, Hmax)
+    cross = torch.einsum("mbh,smbh->mb", rw, d) / samples  # mean_s (W^T r) . d
+    quad = torch.einsum("smbh,mhk,smbk->mb", d, gram, d) / samples  # mean_s d^T G d
+    return r.square().sum(-1) - 2.0 * cross + quad
 
 
 def batch_elbo(

@@ -83,3 +83,16 @@ def test_analytic_elbo_is_below_loglik_at_arbitrary_encoder() -> None:
     w, mu = p["W"][0].numpy(), p["mu"][0].numpy()
     exact = ppca.loglik(w, float(p["sigma2"][0]), ppca.covariance(x.numpy(), mean=mu))
     assert elbo < exact
+
+
+def test_mc_sq_err_equals_decoding_every_sample() -> None:
+    p = _random_params(8)
+    x = torch.randn(9, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    W = p["W"] * p["mask"][:, None, :]
+    nu = objectives.encoder_means(x, p["V"], p["b"], p["mask"])
+    got = objectives.mc_sq_err(x, nu, W, p["mu"], p["tau2"], 13, torch.Generator().manual_seed(3))
+    eps = torch.randn((13, *nu.shape), generator=torch.Generator().manual_seed(3), dtype=nu.dtype)
+    z = nu[None] + p["tau2"].sqrt()[None, :, None, :] * eps
+    recon = torch.einsum("smbh,mdh->smbd", z, W) + p["mu"][None, :, None, :]
+    expected = (x[None, None] - recon).square().sum(-1).mean(0)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-10)
