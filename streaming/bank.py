@@ -59,11 +59,12 @@ class LinearVAEBank:
         self._last_rows = 0
         self._last_batch_elbo: torch.Tensor | None = None  # (M,), from the last step's forward
         dims = self.config.latent_dims
-        self._latent_dims = torch.tensor(dims, device=self.device)
+        latent_dims = torch.tensor(dims, device=self.device)
         hmax = max(dims)
-        self._mask = (
-            torch.arange(hmax, device=self.device)[None, :] < self._latent_dims[:, None]
-        ).to(torch.float32)  # (M, Hmax)
+        self._mask = (torch.arange(hmax, device=self.device)[None, :] < latent_dims[:, None]).to(
+            torch.float32
+        )  # (M, Hmax)
+        self._mask_np = self._mask.double().cpu().numpy()
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.config.seed)
         self._params = self._init_params(dims, dim, hmax)
@@ -101,7 +102,8 @@ class LinearVAEBank:
         params = [self._params[k] for k in PARAM_NAMES]
         if self.config.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.config.learning_rate)
-        return torch.optim.Adam(params, lr=self.config.learning_rate, foreach=True)
+        # Fused Adam: one kernel for the six stacked tensors (CPU and CUDA).
+        return torch.optim.Adam(params, lr=self.config.learning_rate, fused=True)
 
     # ----------------------------------------------------------------------------- learning
 
@@ -112,15 +114,30 @@ class LinearVAEBank:
         of finite numbers with D columns. X itself is never modified.
         """
         x = self._as_batch(X)
-        self._optimizer.zero_grad(set_to_none=True)
-        elbo = self._batch_elbo(x)  # (M,)
-        (-elbo.sum()).backward()
+        p = self._params
+        if self.config.estimator == "analytic":
+            detached = {k: v.detach() for k, v in p.items()}
+            elbo, grads = objectives.analytic_elbo_and_grads(x, **detached, mask=self._mask)
+            for k, g in grads.items():
+                p[k].grad = g
+        else:
+            self._optimizer.zero_grad(set_to_none=True)
+            tau2, sigma2 = self._variances()
+            elbo = objectives.batch_elbo(
+                x, p["W"], p["mu"], sigma2, p["V"], p["b"], tau2, self._mask,
+                samples=self.config.mc_samples, generator=self._generator,
+            )  # fmt: skip
+            (-elbo.sum()).backward()
         self._optimizer.step()
         self._last_batch_elbo = elbo.detach()
         self._last_rows = x.shape[0]
         self.step += 1
         self.rows_seen += x.shape[0]
         return self.report()
+
+    def reset_optimizer_state(self) -> None:
+        """Forget the optimizer's running moments (e.g. after a change of the stream)."""
+        self._optimizer.state.clear()
 
     def set_learning_rate(self, lr: float) -> None:
         """Change the step size from the next step on (a schedule, or a boost after a change).
@@ -131,23 +148,6 @@ class LinearVAEBank:
             raise InvalidConfigError(f"learning_rate: expected a positive number, got {lr}")
         for group in self._optimizer.param_groups:
             group["lr"] = lr
-
-    def _batch_elbo(self, x: torch.Tensor) -> torch.Tensor:
-        p = self._params
-        samples = self.config.mc_samples if self.config.estimator == "mc" else None
-        tau2, sigma2 = self._variances()
-        return objectives.batch_elbo(
-            x,
-            p["W"],
-            p["mu"],
-            sigma2,
-            p["V"],
-            p["b"],
-            tau2,
-            self._mask,
-            samples=samples,
-            generator=self._generator,
-        )
 
     def _variances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(tau^2 (M, Hmax), sigma^2 (M,)) through softplus of the free parameters."""
@@ -181,45 +181,37 @@ class LinearVAEBank:
     @torch.no_grad()
     def report(self) -> StepReport:
         """Every candidate's scores at the current parameters, and the selection."""
-        tau2, sigma2 = self._variances()
-        f_ent = entropy.entropy_elbo(tau2, sigma2, self._mask, self.dim)
+        # One copy of (M, Hmax + 2) numbers to the host: sigma^2, the last batch ELBO, tau^2.
+        tau2_t, sigma2_t = self._variances()
+        last = self._last_batch_elbo
+        batch_t = torch.full_like(sigma2_t, math.nan) if last is None else last
+        host = torch.cat([sigma2_t[:, None], batch_t[:, None], tau2_t], 1).double().cpu().numpy()
+        sigma2, batch, tau2 = host[:, 0], host[:, 1], host[:, 2:]
+        dims = np.array(self.config.latent_dims)
         n = self.config.bic_n
-        bic = entropy.bic(f_ent, self._latent_dims, self.dim, n)
-        ent = entropy.encoder_entropies(tau2)
-        rows = [
-            f_ent,
-            bic,
-            sigma2,
-            entropy.s_reg(tau2, self._mask),
-            entropy.s_rec(sigma2, self.dim),
-        ]
-        if self._last_batch_elbo is not None:
-            rows += [
-                self._last_batch_elbo,
-                entropy.bic(self._last_batch_elbo, self._latent_dims, self.dim, n),
-            ]
-        # One transfer to the host for everything (matters on a GPU).
-        scal = torch.stack(rows).double().cpu().tolist()
-        tau2_l, ent_l = tau2.double().cpu().tolist(), ent.double().cpu().tolist()
-        has_batch = self._last_batch_elbo is not None
+        s_reg, s_rec = entropy.s_reg(tau2, self._mask_np), entropy.s_rec(sigma2, self.dim)
+        f_ent = s_reg + s_rec  # Eq. 20
+        bic = entropy.bic(f_ent, dims, self.dim, n)  # Eq. 27
+        batch_bic = entropy.bic(batch, dims, self.dim, n)
+        ent = entropy.encoder_entropies(tau2)  # Eq. 24
         threshold = self.config.collapse_threshold
         models = []
         for i, h in enumerate(self.config.latent_dims):
-            collapsed = tuple(e > threshold for e in ent_l[i][:h])
+            collapsed = tuple(bool(e > threshold) for e in ent[i, :h])
             models.append(
                 ModelScore(
                     latent_dim=h,
-                    entropy_elbo=scal[0][i],
-                    bic=scal[1][i],
-                    batch_elbo=scal[5][i] if has_batch else None,
-                    batch_bic=scal[6][i] if has_batch else None,
-                    sigma2=scal[2][i],
-                    tau2=tuple(tau2_l[i][:h]),
-                    encoder_entropies=tuple(ent_l[i][:h]),
+                    entropy_elbo=float(f_ent[i]),
+                    bic=float(bic[i]),
+                    batch_elbo=None if last is None else float(batch[i]),
+                    batch_bic=None if last is None else float(batch_bic[i]),
+                    sigma2=float(sigma2[i]),
+                    tau2=tuple(tau2[i, :h].tolist()),
+                    encoder_entropies=tuple(ent[i, :h].tolist()),
                     collapsed=collapsed,
                     active_latents=h - sum(collapsed),
-                    s_reg=scal[3][i],
-                    s_rec=scal[4][i],
+                    s_reg=float(s_reg[i]),
+                    s_rec=float(s_rec[i]),
                 )
             )
         best = min(models, key=lambda s: s.bic).latent_dim

@@ -8,6 +8,7 @@ zero gradients and the stack trains exactly like M separate models.
 import math
 
 import torch
+from torch.nn.functional import softplus
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -97,3 +98,60 @@ def batch_elbo(
         sq_err = mc_sq_err(x, nu, Wm, mu, tau2, samples, generator)
     rec = gaussian_rec(sq_err, sigma2, x.shape[-1])
     return (rec - kl_to_prior(nu, tau2, mask)).mean(-1)
+
+
+def softplus_sq_grad(raw: torch.Tensor) -> torch.Tensor:
+    """d softplus(a)^2 / da = 2 softplus(a) sigmoid(a): the chain from a variance to its free
+    parameter."""
+    return 2.0 * softplus(raw) * torch.sigmoid(raw)
+
+
+@torch.no_grad()
+def analytic_elbo_and_grads(
+    x: torch.Tensor,
+    W: torch.Tensor,
+    mu: torch.Tensor,
+    sigma_raw: torch.Tensor,
+    V: torch.Tensor,
+    b: torch.Tensor,
+    tau_raw: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The closed-form batch ELBO (M,) and its exact gradients for every stacked parameter.
+
+    No autograd: a linear VAE's analytic ELBO has short gradients (per model, r_n = x_n - W nu_n
+    - mu, E_n = ||r_n||^2 + sum_h tau_h^2 ||w_h||^2, F = mean_n (rec_n - kl_n)):
+
+        dF/dmu = mean_n r_n / sigma^2,   dF/dW = (mean_n r_n nu_n^T - W diag(tau^2)) / sigma^2
+        dF/dnu_n = (W^T r_n / sigma^2 - nu_n) / B
+        dF/dV = sum_n dF/dnu_n x_n^T,    dF/db = sum_n dF/dnu_n
+        dF/dsigma^2 = -D / (2 sigma^2) + mean_n E_n / (2 sigma^4)
+        dF/dtau_h^2 = -||w_h||^2 / (2 sigma^2) - 1/2 + 1 / (2 tau_h^2)
+
+    chained through softplus. Returned gradients are those of the loss -sum_m F_m, zero on
+    padded latents. ~20 batched ops instead of autograd's ~100 small nodes.
+    """
+    rows, dim = x.shape
+    Wm = W * mask[:, None, :]  # (M, D, Hmax)
+    sigma2 = softplus(sigma_raw).square()  # (M,)
+    tau2 = softplus(tau_raw).square()  # (M, Hmax)
+    nu = encoder_means(x, V, b, mask)  # (M, B, Hmax)
+    r = x[None] - torch.bmm(nu, Wm.transpose(1, 2)) - mu[:, None, :]  # (M, B, D)
+    w_norm2 = Wm.square().sum(1)  # (M, Hmax)
+    sq_err = r.square().sum(-1) + (tau2 * w_norm2).sum(-1, keepdim=True)  # (M, B)
+    rec = gaussian_rec(sq_err, sigma2, dim)
+    elbo = (rec - kl_to_prior(nu, tau2, mask)).mean(-1)  # (M,)
+    inv = 1.0 / sigma2  # (M,)
+    g_nu = (torch.bmm(r, Wm) * inv[:, None, None] - nu) * (mask[:, None, :] / rows)  # (M, B, H)
+    g_W = (torch.bmm(r.transpose(1, 2), nu) / rows - Wm * tau2[:, None, :]) * inv[:, None, None]
+    g_sigma2 = -0.5 * dim * inv + 0.5 * sq_err.mean(-1) * inv.square()
+    g_tau2 = (-0.5 * w_norm2 * inv[:, None] - 0.5 + 0.5 / tau2) * mask
+    grads = {
+        "W": -g_W * mask[:, None, :],
+        "mu": -r.mean(1) * inv[:, None],
+        "sigma_raw": -g_sigma2 * softplus_sq_grad(sigma_raw),
+        "V": -torch.bmm(g_nu.transpose(1, 2), x.expand(len(mask), rows, dim)),
+        "b": -g_nu.sum(1),
+        "tau_raw": -g_tau2 * softplus_sq_grad(tau_raw),
+    }
+    return elbo, grads

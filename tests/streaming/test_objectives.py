@@ -96,3 +96,34 @@ def test_mc_sq_err_equals_decoding_every_sample() -> None:
     recon = torch.einsum("smbh,mdh->smbd", z, W) + p["mu"][None, :, None, :]
     expected = (x[None, None] - recon).square().sum(-1).mean(0)
     assert torch.allclose(got, expected, rtol=1e-12, atol=1e-10)
+
+
+def test_closed_form_gradients_equal_autograd() -> None:
+    p = _random_params(10)
+    x = torch.randn(11, 6, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    raw = {
+        "W": p["W"],
+        "mu": p["mu"],
+        "sigma_raw": torch.log(torch.expm1(p["sigma2"].sqrt())),  # softplus^-1 of sigma
+        "V": p["V"],
+        "b": p["b"],
+        "tau_raw": torch.log(torch.expm1(p["tau2"].sqrt())),
+    }
+    elbo, grads = objectives.analytic_elbo_and_grads(x, **raw, mask=p["mask"])
+    leaves = {k: v.clone().requires_grad_(True) for k, v in raw.items()}
+    softplus = torch.nn.functional.softplus
+    expected = objectives.batch_elbo(
+        x,
+        leaves["W"],
+        leaves["mu"],
+        softplus(leaves["sigma_raw"]).square(),
+        leaves["V"],
+        leaves["b"],
+        softplus(leaves["tau_raw"]).square(),
+        p["mask"],
+    )
+    (-expected.sum()).backward()
+    assert torch.allclose(elbo, expected.detach(), rtol=0, atol=1e-12)
+    for k, leaf in leaves.items():
+        assert leaf.grad is not None
+        assert torch.allclose(grads[k], leaf.grad, rtol=1e-10, atol=1e-12), k
