@@ -141,8 +141,14 @@ def machine() -> dict[str, Any]:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "streaming", "service"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split("\n")
     except OSError:
-        commit = ""
+        commit, dirty = "", []
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -160,6 +166,7 @@ def machine() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_avg": os.getloadavg(),
         "commit": commit,
+        "uncommitted": [line[3:] for line in dirty if line.strip()],  # the shared tree moves
         "command": " ".join(["python -m bench." + Path(sys.argv[0]).stem, *sys.argv[1:]]),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -17,8 +17,10 @@ def load(name: str) -> dict[str, Any]:
 
 def machine_line(data: dict[str, Any]) -> str:
     m = data["machine"]
+    dirty = m.get("uncommitted") or []
+    note = f" + uncommitted {', '.join(dirty)}" if dirty else ""
     return (
-        f"_`{m['command']}` at {m['time_utc']}, commit {m['commit']}, {m['cpu']}, "
+        f"_`{m['command']}` at {m['time_utc']}, commit {m['commit']}{note}, {m['cpu']}, "
         f"{m['cores']} cores, torch {m['torch']} ({m['torch_threads']} thread), "
         f"load average {m['load_avg'][0]:.1f}_"
     )
@@ -151,6 +153,21 @@ def core_speed(name: str) -> None:
             f"{r['naive_batches_per_s']:.1f} | {r['speedup']:.2f} | "
             f"{fmt(fast, 1)} | {fmt(r['fast_speedup'], 2)} |"
         )
+    check = data.get("fast_step_check", {})
+    if isinstance(check, dict) and "run" in check:
+        grads = ", ".join(
+            f"D={g['D']}: {g['max_rel_grad_diff']:.1e} / {g['max_elbo_diff']:.1e}"
+            for g in check["gradients"]
+        )
+        run = check["run"]
+        print(
+            "\nfast step vs autograd (max relative gradient difference / ELBO difference): "
+            f"{grads}; over {run['batches']} batches of the paper stream the same pick in "
+            f"{run['same_picks']}/{run['batches']}, max |BIC difference| {run['max_bic_diff']:.2g}"
+        )
+    if "breakdown_us" in data:
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in data["breakdown_us"].items())
+        print(f"\nOne step at D = 10, B = 10 (us): {parts}")
     print(
         "\n| D | entropy BIC (us) | Eq. 26 on 1,000 rows (us) | MC ELBO 100 rows x 100 samples "
         "(us) | bank.report() (us) |"

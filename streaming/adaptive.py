@@ -186,9 +186,7 @@ class AdaptiveBank:
         that fills Adam's second moment (memory ~1/(1 - beta2) = 1000 steps) and then shrinks
         every later step far below the learning rate, just when the models must move (e.g.
         revive collapsed latents). Fresh moments give steps of the full rate again."""
-        # LinearVAEBank has no public reset yet (asked of the core's owner); Adam and SGD both
-        # rebuild a missing per-parameter state on their next step.
-        self.bank._optimizer.state.clear()
+        self.bank.reset_optimizer_state()
 
     def _set_lr(self) -> None:
         self.bank.set_learning_rate(self.learning_rate)
