@@ -212,6 +212,7 @@ def main() -> None:
         kind = "core_speed" if kind.startswith("core_speed") else kind
         kind = "fig3" if kind.startswith("fig3") else kind
         kind = "baselines" if kind.startswith("baselines") else kind
+        kind = "tracking" if kind.startswith("tracking") else kind
         print(f"\n<!-- {name} -->")
         {
             "fig3": fig3,

@@ -203,9 +203,12 @@ def main() -> None:
     if "bic_n" in parts:
         progress("bic_n: picks for every N")
         result["bic_n"] = part_bic_n(args.seeds[0], args.chunk, BEST[0])
-    write_json("tracking_quick" if args.quick else "tracking", result)
+    name = "tracking_quick" if args.quick else "tracking"
+    if args.part:  # a partial run does not overwrite the whole sweep's results
+        name += "_" + "_".join(args.part)
+    write_json(name, result)
     if "curve" in result:
-        plot_curve(result["curve"], "tracking_quick" if args.quick else "tracking")
+        plot_curve(result["curve"], name)
 
 
 def plot_curve(rows: list[dict], name: str) -> None:
