@@ -211,8 +211,8 @@ def make_learner(spec: str, dim: int, seed: int = 0, **bank: Any) -> Learner:
     'adaptive:lr=0.002,boost_lr=0.05,decay=50,threshold=5,score_rate=1,reset=1,reset_every=25'
     (streaming.adaptive). Extra keyword arguments go to BankConfig (estimator, bic_n, ...).
     The spec's own defaults (lr 0.002, boost_lr 0.02, decay 50, threshold 5, score_rate 1,
-    reset 1, reset_every 0) are fixed here so that recorded specs keep their meaning; they are
-    not AdaptiveConfig's defaults."""
+    reset 1, reset_every 0, margin 0) are fixed here so that recorded specs keep their meaning;
+    they are not AdaptiveConfig's defaults."""
     from streaming.adaptive import AdaptiveBank, AdaptiveConfig
     from streaming.bank import LinearVAEBank
     from streaming.config import BankConfig
@@ -235,6 +235,7 @@ def make_learner(spec: str, dim: int, seed: int = 0, **bank: Any) -> Learner:
             score_rate=float(kv.pop("score_rate", 1)),
             reset_optimizer=kv.pop("reset", "1") == "1",
             reset_every=int(kv.pop("reset_every", 0)),
+            switch_margin=float(kv.pop("margin", 0)),
         )
         if not kv:
             return AdaptiveBank(dim, config, adaptive)

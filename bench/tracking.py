@@ -52,7 +52,7 @@ SETTINGS = [
     "adaptive:lr=0.005,boost_lr=0.05,reset_every=10",
 ]
 BEST = [
-    "adaptive:lr=0.002,boost_lr=0.05,reset_every=10",
+    "adaptive:lr=0.002,boost_lr=0.05,reset_every=25,margin=5",  # = AdaptiveConfig() defaults
     "adaptive:lr=0.002,boost_lr=0.05,reset_every=25",
 ]
 STREAMS: dict[str, dict[str, Any]] = {

@@ -16,6 +16,8 @@ alarm starts, and every `reset_every` batches while it lasts, the optimizer's mo
 are dropped (see _forget_gradient_scale). The bank starts alarmed: a fast start on a new stream.
 The defaults won bench/tracking.py's sweep (bench/RESULTS.md, section 2).
 
+The pick has hysteresis: it moves to another H only when that H's BIC is lower than the current
+pick's by more than `switch_margin`, so that a pick does not flicker while boosted models settle.
 Optionally the entropy ELBO used for the BIC is averaged over recent steps (`score_rate` < 1):
 F_ent is linear in log tau^2 and log sigma^2, so this averages the variance parameters.
 """
@@ -47,6 +49,7 @@ class AdaptiveConfig:
     score_rate: float = 1.0  # weight of a new entropy ELBO in the one the BIC uses (1: no average)
     reset_optimizer: bool = True  # forget Adam's moment estimates when an alarm starts
     reset_every: int = 25  # ... and every this many batches while it lasts (0: only at its start)
+    switch_margin: float = 5.0  # the pick moves only to an H whose BIC is lower by more than this
 
     def __post_init__(self) -> None:
         if not self.boost_lr > 0:
@@ -63,6 +66,8 @@ class AdaptiveConfig:
             raise InvalidConfigError(f"threshold: expected a positive number, got {self.threshold}")
         if self.reset_every < 0:
             raise InvalidConfigError(f"reset_every: expected >= 0, got {self.reset_every}")
+        if not self.switch_margin >= 0:
+            raise InvalidConfigError(f"switch_margin: expected >= 0, got {self.switch_margin}")
 
 
 class AdaptiveBank:
@@ -78,6 +83,7 @@ class AdaptiveBank:
         self.alarms = 0  # alarms raised, counting runs of consecutive alarmed batches once
         self.resets = 0  # times the optimizer's moments were dropped
         self._since_reset = 0  # alarmed batches since the optimizer's moments were dropped
+        self._pick = -1  # index of the held pick (-1: none yet)
         first = self.bank.report()
         m = len(first.models)
         self._f_ent = np.array([s.entropy_elbo for s in first.models])  # (M,) before the step
@@ -111,15 +117,20 @@ class AdaptiveBank:
         self._f_ent = np.array([s.entropy_elbo for s in rep.models])
         r = self.adaptive.score_rate
         self._score = (1 - r) * self._score + r * self._f_ent
-        return self._scored(rep)
+        rep = self._scored(rep)
+        bic = np.array([s.bic for s in rep.models])
+        if self._pick < 0 or bic.min() < bic[self._pick] - self.adaptive.switch_margin:
+            self._pick = int(bic.argmin())
+        return self._held(rep)
 
     def report(self) -> StepReport:
-        """The bank's current report with the (averaged) entropy BIC and its pick."""
-        return self._scored(self.bank.report())
+        """The bank's current report with the (averaged) entropy BIC and the held pick."""
+        return self._held(self._scored(self.bank.report()))
 
     @property
     def best_latent_dim(self) -> int:
-        """The H with the lowest (averaged) entropy BIC."""
+        """The held pick: the lowest (averaged) entropy BIC, switched to only once it beats the
+        previous pick's BIC by more than switch_margin."""
         return self.report().best_latent_dim
 
     @property
@@ -139,7 +150,7 @@ class AdaptiveBank:
         state = {
             "bank": self.bank.state_bytes(),
             "adaptive": asdict(self.adaptive),
-            "counters": [self.since_alarm, self.alarms, self.resets, self._since_reset],
+            "counters": [self.since_alarm, self.alarms, self.resets, self._since_reset, self._pick],
             "quiet_lr": self.quiet_lr,
             "arrays": {k: torch.from_numpy(getattr(self, k).copy()) for k in _ARRAYS},
         }
@@ -154,7 +165,8 @@ class AdaptiveBank:
         new = cls(bank.dim, bank.config, AdaptiveConfig(**state["adaptive"]))
         new.bank = bank
         new.quiet_lr = float(state["quiet_lr"])
-        new.since_alarm, new.alarms, new.resets, new._since_reset = state["counters"]
+        counters = state["counters"]
+        new.since_alarm, new.alarms, new.resets, new._since_reset, new._pick = counters
         for k in _ARRAYS:
             setattr(new, k, state["arrays"][k].numpy().copy())
         return new
@@ -190,6 +202,11 @@ class AdaptiveBank:
 
     def _set_lr(self) -> None:
         self.bank.set_learning_rate(self.learning_rate)
+
+    def _held(self, rep: StepReport) -> StepReport:
+        if self._pick < 0:
+            return rep
+        return replace(rep, best_latent_dim=rep.models[self._pick].latent_dim)
 
     def _scored(self, rep: StepReport) -> StepReport:
         """rep with the BIC (Eq. 27) of the averaged entropy ELBO, and the pick it makes."""

@@ -64,7 +64,9 @@ def test_alarm_start_drops_optimizer_moments() -> None:
 def test_no_boost_no_reset_trains_like_plain_bank() -> None:
     x = ppca_data(400, DIM, 2, noise=0.1, seed=4)
     plain = LinearVAEBank(DIM, CONFIG)
-    adaptive = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(boost_lr=0.002, reset_optimizer=False))
+    adaptive = AdaptiveBank(
+        DIM, CONFIG, AdaptiveConfig(boost_lr=0.002, reset_optimizer=False, switch_margin=0.0)
+    )
     for start in range(0, 400, 10):
         expected = plain.learn_many(x[start : start + 10])
         got = adaptive.learn_many(x[start : start + 10])
@@ -78,7 +80,9 @@ def test_score_rate_averages_entropy_elbo_into_bic() -> None:
     for start in range(0, 30, 10):
         f.append(np.array([m.entropy_elbo for m in plain.learn_many(x[start : start + 10]).models]))
     adaptive = AdaptiveBank(
-        DIM, CONFIG, AdaptiveConfig(boost_lr=0.002, reset_optimizer=False, score_rate=0.5)
+        DIM,
+        CONFIG,
+        AdaptiveConfig(boost_lr=0.002, reset_optimizer=False, score_rate=0.5, switch_margin=0.0),
     )
     _feed(adaptive, x)
     score = f[0]
@@ -108,6 +112,7 @@ def test_same_seed_gives_same_picks() -> None:
         ("score_rate", 0.0, "score_rate: expected a number in (0, 1], got 0.0"),
         ("threshold", 0.0, "threshold: expected a positive number, got 0.0"),
         ("reset_every", -1, "reset_every: expected >= 0, got -1"),
+        ("switch_margin", -1.0, "switch_margin: expected >= 0, got -1.0"),
     ],
 )
 def test_invalid_adaptive_config_raises(field: str, value: float, message: str) -> None:
@@ -131,3 +136,23 @@ def test_state_round_trip_continues_identically() -> None:
     for start in range(300, 600, 10):
         assert a.learn_many(x[start : start + 10]) == b.learn_many(x[start : start + 10])
     assert a.learning_rate == b.learning_rate
+
+
+def test_pick_switches_only_past_the_margin() -> None:
+    x = np.concatenate(
+        [ppca_data(2_000, DIM, 1, noise=0.1, seed=8), ppca_data(2_000, DIM, 3, noise=0.1, seed=9)]
+    )
+    bank = AdaptiveBank(DIM, CONFIG, AdaptiveConfig(switch_margin=5.0))
+    previous = None
+    switches = 0
+    for start in range(0, 4_000, 10):
+        rep = bank.learn_many(x[start : start + 10])
+        bic = {m.latent_dim: m.bic for m in rep.models}
+        assert bic[rep.best_latent_dim] <= min(bic.values()) + 5.0
+        if previous is not None and rep.best_latent_dim != previous:
+            switches += 1
+            assert bic[rep.best_latent_dim] == min(bic.values())
+            assert bic[rep.best_latent_dim] < bic[previous] - 5.0
+        previous = rep.best_latent_dim
+    assert switches >= 1
+    assert previous == 3
