@@ -22,12 +22,17 @@ import torch
 from service.errors import ApiError
 from service.history import History
 from service.store import Store, StoredStream
+from streaming.adaptive import AdaptiveBank, AdaptiveConfig
 from streaming.bank import LinearVAEBank, resolve_device
 from streaming.config import BankConfig
 from streaming.errors import InvalidBatchError
 from streaming.report import ModelParams, StepReport
 
 log = logging.getLogger("dimwatch")
+
+Bank = LinearVAEBank | AdaptiveBank
+# Settings added after the first release, with the values that keep older streams as they were.
+LEGACY_DEFAULTS: dict[str, Any] = {"adaptive": False, "boost_learning_rate": 0.05}
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ def bank_config(config: dict[str, Any], default_device: str) -> BankConfig:
     )
 
 
+def adaptive_config(config: dict[str, Any]) -> AdaptiveConfig | None:
+    """The learning-rate controller of a stream's stored settings (None: a constant rate)."""
+    return AdaptiveConfig(boost_lr=config["boost_learning_rate"]) if config["adaptive"] else None
+
+
 def _device_name(requested: str) -> str:
     """The device a bank will use, as "cpu" or "cuda:N" (never a bare "cuda")."""
     device = resolve_device(requested)
@@ -79,12 +89,14 @@ class LiveStream:
         history_limit: int,
     ) -> None:
         self.name = name
-        self.config = config  # the settings as created (StreamCreate fields but name and dim)
+        # the settings as created (StreamCreate fields but name and dim)
+        self.config = {**LEGACY_DEFAULTS, **config}
         self.dim = dim
         self.created_at = created_at
-        self.bank_config = bank_config(config, default_device)
+        self.bank_config = bank_config(self.config, default_device)
+        self.adaptive_config = adaptive_config(self.config)
         self.device = _device_name(self.bank_config.device)
-        self.bank: LinearVAEBank | None = None
+        self.bank: Bank | None = None
         self.report: StepReport | None = None  # after the last durable batch
         self.history = History(history_limit)
         self.snapshot_step = 0
@@ -117,9 +129,7 @@ class LiveStream:
                     {"expected_seq": step},
                 )
             self._check_columns(x)
-            bank = (
-                self.bank if self.bank is not None else LinearVAEBank(x.shape[1], self.bank_config)
-            )
+            bank = self.bank if self.bank is not None else self._new_bank(x.shape[1])
             report = bank.learn_many(x)
             try:
                 change = self.history.add(report)
@@ -184,7 +194,12 @@ class LiveStream:
             out = bank.reconstruct(x, h) if decode else bank.encode(x, h)
             return h, out
 
-    def _trained_bank(self) -> LinearVAEBank:
+    def _new_bank(self, dim: int) -> Bank:
+        if self.adaptive_config is None:
+            return LinearVAEBank(dim, self.bank_config)
+        return AdaptiveBank(dim, self.bank_config, self.adaptive_config)
+
+    def _trained_bank(self) -> Bank:
         if self.bank is None:
             raise ApiError(
                 409, "no_data_yet", f"stream {self.name!r} has no batch yet; push one first"
@@ -215,12 +230,13 @@ class LiveStream:
         self.bank, self.report, self.snapshot_step = None, None, 0
         if stored.snapshot is not None:
             self.snapshot_step, state = stored.snapshot
-            self.bank = LinearVAEBank.from_bytes(state, device=self.bank_config.device)
+            kind = LinearVAEBank if self.adaptive_config is None else AdaptiveBank
+            self.bank = kind.from_bytes(state, device=self.bank_config.device)
         for step, data in stored.batches:
             assert stored.dim is not None
             x = np.frombuffer(data, dtype="<f4").reshape(-1, stored.dim).copy()
             if self.bank is None:
-                self.bank = LinearVAEBank(stored.dim, self.bank_config)
+                self.bank = self._new_bank(stored.dim)
             self.bank.learn_many(x)
             if self.bank.step != step:
                 raise RuntimeError(

@@ -87,6 +87,14 @@ class StreamCreate(BaseModel):
     optimizer: Literal["adam", "sgd"] = Field(
         default="adam", description="optimizer of the online step"
     )
+    adaptive: bool = Field(
+        default=True,
+        description="raise the learning rate to boost_learning_rate when the stream changes "
+        "(a change detector on batch ELBO - entropy ELBO; bench/RESULTS.md section 2)",
+    )
+    boost_learning_rate: float = Field(
+        default=0.05, gt=0, description="learning rate right after a detected change"
+    )
 
 
 class StreamOut(BaseModel):
@@ -105,6 +113,8 @@ class StreamOut(BaseModel):
             "dim": 10,
             "device": "cpu",
             "optimizer": "adam",
+            "adaptive": True,
+            "boost_learning_rate": 0.05,
             "step": 120,
             "rows_seen": 1200,
             "best_latent_dim": 4,
@@ -123,6 +133,8 @@ class StreamOut(BaseModel):
     dim: int | None = Field(description="null until the first batch fixes it")
     device: str = Field(description="the device actually used, e.g. cpu or cuda:0")
     optimizer: str
+    adaptive: bool
+    boost_learning_rate: float
     step: int = Field(description="batches applied")
     rows_seen: int
     best_latent_dim: int | None = Field(description="null before the first batch")

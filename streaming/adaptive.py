@@ -32,7 +32,7 @@ import torch
 from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig
 from streaming.errors import InvalidConfigError
-from streaming.report import ModelScore, StepReport
+from streaming.report import ModelParams, ModelScore, StepReport
 
 _ARRAYS = ("_f_ent", "_score", "_gap", "_row_var")  # float64 (M,) state besides the bank's
 
@@ -136,6 +136,31 @@ class AdaptiveBank:
     @property
     def dim(self) -> int:
         return self.bank.dim
+
+    @property
+    def config(self) -> BankConfig:
+        return self.bank.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.bank.device
+
+    def encode(self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None) -> np.ndarray:
+        """Posterior means of the named model (None: the held pick)."""
+        return self.bank.encode(X, self._named(latent_dim))
+
+    def reconstruct(
+        self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None
+    ) -> np.ndarray:
+        """Reconstructions through the named model (None: the held pick)."""
+        return self.bank.reconstruct(X, self._named(latent_dim))
+
+    def params(self, latent_dim: int | None = None) -> ModelParams:
+        """Parameters of the named model (None: the held pick)."""
+        return self.bank.params(self._named(latent_dim))
+
+    def _named(self, latent_dim: int | None) -> int:
+        return self.best_latent_dim if latent_dim is None else latent_dim
 
     @property
     def step(self) -> int:

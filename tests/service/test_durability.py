@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from service.settings import Settings
-from streaming.bank import LinearVAEBank
+from streaming.adaptive import AdaptiveBank
 from streaming.config import BankConfig
 from tests.service.helpers import Server, batch, push, serve, wait_until
 
@@ -37,10 +37,11 @@ def _batches(n: int) -> list[np.ndarray]:
     return [batch(rows=5, dim=DIM, seed=i) for i in range(n)]
 
 
-def _reference(batches: list[np.ndarray]) -> LinearVAEBank:
-    """The same stream trained in this process without interruption."""
+def _reference(batches: list[np.ndarray]) -> AdaptiveBank:
+    """The same stream trained in this process without interruption (the service's default
+    adaptive learning rate, whose controller state must survive restarts too)."""
     torch.set_num_threads(1)
-    bank = LinearVAEBank(
+    bank = AdaptiveBank(
         DIM,
         BankConfig(
             latent_dims=(2, 4, 6), learning_rate=0.01, estimator="mc", mc_samples=3, device="cpu"
@@ -51,7 +52,7 @@ def _reference(batches: list[np.ndarray]) -> LinearVAEBank:
     return bank
 
 
-def _assert_same_models(client: httpx.Client, name: str, bank: LinearVAEBank) -> None:
+def _assert_same_models(client: httpx.Client, name: str, bank: AdaptiveBank) -> None:
     for h in (2, 4, 6):
         served = client.get(f"/v1/streams/{name}/models/{h}").json()
         expected = bank.params(h)

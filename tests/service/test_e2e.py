@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import torch
 
-from streaming.bank import LinearVAEBank
+from streaming.adaptive import AdaptiveBank
 from streaming.config import BankConfig
 from streaming.data import paper_stream
 from tests.service.helpers import push
@@ -22,7 +22,8 @@ TRUE_DIMS = (6, 2, 4)
 
 def test_selection_follows_true_dimension_through_chunks(client: httpx.Client) -> None:
     X, truth = paper_stream(TRUE_DIMS, chunk_size=STEPS_PER_CHUNK * ROWS, seed=0)
-    client.post("/v1/streams", json={"name": "paper", "learning_rate": LEARNING_RATE})
+    stream = {"name": "paper", "learning_rate": LEARNING_RATE, "adaptive": False}
+    client.post("/v1/streams", json=stream)
     picks = []
     for seq, start in enumerate(range(0, len(X), ROWS)):
         body = push(client, "paper", X[start : start + ROWS], seq=seq).json()
@@ -39,7 +40,7 @@ def test_served_stream_equals_in_process_bank(client: httpx.Client) -> None:
     X, _ = paper_stream(TRUE_DIMS, chunk_size=500, seed=1)
     client.post("/v1/streams", json={"name": "paper", "learning_rate": LEARNING_RATE})
     torch.set_num_threads(1)
-    bank = LinearVAEBank(10, BankConfig(learning_rate=LEARNING_RATE, device="cpu"))
+    bank = AdaptiveBank(10, BankConfig(learning_rate=LEARNING_RATE, device="cpu"))
     for seq, start in enumerate(range(0, len(X), ROWS)):
         push(client, "paper", X[start : start + ROWS], seq=seq)
         bank.learn_many(X[start : start + ROWS])

@@ -48,7 +48,7 @@ def test_events_send_each_step_in_order(server: Server) -> None:
 def test_events_mark_selection_changes(server: Server) -> None:
     # Measured: with bic_n 1 and lr 0.1 on this 2-D data the best H moves 1 -> 2 -> 1 -> 2.
     c = server.client
-    config = {"latent_dims": [1, 2], "learning_rate": 0.1, "bic_n": 1}
+    config = {"latent_dims": [1, 2], "learning_rate": 0.1, "bic_n": 1, "adaptive": False}
     c.post("/v1/streams", json={"name": "s", **config})
     X = ppca_data(50 * 30, 4, 2, noise=0.1, seed=0, scales=np.array([3.0, 3.0]))
     with c.stream("GET", "/v1/streams/s/events") as response:

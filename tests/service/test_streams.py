@@ -2,10 +2,13 @@
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 
+from service.live import LiveStream
+from service.store import Store
 from tests.service.helpers import Server, batch, push
 
 DEFAULTS = {
@@ -17,6 +20,8 @@ DEFAULTS = {
     "collapse_threshold": 1.0,
     "seed": 0,
     "optimizer": "adam",
+    "adaptive": True,
+    "boost_learning_rate": 0.05,
 }
 
 
@@ -191,3 +196,13 @@ def test_create_stream_over_latent_limits_rejected(
                 "message": message,
                 "details": None,
             }
+
+
+def test_stream_stored_before_adaptive_setting_keeps_constant_rate(tmp_path: Path) -> None:
+    # Streams stored before the `adaptive` setting existed train with a constant rate.
+    old = {k: v for k, v in DEFAULTS.items() if k not in ("adaptive", "boost_learning_rate")}
+    store = Store(tmp_path)
+    live = LiveStream("old", {**old, "device": "cpu"}, 10, "2026-11-25T00:00:00Z", store, "cpu", 10)
+    store.close()
+    assert live.adaptive_config is None
+    assert (live.config["adaptive"], live.config["boost_learning_rate"]) == (False, 0.05)

@@ -156,3 +156,15 @@ def test_pick_switches_only_past_the_margin() -> None:
         previous = rep.best_latent_dim
     assert switches >= 1
     assert previous == 3
+
+
+def test_model_access_defaults_to_the_held_pick() -> None:
+    x = ppca_data(400, 8, 3, seed=2)
+    bank = AdaptiveBank(8, BankConfig(device="cpu"))
+    for i in range(10):
+        bank.learn_many(x[i * 10 : i * 10 + 10])
+    h = bank.best_latent_dim
+    assert bank.params().latent_dim == h
+    assert bank.encode(x[:3]).shape == (3, h)
+    np.testing.assert_array_equal(bank.reconstruct(x[:3]), bank.bank.reconstruct(x[:3], h))
+    assert (bank.config, bank.device) == (bank.bank.config, bank.bank.device)
