@@ -87,6 +87,15 @@ def _stream_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, help="seed of initialisation and sampling (0)")
     group.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     group.add_argument("--optimizer", choices=["adam", "sgd"], help="online optimizer (adam)")
+    group.add_argument(
+        "--adaptive",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="boost the learning rate when the stream changes (on)",
+    )
+    group.add_argument(
+        "--boost-learning-rate", type=float, help="learning rate right after a change (0.05)"
+    )
 
 
 _SETTING_NAMES = (
@@ -99,6 +108,8 @@ _SETTING_NAMES = (
     "seed",
     "device",
     "optimizer",
+    "adaptive",
+    "boost_learning_rate",
 )
 
 

@@ -26,6 +26,8 @@ class StreamSettings(TypedDict, total=False):
     dim: int | None  # data dimension D, or None to take it from the first batch
     device: str  # "auto", "cpu", "cuda", "cuda:N"
     optimizer: Literal["adam", "sgd"]  # the optimizer of the online step (default "adam")
+    adaptive: bool  # boost the learning rate when the stream changes (default True)
+    boost_learning_rate: float  # learning rate right after a detected change (default 0.05)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -55,6 +57,8 @@ class Stream:
     best_latent_dim: int | None  # None before the first batch
     created_at: datetime
     optimizer: str | None = None  # "adam" or "sgd"; None from a server that does not say
+    adaptive: bool | None = None  # adaptive learning rate; None from a server that does not say
+    boost_learning_rate: float | None = None  # rate right after a detected change
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -74,6 +78,8 @@ class Stream:
             best_latent_dim=_opt_int(obj["best_latent_dim"]),
             created_at=datetime.fromisoformat(obj["created_at"]),
             optimizer=None if obj.get("optimizer") is None else str(obj["optimizer"]),
+            adaptive=None if obj.get("adaptive") is None else bool(obj["adaptive"]),
+            boost_learning_rate=_opt_float(obj.get("boost_learning_rate")),
         )
 
 

@@ -49,7 +49,8 @@ def test_push_flags_set_the_new_stream_settings(
 ) -> None:
     flags = ["--latent-dims", "1,3", "--seed", "5", "--estimator", "mc", "--mc-samples", "7"]
 
-    assert _push(live_url, _npy(tmp_path, rows(10)), *flags, "--optimizer", "sgd") == 0
+    flags += ["--optimizer", "sgd", "--no-adaptive", "--boost-learning-rate", "0.1"]
+    assert _push(live_url, _npy(tmp_path, rows(10)), *flags) == 0
 
     stream = live_client.get_stream("sensors")
     assert (stream.latent_dims, stream.seed, stream.estimator, stream.mc_samples) == (
@@ -58,7 +59,7 @@ def test_push_flags_set_the_new_stream_settings(
         "mc",
         7,
     )
-    assert stream.optimizer == "sgd"
+    assert (stream.optimizer, stream.adaptive, stream.boost_learning_rate) == ("sgd", False, 0.1)
 
 
 def test_push_latent_dims_too_large_for_the_file_creates_nothing(
