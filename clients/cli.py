@@ -173,8 +173,8 @@ def _add_demo(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--chunk-size", type=_positive_int, help="rows per chunk (10000; paper 100000)"
     )
-    demo.add_argument("--batch-size", type=_positive_int, help="rows per batch (25; paper 10)")
-    demo.add_argument("--learning-rate", type=float, help="step size (0.03; paper 0.002)")
+    demo.add_argument("--batch-size", type=_positive_int, help="rows per batch (10)")
+    demo.add_argument("--learning-rate", type=float, help="step size (0.002)")
     demo.add_argument("--estimator", choices=["analytic", "mc"], help="analytic; paper mc")
     demo.add_argument("--seed", type=int, help="seed of data and models (0)")
     demo.add_argument("--stream", help="stream name (default: a new demo-XXXXXX)")

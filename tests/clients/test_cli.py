@@ -364,7 +364,7 @@ def test_demo_against_a_given_server_leaves_the_stream_there(
     assert main(["demo", "--url", live_url, *flags]) == 0
 
     stream = live_client.get_stream("d")
-    assert (stream.step, stream.rows_seen, stream.learning_rate) == (6, 300, 0.03)
+    assert (stream.step, stream.rows_seen, stream.learning_rate) == (6, 300, 0.002)
 
 
 def test_main_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
