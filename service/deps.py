@@ -1,4 +1,7 @@
-"""FastAPI dependencies, as Annotated aliases the routes declare."""
+"""FastAPI dependencies, as Annotated aliases the routes declare.
+
+All of them are `async def`: none blocks, and FastAPI runs a plain `def` dependency in its thread
+pool, a thread handoff per dependency per request (the batch route has four)."""
 
 import secrets
 from typing import Annotated
@@ -11,17 +14,17 @@ from service.registry import Entry, Registry
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     """The live streams; 503 until the stored ones are restored."""
     registry: Registry = request.state.registry
     if not registry.ready:
@@ -39,7 +42,7 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
-def get_stream(name: str, registry: RegistryDep) -> Entry:
+async def get_stream(name: str, registry: RegistryDep) -> Entry:
     """The stream named in the path; 404 when there is none."""
     return registry.get(name)
 
@@ -69,12 +72,12 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def require_token(request: Request, settings: SettingsDep) -> None:
+async def require_token(request: Request, settings: SettingsDep) -> None:
     """Authorization: Bearer <token>, when DIMWATCH_API_TOKENS is set."""
     _check_token(settings, _bearer(request))
 
 
-def require_token_or_query(
+async def require_token_or_query(
     request: Request,
     settings: SettingsDep,
     token: Annotated[
