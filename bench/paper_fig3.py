@@ -35,17 +35,30 @@ def run_core(spec: str, estimator: str, X: np.ndarray, truth: np.ndarray, device
 
 
 def run_service(spec: str, X: np.ndarray, truth: np.ndarray, device: str) -> Trace:
+    """The same stream through the HTTP service, with the stream settings matching `spec`."""
     from bench.served import ServedStream, running_service
 
-    if not spec.startswith("plain:"):
-        raise SystemExit("the service runs plain banks only; use --learner plain:lr=...")
-    lr = float(dict(kv.split("=") for kv in spec[6:].split(","))["lr"])
     with running_service(device=device) as server:
-        stream = ServedStream(server.url, "fig3", X.shape[1], learning_rate=lr, device=device)
+        settings = service_settings(spec, X.shape[1])
+        stream = ServedStream(server.url, "fig3", X.shape[1], device=device, **settings)
         try:
             return run_stream(stream, X, truth, label="service")
         finally:
             stream.close()
+
+
+def service_settings(spec: str, dim: int) -> dict[str, Any]:
+    """Stream settings of the service for a learner spec: a plain bank, or the adaptive bank
+    with AdaptiveConfig's defaults except boost_lr (what the service exposes)."""
+    from streaming.adaptive import AdaptiveBank, AdaptiveConfig
+
+    learner = make_learner(spec, dim)
+    if isinstance(learner, AdaptiveBank):
+        boost = learner.adaptive.boost_lr
+        if learner.adaptive != AdaptiveConfig(boost_lr=boost):
+            raise SystemExit("the service runs AdaptiveConfig defaults except boost_lr only")
+        return {"learning_rate": learner.quiet_lr, "adaptive": True, "boost_learning_rate": boost}
+    return {"learning_rate": learner.config.learning_rate, "adaptive": False}  # type: ignore[attr-defined]
 
 
 def print_table(name: str, chunks: list[dict[str, Any]]) -> None:
