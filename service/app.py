@@ -22,6 +22,8 @@ Every stream trains a bank of linear VAEs (one per candidate latent size H) onli
 step per batch, and selects H by the BIC of the data-free entropy ELBO. Lower BIC is better.
 Errors share one shape: `{"error": code, "message": text, "details": any}`."""
 
+OPENAPI_TAGS = ("streams", "batches", "selection", "models", "events", "operations")
+
 
 def _version() -> str:
     try:
@@ -79,12 +81,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.closing.set()
             await registry.close()
 
-    app = FastAPI(title="dimwatch", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="dimwatch",
+        version=_version(),
+        description=DESCRIPTION,
+        openapi_tags=[{"name": tag} for tag in OPENAPI_TAGS],
+        lifespan=lifespan,
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.closing = threading.Event()  # set on SIGTERM: ends open event streams
     errors.install(app, metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
-    for module in (streams, batches, selection, models, events, ops, dashboard):
+    # Routes are matched in order and matching costs a few microseconds per route: the batch
+    # route, the hot one, comes first. No two routers' paths overlap, so the order changes nothing
+    # else; OPENAPI_TAGS keeps the documentation's order.
+    for module in (batches, streams, selection, models, events, ops, dashboard):
         app.include_router(module.router)
     return app

@@ -84,11 +84,15 @@ def check_array(x: np.ndarray, settings: Settings) -> np.ndarray:
         )
     if x.dtype.kind not in "fiu":
         raise invalid(f"expected real numbers, got dtype {x.dtype}")
-    with np.errstate(over="ignore"):  # a writable C-ordered copy: the caller owns it
-        x = np.array(x, dtype=np.float32, order="C", copy=True)
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite))
+    # A writable C-ordered copy (the caller owns it; torch warns on read-only arrays). Only a
+    # conversion to float32 can overflow: float32 input skips the errstate context.
+    if x.dtype == np.float32:
+        x = np.array(x, order="C", copy=True)
+    else:
+        with np.errstate(over="ignore"):
+            x = np.array(x, dtype=np.float32, order="C", copy=True)
+    if not np.isfinite(x).all():
+        row = int(np.argmin(np.isfinite(x).all(axis=1)))
         raise invalid(f"expected finite numbers, got NaN or Inf in row {row}")
     return x
 

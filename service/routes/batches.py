@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import views
@@ -40,10 +40,11 @@ _BODY: dict[str, Any] = {
 
 @router.post(
     "/{name}/batches",
+    response_model=BatchOut,
     openapi_extra=_BODY,
     responses=errors(401, 404, 409, 413, 415, 422, 429, 503),
 )
-async def push_batch(name: str, request: Request) -> BatchOut:
+async def push_batch(name: str, request: Request) -> Response:
     """Learn one batch: one optimizer step of every candidate, answered once durable.
 
     With seq (JSON field or X-Seq header; the batch's index in the stream, from 0) a batch seen
@@ -62,9 +63,11 @@ async def push_batch(name: str, request: Request) -> BatchOut:
     else:
         x, seq = await run_in_threadpool(decode_batch, kind, body, request.headers, settings)
     applied = await registry.push(entry.live.name, x, seq)
-    return BatchOut(
+    out = BatchOut(
         step=applied.report.step,
         rows=applied.rows,
         duplicate=applied.duplicate,
         selection=views.selection(applied.report),
     )
+    # Serialised here: FastAPI would validate the model again before serialising it.
+    return Response(out.model_dump_json(), media_type="application/json")
