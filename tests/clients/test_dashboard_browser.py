@@ -217,9 +217,11 @@ def test_selection_change_is_marked_live(
     tab, console = page
     # Small-scale data with six intrinsic dimensions and a large step: the selection leaves the
     # initial H=2 within a few dozen steps (the expected changes are read back from the server).
+    # A constant rate: the adaptive default's pick hysteresis would hold H=2 for longer.
     rows = ppca_data(400, 10, 6, noise=0.1, seed=1) * 0.3
+    stream = {"name": "shifting", "learning_rate": 0.05, "adaptive": False}
     with open_server.client() as client:
-        response = client.post("/v1/streams", json={"name": "shifting", "learning_rate": 0.05})
+        response = client.post("/v1/streams", json=stream)
         assert response.status_code == 201, response.text
         push_rows(client, "shifting", rows[:10])
         tab.goto(f"{open_server.url}/#stream=shifting")
