@@ -2,8 +2,8 @@
 
 1. Batches per second of LinearVAEBank (one stacked step for H = 2, 4, 6 plus its report)
    against the naive per-model loop of bench/naive.py (Listing 1 of the paper), in the same run,
-   for D = 10, 100, 1000, B = 10, 100, analytic and MC-100; for analytic also the proposed
-   closed-form step of bench/fast_step.py (checked against autograd first).
+   for D = 10, 100, 1000, B = 10, 100, analytic and MC-100. The analytic step's closed-form
+   gradients (streaming.objectives.analytic_elbo_and_grads) are checked against autograd first.
 2. Cost of scoring three candidates: the data-free entropy BIC (Corollary 1) against the exact
    p-PCA log-likelihood (Eq. 26) of a window of 1,000 rows and an MC ELBO (100 samples) of a
    batch of 100 rows.
@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from bench.common import progress, set_threads, write_json
-from bench.fast_step import FastAnalyticBank, analytic_step
 from bench.naive import NaiveBank
 from streaming import entropy, objectives, ppca
 from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig, Estimator
-from streaming.data import paper_stream, ppca_data
+from streaming.data import ppca_data
 
 DIMS = (10, 100, 1000)
 ROWS = (10, 100)
@@ -65,10 +64,6 @@ def bank_vs_naive(seconds: float, device: str) -> list[dict[str, Any]]:
                 naive = NaiveBank(dim, num_samples=100 if estimator == "mc" else None)
                 r_bank = rate(cycling(bank.learn_many, batches), seconds)
                 r_naive = rate(cycling(naive.learn_many, batches), seconds)
-                r_fast = None
-                if estimator == "analytic":
-                    fast = FastAnalyticBank(dim, BankConfig(device=device))
-                    r_fast = rate(cycling(fast.learn_many, batches), seconds)
                 rows.append(
                     {
                         "estimator": estimator,
@@ -77,14 +72,11 @@ def bank_vs_naive(seconds: float, device: str) -> list[dict[str, Any]]:
                         "bank_batches_per_s": r_bank,
                         "naive_batches_per_s": r_naive,
                         "speedup": r_bank / r_naive,
-                        "fast_batches_per_s": r_fast,
-                        "fast_speedup": None if r_fast is None else r_fast / r_naive,
                     }
                 )
-                extra = "" if r_fast is None else f"  fast {r_fast:9.1f}/s x{r_fast / r_naive:5.2f}"
                 print(
                     f"{estimator:<8} D={dim:<5} B={b:<4} bank {r_bank:9.1f}/s  "
-                    f"naive {r_naive:9.1f}/s  x{r_bank / r_naive:5.2f}" + extra,
+                    f"naive {r_naive:9.1f}/s  x{r_bank / r_naive:5.2f}",
                     flush=True,
                 )
     return rows
@@ -149,8 +141,8 @@ def scoring(seconds: float, device: str) -> list[dict[str, Any]]:
     return rows
 
 
-def check_fast_step(device: str) -> list[dict[str, Any]]:
-    """bench/fast_step.py's closed-form gradients against autograd on the bank's objective."""
+def check_closed_form(device: str) -> list[dict[str, Any]]:
+    """The bank's closed-form gradients against autograd on the same objective, in float32."""
     rows = []
     for dim in DIMS:
         x = ppca_data(200, dim, 4, seed=2)
@@ -162,8 +154,8 @@ def check_fast_step(device: str) -> list[dict[str, Any]]:
             v.grad = None
         elbo = autograd_elbo(bank, xt)
         (-elbo.sum()).backward()
-        grads, fast_elbo = analytic_step(
-            xt, {k: v.detach() for k, v in bank._params.items()}, bank._mask
+        closed_elbo, grads = objectives.analytic_elbo_and_grads(
+            xt, **{k: v.detach() for k, v in bank._params.items()}, mask=bank._mask
         )
         rel = max(
             float((v.grad - grads[k]).abs().max() / v.grad.abs().max().clamp_min(1e-30))
@@ -174,11 +166,11 @@ def check_fast_step(device: str) -> list[dict[str, Any]]:
             {
                 "D": dim,
                 "max_rel_grad_diff": rel,
-                "max_elbo_diff": float((elbo.detach() - fast_elbo).abs().max()),
+                "max_elbo_diff": float((elbo.detach() - closed_elbo).abs().max()),
             }
         )
         print(
-            f"fast step D={dim}: max relative gradient difference {rel:.2e}, "
+            f"closed form D={dim}: max relative gradient difference {rel:.2e}, "
             f"ELBO difference {rows[-1]['max_elbo_diff']:.2e}",
             flush=True,
         )
@@ -194,12 +186,11 @@ def autograd_elbo(bank: LinearVAEBank, x: torch.Tensor) -> torch.Tensor:
 
 
 def breakdown(seconds: float, device: str) -> dict[str, float]:
-    """Microseconds of the parts of one step at D = 10, B = 10: the bank as it is, the
-    autograd forward/backward of the analytic ELBO (how the first bank computed its gradients),
-    and the parts of bench/fast_step.py."""
+    """Microseconds of the parts of one step at D = 10, B = 10: the bank as it is, its
+    closed-form gradients, and the autograd forward/backward of the analytic ELBO (how the
+    first bank computed its gradients)."""
     x_np = ppca_data(10, 10, 4, seed=3)
     bank = LinearVAEBank(10, BankConfig(device=device))
-    fast = FastAnalyticBank(10, BankConfig(device=device))
     x = torch.as_tensor(x_np, device=bank.device)
     params = {k: v.detach() for k, v in bank._params.items()}
 
@@ -216,12 +207,11 @@ def breakdown(seconds: float, device: str) -> dict[str, float]:
         "input_validation": lambda: bank._as_batch(x_np),
         "autograd_forward_no_grad": forward,
         "autograd_forward_backward": forward_backward,
-        "bank_optimizer_step": bank._optimizer.step,
+        "closed_form_grads": lambda: objectives.analytic_elbo_and_grads(
+            x, **params, mask=bank._mask
+        ),
+        "bank_fused_adam_step": bank._optimizer.step,
         "bank_report": bank.report,
-        "fast_learn_many": lambda: fast.learn_many(x_np),
-        "fast_closed_form_grads": lambda: analytic_step(x, params, bank._mask),
-        "fast_fused_adam_step": fast._optimizer.step,
-        "fast_report": fast.report,
     }
     out = {name: 1e6 / rate(fn, seconds / 2) for name, fn in parts.items()}
     print(
@@ -229,24 +219,6 @@ def breakdown(seconds: float, device: str) -> dict[str, float]:
         flush=True,
     )
     return out
-
-
-def same_picks(device: str) -> dict[str, float]:
-    """The fast step against the bank over 1,500 batches of the paper stream: picks and BICs."""
-    x, _ = paper_stream(chunk_size=5_000, seed=0)
-    config = BankConfig(device=device, learning_rate=0.005)
-    bank, fast = LinearVAEBank(10, config), FastAnalyticBank(10, config)
-    same, diff, n = 0, 0.0, x.shape[0] // 10
-    for t in range(n):
-        a, b = bank.learn_many(x[t * 10 : (t + 1) * 10]), fast.learn_many(x[t * 10 : (t + 1) * 10])
-        same += a.best_latent_dim == b.best_latent_dim
-        diff = max(diff, *(abs(m.bic - f.bic) for m, f in zip(a.models, b.models, strict=True)))
-    print(
-        f"fast step vs bank over {n} batches: same pick in {same}/{n}, "
-        f"max |BIC difference| {diff:.3g}",
-        flush=True,
-    )
-    return {"batches": n, "same_picks": same, "max_bic_diff": diff}
 
 
 def main() -> None:
@@ -258,7 +230,7 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     seconds = 0.3 if args.quick else args.seconds
-    check = {"gradients": check_fast_step(args.device), "run": same_picks(args.device)}
+    check = check_closed_form(args.device)
     parts = breakdown(seconds, args.device)
     progress(f"bank vs naive loop, {seconds} s per measurement, device {args.device}")
     speed = bank_vs_naive(seconds, args.device)
@@ -268,7 +240,7 @@ def main() -> None:
         "core_speed_quick" if args.quick else f"core_speed_{args.device}",
         {
             "device": args.device,
-            "fast_step_check": check,
+            "closed_form_check": check,
             "breakdown_us": parts,
             "speed": speed,
             "scoring": score,
