@@ -25,13 +25,13 @@ from bench.common import (
     chunk_bounds,
     fmt,
     make_learner,
+    pick_chunks,
     progress,
     run_stream,
     set_threads,
     write_json,
 )
 from streaming.data import paper_stream
-from streaming.tracking import accuracy, detection_delay
 
 LATENT_DIMS = (2, 4, 6)
 LOG_2PI = math.log(2 * math.pi)
@@ -102,20 +102,9 @@ def _judged(
     name: str, picks: list[int], truth: list[int], seconds: float, bics: np.ndarray | None
 ) -> dict[str, Any]:
     p, tr = np.array(picks), np.array(truth)
-    chunks = []
-    for a, b in chunk_bounds(tr):
-        k = int(tr[a])
-        half = p[(a + b) // 2 : b]
-        values, counts = np.unique(half, return_counts=True)
-        chunks.append(
-            {
-                "true_dim": k,
-                "delay": detection_delay(p[a:b], k),
-                "second_half_accuracy": accuracy(half, k),
-                "second_half_mode": int(values[counts.argmax()]),
-                "bic_std_second_half": None if bics is None else bics[(a + b) // 2 : b].std(0),
-            }
-        )
+    chunks = pick_chunks(p, tr)
+    for chunk, (a, b) in zip(chunks, chunk_bounds(tr), strict=True):
+        chunk["bic_std_second_half"] = None if bics is None else bics[(a + b) // 2 : b].std(0)
     result = {"method": name, "seconds": seconds, "us_per_batch": 1e6 * seconds / len(picks)}
     result["chunks"] = chunks
     cells = [

@@ -90,6 +90,25 @@ def chunk_bounds(truth: np.ndarray) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
+def pick_chunks(picks: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
+    """Per chunk of constant true dimension: the detection delay of `picks`, and its accuracy
+    and most frequent value over the chunk's second half."""
+    chunks = []
+    for a, b in chunk_bounds(truth):
+        k = int(truth[a])
+        half = picks[(a + b) // 2 : b]
+        values, counts = np.unique(half, return_counts=True)
+        chunks.append(
+            {
+                "true_dim": k,
+                "delay": detection_delay(picks[a:b], k),
+                "second_half_accuracy": accuracy(half, k),
+                "second_half_mode": int(values[counts.argmax()]),
+            }
+        )
+    return chunks
+
+
 def judge(trace: Trace, run: int = 100, window: int = 51) -> list[dict[str, Any]]:
     """Per chunk: second-half accuracy, detection delay, and for every H the plain std and the
     batch-to-batch noise of the entropy BIC and of the batch BIC over the second half, with the

@@ -108,16 +108,7 @@ def tracking(name: str) -> None:
         print("| noise | N | delays | 2nd-half acc | most frequent 2nd-half pick |")
         print("|---|---|---|---|---|")
         for r in data["bic_n"]:
-            ch = r["chunks"]
-            print(
-                f"| {r['noise']} | {r['bic_n']} | "
-                + "/".join(fmt(c["delay"], 0) for c in ch)
-                + " | "
-                + "/".join(f"{c['second_half_accuracy']:.2f}" for c in ch)
-                + " | "
-                + "/".join(str(c["second_half_mode"]) for c in ch)
-                + " |"
-            )
+            print(f"| {r['noise']} | {r['bic_n']} | {_pick_cells(r['chunks'], 2)} |")
 
 
 def baselines(name: str) -> None:
@@ -126,16 +117,15 @@ def baselines(name: str) -> None:
     print("| method | us per batch | delays | 2nd-half acc | most frequent 2nd-half pick |")
     print("|---|---|---|---|---|")
     for r in data["results"]:
-        ch = r["chunks"]
-        print(
-            f"| {r['method']} | {r['us_per_batch']:.0f} | "
-            + "/".join(fmt(c["delay"], 0) for c in ch)
-            + " | "
-            + "/".join(f"{c['second_half_accuracy']:.3f}" for c in ch)
-            + " | "
-            + "/".join(str(c["second_half_mode"]) for c in ch)
-            + " |"
-        )
+        print(f"| {r['method']} | {r['us_per_batch']:.0f} | {_pick_cells(r['chunks'], 3)} |")
+
+
+def _pick_cells(chunks: list[dict[str, Any]], digits: int) -> str:
+    """Table cells 'delays | 2nd-half accuracies | most frequent picks', one value per chunk."""
+    delays = "/".join(fmt(c["delay"], 0) for c in chunks)
+    acc = "/".join(f"{c['second_half_accuracy']:.{digits}f}" for c in chunks)
+    modes = "/".join(str(c["second_half_mode"]) for c in chunks)
+    return f"{delays} | {acc} | {modes}"
 
 
 def core_speed(name: str) -> None:

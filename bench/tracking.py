@@ -23,18 +23,17 @@ import numpy as np
 
 from bench.common import (
     Trace,
-    chunk_bounds,
     fmt,
     judge,
     make_learner,
     passes,
+    pick_chunks,
     progress,
     run_stream,
     set_threads,
     write_json,
 )
 from streaming.data import paper_stream
-from streaming.tracking import accuracy, detection_delay
 
 PAPER = "plain:lr=0.002"
 SETTINGS = [
@@ -147,20 +146,7 @@ def picks_for_n(trace: Trace, dim: int, n: int) -> list[dict]:
     dims = np.array(trace.latent_dims, dtype=np.float64)
     bic = (dims * dim + 1)[None, :] * math.log(n) - 2.0 * n * trace.elbo  # (T, M), Eq. 27
     picks = np.array(trace.latent_dims)[bic.argmin(1)]
-    chunks = []
-    for a, b in chunk_bounds(trace.truth):
-        k = int(trace.truth[a])
-        half = picks[(a + b) // 2 : b]
-        values, counts = np.unique(half, return_counts=True)
-        chunks.append(
-            {
-                "true_dim": k,
-                "delay": detection_delay(picks[a:b], k),
-                "second_half_accuracy": accuracy(half, k),
-                "second_half_mode": int(values[counts.argmax()]),
-            }
-        )
-    return chunks
+    return pick_chunks(picks, trace.truth)
 
 
 def main() -> None:
