@@ -180,8 +180,7 @@ def check_closed_form(device: str) -> list[dict[str, Any]]:
 def autograd_elbo(bank: LinearVAEBank, x: torch.Tensor) -> torch.Tensor:
     """The bank's analytic batch ELBO (M,) through autograd-tracked ops (objectives.batch_elbo)."""
     p = bank._params
-    tau2 = torch.nn.functional.softplus(p["tau_raw"]).square()
-    sigma2 = torch.nn.functional.softplus(p["sigma_raw"]).square()
+    tau2, sigma2 = bank._variances()
     return objectives.batch_elbo(x, p["W"], p["mu"], sigma2, p["V"], p["b"], tau2, bank._mask)
 
 

@@ -32,6 +32,12 @@ def gaussian_rec(sq_err: torch.Tensor, sigma2: torch.Tensor, dim: int) -> torch.
     return -0.5 * dim * (LOG_2PI + torch.log(s2)) - sq_err / (2.0 * s2)
 
 
+def residual(x: torch.Tensor, nu: torch.Tensor, W: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """r_n = x_n - W nu_n - mu for every model: x (B, D), nu (M, B, Hmax), W (M, D, Hmax)
+    masked, mu (M, D) -> (M, B, D)."""
+    return x[None] - torch.bmm(nu, W.transpose(1, 2)) - mu[:, None, :]
+
+
 def analytic_sq_err(
     x: torch.Tensor, nu: torch.Tensor, W: torch.Tensor, mu: torch.Tensor, tau2: torch.Tensor
 ) -> torch.Tensor:
@@ -39,9 +45,8 @@ def analytic_sq_err(
 
     x (B, D), nu (M, B, Hmax), W (M, D, Hmax) masked, mu (M, D), tau2 (M, Hmax) -> (M, B).
     """
-    resid = x[None] - torch.einsum("mbh,mdh->mbd", nu, W) - mu[:, None, :]  # (M, B, D)
     trace = (tau2 * W.square().sum(1)).sum(-1)  # (M,)
-    return resid.square().sum(-1) + trace[:, None]
+    return residual(x, nu, W, mu).square().sum(-1) + trace[:, None]
 
 
 def mc_sq_err(
@@ -63,7 +68,7 @@ def mc_sq_err(
         (samples, *nu.shape), generator=generator, device=nu.device, dtype=nu.dtype
     )  # (S, M, B, Hmax)
     d = tau2.sqrt()[None, :, None, :] * eps  # (S, M, B, Hmax)
-    r = x[None] - torch.einsum("mbh,mdh->mbd", nu, W) - mu[:, None, :]  # (M, B, D)
+    r = residual(x, nu, W, mu)  # (M, B, D)
     rw = torch.einsum("mbd,mdh->mbh", r, W)  # (M, B, Hmax)
     gram = torch.einsum("mdh,mdk->mhk", W, W)  # (M, Hmax, Hmax)
     cross = torch.einsum("mbh,smbh->mb", rw, d) / samples  # mean_s (W^T r) . d
@@ -136,7 +141,7 @@ def analytic_elbo_and_grads(
     sigma2 = softplus(sigma_raw).square()  # (M,)
     tau2 = softplus(tau_raw).square()  # (M, Hmax)
     nu = encoder_means(x, V, b, mask)  # (M, B, Hmax)
-    r = x[None] - torch.bmm(nu, Wm.transpose(1, 2)) - mu[:, None, :]  # (M, B, D)
+    r = residual(x, nu, Wm, mu)  # (M, B, D)
     w_norm2 = Wm.square().sum(1)  # (M, Hmax)
     sq_err = r.square().sum(-1) + (tau2 * w_norm2).sum(-1, keepdim=True)  # (M, B)
     rec = gaussian_rec(sq_err, sigma2, dim)
