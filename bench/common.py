@@ -1,5 +1,5 @@
 """What every benchmark shares: running a learner over a stream, judging the run per chunk
-(MATH.md, Fig. 3a: second-half accuracy, detection delay, noise of both BICs), the machine, the
+(docs/math.md, Fig. 3a: second-half accuracy, detection delay, noise of both BICs), the machine, the
 output folder, progress lines.
 
 A learner is anything with `learn_many(X) -> StepReport` (LinearVAEBank, streaming.adaptive,

@@ -1,4 +1,4 @@
-"""`dimwatch demo`: replay the paper's non-stationary stream (MATH.md, Appendix A) through a
+"""`dimwatch demo`: replay the paper's non-stationary stream (docs/math.md, section 10) through a
 server and report, per chunk, whether the entropy BIC picked the chunk's true dimension.
 """
 

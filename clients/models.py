@@ -159,7 +159,7 @@ class PushSummary:
 
 @dataclass(frozen=True)
 class CollapseModel:
-    """Posterior-collapse statistics of one candidate H (MATH.md, Eq. 23-24)."""
+    """Posterior-collapse statistics of one candidate H (docs/math.md, Eq. 23-24)."""
 
     latent_dim: int
     encoder_entropies: tuple[float, ...]  # H_h per latent
@@ -251,7 +251,7 @@ def _matrix(value: Any, rows: int, cols: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class ModelParams:
-    """Parameters of one linear VAE (MATH.md notation) as numpy arrays."""
+    """Parameters of one linear VAE (docs/math.md notation) as numpy arrays."""
 
     step: int
     latent_dim: int  # H

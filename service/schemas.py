@@ -205,7 +205,7 @@ class BatchOut(BaseModel):
 
 
 class ModelCollapseOut(BaseModel):
-    """Posterior-collapse statistics of one candidate (MATH.md, Eq. 23-24)."""
+    """Posterior-collapse statistics of one candidate (docs/math.md, Eq. 23-24)."""
 
     latent_dim: int
     encoder_entropies: list[float]
@@ -283,7 +283,7 @@ class HistoryOut(BaseModel):
 
 
 class ModelParamsOut(BaseModel):
-    """Parameters of one linear VAE (MATH.md notation)."""
+    """Parameters of one linear VAE (docs/math.md notation)."""
 
     model_config = _examples(
         {

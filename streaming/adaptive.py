@@ -1,7 +1,7 @@
 """Faster tracking of a changing stream: a bank that learns fast while its models disagree with
 the data, and slowly (quietly) once they agree.
 
-The signal is the gap between the two ELBOs the bank already computes (MATH.md):
+The signal is the gap between the two ELBOs the bank already computes (docs/math.md):
 
     g_t(H) = F_batch_t(H) - F_ent_{t-1}(H)
 

@@ -1,6 +1,6 @@
 """A bank of linear VAEs, one per candidate latent size, trained online as one stacked model.
 
-The M candidates are stacked and padded to Hmax = max(H) latents (MATH.md notation):
+The M candidates are stacked and padded to Hmax = max(H) latents (docs/math.md notation):
 
     W (M, D, Hmax)   mu (M, D)   sigma = softplus(sigma_raw) (M,)      decoder p(x|z)
     V (M, Hmax, D)   b (M, Hmax) tau = softplus(tau_raw) (M, Hmax)     encoder q(z|x)

@@ -17,7 +17,7 @@ class BankConfig:
     learning_rate: float = 0.002  # optimizer step size (the paper's Adam lr)
     estimator: Estimator = "analytic"  # gradient of the ELBO: closed form or Monte Carlo
     mc_samples: int = 100  # reparameterised samples per row for estimator="mc" (paper: 100)
-    bic_n: int = 10  # N in BIC = P log N - 2 N F (MATH.md: a stream setting, paper: 10)
+    bic_n: int = 10  # N in BIC = P log N - 2 N F (docs/math.md: a stream setting, paper: 10)
     collapse_threshold: float = 1.0  # latent h is collapsed when its encoder entropy exceeds this
     seed: int = 0  # seeds initialisation and Monte Carlo sampling
     device: str = "auto"  # "cpu", "cuda", "cuda:N" or "auto" (cuda when available)

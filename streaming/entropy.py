@@ -1,6 +1,6 @@
 """Data-free scores of a linear VAE: entropy ELBO, BIC, posterior-collapse statistics.
 
-Everything here reads only the H + 1 variance parameters of each model (MATH.md, Corollary 1):
+Everything here reads only the H + 1 variance parameters of each model (docs/math.md, Corollary 1):
 no data, no decoder pass, O(H) work per model. The bank copies those few numbers to the host
 once per step, so these are float64 numpy functions (arrays of M models padded to Hmax latents).
 """

@@ -1,4 +1,4 @@
-"""The training objective of a stack of linear VAEs on one batch (MATH.md, Eq. 2).
+"""The training objective of a stack of linear VAEs on one batch (docs/math.md, Eq. 2).
 
 Shapes: M models stacked and padded to Hmax latents (mask (M, Hmax) marks the real ones),
 B rows of dimension D. Padded latents contribute nothing to any term, so their parameters get
@@ -41,7 +41,7 @@ def residual(x: torch.Tensor, nu: torch.Tensor, W: torch.Tensor, mu: torch.Tenso
 def analytic_sq_err(
     x: torch.Tensor, nu: torch.Tensor, W: torch.Tensor, mu: torch.Tensor, tau2: torch.Tensor
 ) -> torch.Tensor:
-    """E_q ||x_n - W z - mu||^2 = ||x_n - W nu_n - mu||^2 + sum_h tau_h^2 ||w_h||^2 (MATH.md).
+    """E_q ||x_n - W z - mu||^2 = ||x_n - W nu_n - mu||^2 + sum_h tau_h^2 ||w_h||^2 (docs/math.md).
 
     x (B, D), nu (M, B, Hmax), W (M, D, Hmax) masked, mu (M, D), tau2 (M, Hmax) -> (M, B).
     """

@@ -1,4 +1,4 @@
-"""Exact probabilistic-PCA references (Tipping & Bishop 1999; MATH.md, Appendix A).
+"""Exact probabilistic-PCA references (Tipping & Bishop 1999; docs/math.md, section 7).
 
 Plain numpy in float64: these are the ground truth the trained bank is checked against, and
 the costly data-dependent alternatives the entropy ELBO replaces.
@@ -27,7 +27,7 @@ def ml_sigma2(eigvals: ArrayLike, latent_dim: int) -> float:
 
 
 def ml_loglik(eigvals: ArrayLike, latent_dim: int) -> float:
-    """Maximum p-PCA log-likelihood per data point (MATH.md):
+    """Maximum p-PCA log-likelihood per data point (docs/math.md):
 
     L_ML = -(D/2)(log 2 pi + 1) - 1/2 sum_{j<=H} log l_j - ((D-H)/2) log sigma^2_ML
     """

@@ -36,7 +36,7 @@ class StepReport:
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Parameters of one linear VAE (MATH.md notation), as nested float lists."""
+    """Parameters of one linear VAE (docs/math.md notation), as nested float lists."""
 
     latent_dim: int  # H
     dim: int  # D

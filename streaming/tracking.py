@@ -1,6 +1,7 @@
 """How well a selection tracks a stream: accuracy, detection delay, noise of a score series.
 
-Used by the tests and the benchmarks to judge runs against the paper's claims (MATH.md, Fig. 3a).
+Used by the tests and the benchmarks to judge runs against the paper's claims (Fig. 3a;
+docs/math.md, section 10).
 """
 
 import numpy as np

@@ -5,7 +5,7 @@
 
 import { decimate, drawFrame, formatNumber, linePath, paddedExtent, quantile, svgEl, svgText } from "./charts.js";
 
-export const PRIOR_ENTROPY = 0.5 * Math.log(2 * Math.PI * Math.E); // 1/2 log(2 pi e), MATH.md
+export const PRIOR_ENTROPY = 0.5 * Math.log(2 * Math.PI * Math.E); // 1/2 log(2 pi e), docs/math.md
 
 const MARGIN = { top: 14, right: 18, bottom: 38, left: 66 };
 

@@ -86,7 +86,7 @@ def test_collapse_leaves_two_active_latents_of_six() -> None:
 
 
 class _SingleLinearVAE(nn.Module):
-    """One linear VAE written directly from MATH.md, as the paper's Listing 1 does."""
+    """One linear VAE written directly from docs/math.md, as the paper's Listing 1 does."""
 
     def __init__(self, h: int, d: int) -> None:
         super().__init__()

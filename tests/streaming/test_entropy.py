@@ -1,4 +1,4 @@
-"""Data-free scores against their definitions (MATH.md: Corollary 1, Eq. 23, 24, 27)."""
+"""Data-free scores against their definitions (docs/math.md: Corollary 1, Eq. 23, 24, 27)."""
 
 import math
 
