@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import errors
+from service.backend import LocalBackend
 from service.metrics import Metrics
 from service.registry import Registry
 from service.routes import batches, dashboard, events, models, ops, selection, streams
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await registry.start()
         app.state.registry = registry  # for operators and tests; routes use the lifespan state
         try:
-            yield {"registry": registry}
+            yield {"backend": LocalBackend(registry)}
         finally:
             app.state.closing.set()
             await registry.close()

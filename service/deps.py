@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from service.backend import Backend
 from service.errors import ApiError
 from service.metrics import Metrics
-from service.registry import Entry, Registry
 from service.settings import Settings
 
 
@@ -24,30 +24,30 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def get_registry(request: Request) -> Registry:
-    """The live streams; 503 until the stored ones are restored."""
-    registry: Registry = request.state.registry
-    if not registry.ready:
+async def get_backend(request: Request) -> Backend:
+    """The streams (this process's registry, or the cluster); 503 until they can be served."""
+    backend: Backend = request.state.backend
+    if not backend.ready:
         raise ApiError(
             503,
             "not_ready",
             "restoring stored streams; retry shortly",
             headers={"Retry-After": "1"},
         )
-    return registry
+    return backend
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-RegistryDep = Annotated[Registry, Depends(get_registry)]
+BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
-async def get_stream(name: str, registry: RegistryDep) -> Entry:
-    """The stream named in the path; 404 when there is none."""
-    return registry.get(name)
+async def require_stream(name: str, backend: BackendDep) -> None:
+    """404 for a stream that does not exist, before the request's body is validated."""
+    await backend.require(name)
 
 
-StreamDep = Annotated[Entry, Depends(get_stream)]
+StreamExists = Depends(require_stream)
 
 
 def _check_token(settings: Settings, token: str | None) -> None:

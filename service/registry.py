@@ -10,7 +10,6 @@ Threads and the loop:
 """
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from service import views
 from service.errors import ApiError, not_found
 from service.live import Applied, LiveStream
 from service.metrics import Metrics
-from service.pubsub import Hub, sse
+from service.pubsub import Hub
 from service.schemas import StreamCreate
 from service.settings import Settings
 from service.store import Store
@@ -184,14 +183,8 @@ class Registry:
             self.metrics.selection_changes.inc()
         if not entry.hub.listening:
             return
-        entry.hub.publish(sse("step", views.selection(report).model_dump_json(), report.step))
-        if changed:
-            change = {
-                "step": report.step,
-                "previous": applied.previous_best,
-                "best_latent_dim": report.best_latent_dim,
-            }
-            entry.hub.publish(sse("selection_change", json.dumps(change)))
+        for message in views.step_events(applied):
+            entry.hub.publish(message)
 
     # -------------------------------------------------------------------------------- streams
 
@@ -210,7 +203,7 @@ class Registry:
             raise ApiError(
                 409, "stream_exists", f"stream {spec.name!r} already exists; pick another name"
             )
-        self._check_limits(spec)
+        self.check_limits(spec, self.settings, len(self._streams))
         config = spec.model_dump(exclude={"name", "dim"})
         created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         live = LiveStream(
@@ -234,13 +227,14 @@ class Registry:
         self._start(entry)
         return live
 
-    def _check_limits(self, spec: StreamCreate) -> None:
-        s = self.settings
-        if len(self._streams) >= s.max_streams:
+    @staticmethod
+    def check_limits(spec: StreamCreate, s: Settings, streams: int) -> None:
+        """422 limit_exceeded when a new stream would pass a limit (the cluster checks too)."""
+        if streams >= s.max_streams:
             raise ApiError(
                 422,
                 "limit_exceeded",
-                f"{len(self._streams)} streams exist; the limit max_streams is {s.max_streams}",
+                f"{streams} streams exist; the limit max_streams is {s.max_streams}",
             )
         if len(spec.latent_dims) > s.max_latent_dims:
             raise ApiError(

@@ -1,10 +1,13 @@
-"""Core results and live streams -> response schemas (no I/O, no locking)."""
+"""Core results and live streams -> response schemas and events (no I/O, no locking)."""
 
+import json
 from datetime import datetime
 
 from service.history import Point
-from service.live import LiveStream
+from service.live import Applied, LiveStream
+from service.pubsub import sse
 from service.schemas import (
+    BatchOut,
     CollapseOut,
     HistoryModelOut,
     HistoryOut,
@@ -60,6 +63,29 @@ def collapse(live: LiveStream) -> CollapseOut:
             for m in models
         ],
     )
+
+
+def batch_out(applied: Applied) -> BatchOut:
+    return BatchOut(
+        step=applied.report.step,
+        rows=applied.rows,
+        duplicate=applied.duplicate,
+        selection=selection(applied.report),
+    )
+
+
+def step_events(applied: Applied) -> list[str]:
+    """The server-sent events of one applied batch: `step`, and `selection_change` if any."""
+    report = applied.report
+    messages = [sse("step", selection(report).model_dump_json(), report.step)]
+    if applied.previous_best not in (None, report.best_latent_dim):
+        change = {
+            "step": report.step,
+            "previous": applied.previous_best,
+            "best_latent_dim": report.best_latent_dim,
+        }
+        messages.append(sse("selection_change", json.dumps(change)))
+    return messages
 
 
 def stream(live: LiveStream) -> StreamOut:

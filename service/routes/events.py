@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from service.deps import AuthorizedOrQuery, SettingsDep, StreamDep
+from service.deps import AuthorizedOrQuery, BackendDep, SettingsDep
 from service.routes import errors
 
 router = APIRouter(prefix="/v1/streams/{name}", tags=["events"], dependencies=[AuthorizedOrQuery])
@@ -31,12 +31,12 @@ _EVENTS_DOC = {
 
 @router.get("/events", response_class=StreamingResponse, responses=_EVENTS_DOC)
 async def stream_events(
-    entry: StreamDep, request: Request, settings: SettingsDep
+    name: str, backend: BackendDep, request: Request, settings: SettingsDep
 ) -> StreamingResponse:
     """One `step` event per applied batch (id = step, data = the selection), an extra
     `selection_change` event when the best H changes, `: keep-alive` comments in silence.
     Accepts ?token= in place of the Authorization header (for EventSource)."""
-    hub = entry.hub
+    hub = await backend.hub(name)
     closing = request.app.state.closing
 
     async def messages() -> AsyncIterator[str]:

@@ -20,7 +20,7 @@ async def healthz() -> StatusOut:
 @router.get("/readyz", responses={503: {"model": StatusOut, "description": "still restoring"}})
 async def readyz(request: Request) -> JSONResponse:
     """Stored streams are restored and requests are served (no token needed)."""
-    if request.state.registry.ready:
+    if await request.state.backend.readiness():
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
 

@@ -4,8 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service import views
-from service.deps import Authorized, StreamDep
+from service.deps import Authorized, BackendDep
 from service.routes import errors
 from service.schemas import CollapseOut, HistoryOut, SelectionOut
 
@@ -18,23 +17,23 @@ router = APIRouter(
 
 
 @router.get("/selection")
-async def get_selection(entry: StreamDep) -> SelectionOut:
+async def get_selection(name: str, backend: BackendDep) -> SelectionOut:
     """The best H and every candidate's scores after the last applied batch (lower BIC wins)."""
-    return views.selection(entry.live.report)
+    return await backend.selection(name)
 
 
 @router.get("/collapse")
-async def get_collapse(entry: StreamDep) -> CollapseOut:
+async def get_collapse(name: str, backend: BackendDep) -> CollapseOut:
     """Per-latent encoder entropies, collapse flags, S_reg and S_rec of every candidate."""
-    return views.collapse(entry.live)
+    return await backend.collapse(name)
 
 
 @router.get("/history", responses=errors(422))
 async def get_history(
-    entry: StreamDep,
+    name: str,
+    backend: BackendDep,
     after: Annotated[int, Query(description="only points with step > after")] = -1,
     limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many points")] = 1000,
 ) -> HistoryOut:
     """Per-step entropy BIC and batch BIC of every candidate and the selected H, oldest first."""
-    live = entry.live
-    return views.history(live, live.history.since(after, limit))
+    return await backend.history(name, after, limit)

@@ -2,8 +2,7 @@
 
 from fastapi import APIRouter, Response, status
 
-from service import views
-from service.deps import Authorized, RegistryDep, StreamDep
+from service.deps import Authorized, BackendDep
 from service.routes import errors
 from service.schemas import StreamCreate, StreamList, StreamOut
 
@@ -16,26 +15,26 @@ router = APIRouter(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(409, 422))
-async def create_stream(body: StreamCreate, registry: RegistryDep) -> StreamOut:
+async def create_stream(body: StreamCreate, backend: BackendDep) -> StreamOut:
     """Create a stream; every setting but the name is optional. 409 if the name is taken."""
-    return views.stream(await registry.create(body))
+    return await backend.create(body)
 
 
 @router.get("")
-async def list_streams(registry: RegistryDep) -> StreamList:
+async def list_streams(backend: BackendDep) -> StreamList:
     """Every stream, sorted by name."""
-    data = [views.stream(live) for live in registry.streams()]
+    data = await backend.streams()
     return StreamList(data=data, count=len(data))
 
 
 @router.get("/{name}", responses=errors(404))
-async def get_stream(entry: StreamDep) -> StreamOut:
+async def get_stream(name: str, backend: BackendDep) -> StreamOut:
     """A stream's settings and progress (step = batches applied)."""
-    return views.stream(entry.live)
+    return await backend.stream(name)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
-async def delete_stream(name: str, registry: RegistryDep) -> Response:
+async def delete_stream(name: str, backend: BackendDep) -> Response:
     """Delete a stream and everything stored for it; its queued batches answer 404."""
-    await registry.delete(name)
+    await backend.delete(name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
