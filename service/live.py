@@ -5,8 +5,10 @@ serialises the training worker and readers (models, transform) of one stream; th
 per-stream queue keeps batches in arrival order.
 
 The order inside `apply` makes a 2xx mean "durable": validate -> train (the core leaves the bank
-untouched on bad input) -> commit the batch to the log -> publish the new report. If the commit
-fails, the stream is rebuilt from the store, so memory never runs ahead of the disk.
+untouched on bad input) -> commit the batch to the log -> publish the new report. The lock is held
+from the step to the end of the commit, so no reader sees a step that is not durable. If the
+commit fails, the stream is rebuilt from the store; if that fails too, the stream is marked
+unavailable (its trained-ahead bank dropped), so memory never runs ahead of the disk.
 """
 
 import logging
@@ -33,6 +35,32 @@ log = logging.getLogger("dimwatch")
 Bank = LinearVAEBank | AdaptiveBank
 # Settings added after the first release, with the values that keep older streams as they were.
 LEGACY_DEFAULTS: dict[str, Any] = {"adaptive": False, "boost_learning_rate": 0.05}
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A stored stream that cannot be served (its restore or its reload failed), kept listed and
+    deletable: why, and what its stored row says."""
+
+    name: str
+    reason: str
+    config: dict[str, Any]  # the stored settings as far as they could be read
+    dim: int | None
+    created_at: str
+    step: int  # batches stored for it (0 when unknown)
+
+    def error(self) -> ApiError:
+        return unavailable_error(self.name, self.reason)
+
+
+def unavailable_error(name: str, reason: str) -> ApiError:
+    return ApiError(
+        409,
+        "stream_unavailable",
+        f"stream {name!r} is unavailable: {reason}; delete it (DELETE /v1/streams/{name}) or "
+        "restore its data and restart the server",
+        {"reason": reason},
+    )
 
 
 @dataclass(frozen=True)
@@ -101,6 +129,7 @@ class LiveStream:
         self.history = History(history_limit)
         self.snapshot_step = 0
         self.deleted = False
+        self.unavailable: str | None = None  # why the stream cannot be served any more
         self.lock = threading.Lock()
         self._store = store
 
@@ -114,8 +143,7 @@ class LiveStream:
         """Learn one batch X (B, D) float32 durably; seq (if any) must equal the current step."""
         start = time.perf_counter()
         with self.lock:
-            if self.deleted:
-                raise ApiError(404, "not_found", f"stream {self.name!r} not found")
+            self._check_serving()
             previous = self.report
             step = self.step
             if seq is not None and seq < step:
@@ -137,20 +165,26 @@ class LiveStream:
                     self.name, report.step, x.shape[0], x.tobytes(), bank.dim, change
                 )
             except sqlite3.Error as exc:
-                self._reload()
                 log.exception("stream %r: could not store step %d", self.name, report.step)
+                self._reload(f"could not store step {report.step} ({exc})")
                 raise ApiError(
                     503,
                     "storage_error",
                     f"could not store the batch ({exc}); nothing was applied, retry later",
                     headers={"Retry-After": "1"},
                 ) from exc
-            except BaseException:
-                self._reload()
+            except BaseException as exc:
+                self._reload(f"could not store step {report.step} ({exc!r})")
                 raise
             self.bank, self.report, self.dim = bank, report, bank.dim
         best = None if previous is None else previous.best_latent_dim
         return Applied(report, x.shape[0], False, best, time.perf_counter() - start)
+
+    def _check_serving(self) -> None:
+        if self.deleted:
+            raise ApiError(404, "not_found", f"stream {self.name!r} not found")
+        if self.unavailable is not None:
+            raise unavailable_error(self.name, self.unavailable)
 
     def _check_columns(self, x: np.ndarray) -> None:
         if self.dim is not None and x.shape[1] != self.dim:
@@ -166,7 +200,9 @@ class LiveStream:
     def snapshot(self) -> None:
         """Store the bank's full state and drop the log rows it covers."""
         with self.lock:
-            if self.bank is None or self.deleted or self.bank.step == self.snapshot_step:
+            if self.bank is None or self.deleted or self.unavailable is not None:
+                return
+            if self.bank.step == self.snapshot_step:
                 return
             self._store.save_snapshot(self.name, self.bank.step, self.bank.state_bytes())
             self.snapshot_step = self.bank.step
@@ -181,6 +217,7 @@ class LiveStream:
 
     def params(self, latent_dim: int | None) -> tuple[int, ModelParams]:
         with self.lock:
+            self._check_serving()
             bank = self._trained_bank()
             return bank.step, bank.params(latent_dim)
 
@@ -189,6 +226,7 @@ class LiveStream:
     ) -> tuple[int, np.ndarray]:
         """Posterior means (decode=False) or reconstructions of X with one model (None: best)."""
         with self.lock:
+            self._check_serving()
             bank = self._trained_bank()
             h = bank.best_latent_dim if latent_dim is None else latent_dim
             out = bank.reconstruct(x, h) if decode else bank.encode(x, h)
@@ -226,26 +264,41 @@ class LiveStream:
         return live
 
     def _load(self, stored: StoredStream) -> None:
-        self.history = History(self.history.capacity, stored.history_stride, stored.history)
-        self.bank, self.report, self.snapshot_step = None, None, 0
+        """Snapshot + replay into fresh objects; the stream changes only if all of it worked."""
+        history = History(self.history.capacity, stored.history_stride, stored.history)
+        bank: Bank | None = None
+        snapshot_step = 0
         if stored.snapshot is not None:
-            self.snapshot_step, state = stored.snapshot
+            snapshot_step, state = stored.snapshot
             kind = LinearVAEBank if self.adaptive_config is None else AdaptiveBank
-            self.bank = kind.from_bytes(state, device=self.bank_config.device)
+            bank = kind.from_bytes(state, device=self.bank_config.device)
         for step, data in stored.batches:
             assert stored.dim is not None
             x = np.frombuffer(data, dtype="<f4").reshape(-1, stored.dim).copy()
-            if self.bank is None:
-                self.bank = self._new_bank(stored.dim)
-            self.bank.learn_many(x)
-            if self.bank.step != step:
-                raise RuntimeError(
-                    f"stream {self.name!r}: log step {step} replayed as {self.bank.step}"
-                )
-        self.report = None if self.bank is None else self.bank.report()
+            if bank is None:
+                bank = self._new_bank(stored.dim)
+            bank.learn_many(x)
+            if bank.step != step:
+                raise RuntimeError(f"log step {step} replayed as {bank.step}")
+        self.history, self.bank, self.snapshot_step = history, bank, snapshot_step
+        self.report = None if bank is None else bank.report()
 
-    def _reload(self) -> None:
-        """Bring memory back to the store's state after a failed commit."""
-        stored = self._store.load_stream(self.name)
-        if stored is not None:
+    def _reload(self, why: str) -> None:
+        """Bring memory back to the store's state after a failed commit; when that fails too,
+        drop the trained-ahead bank and mark the stream unavailable."""
+        try:
+            stored = self._store.load_stream(self.name)
+            if stored is None:
+                raise LookupError("its row is gone from the store")
             self._load(stored)
+        except Exception as exc:
+            log.exception("stream %r: reload after a failed commit failed", self.name)
+            self.bank = None  # trained ahead of the disk; the report is the last durable one
+            self.unavailable = f"{why}, then could not reload it from the store ({exc})"
+
+    def as_unavailable(self) -> Unavailable:
+        """The record the registry lists once this stream became unavailable."""
+        assert self.unavailable is not None
+        return Unavailable(
+            self.name, self.unavailable, self.config, self.dim, self.created_at, self.step
+        )

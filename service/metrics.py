@@ -18,6 +18,11 @@ class Metrics:
             registry=r,
         )
         self.streams = Gauge("dimwatch_streams", "Live streams", registry=r)
+        self.unavailable = Gauge(
+            "dimwatch_streams_unavailable",
+            "Stored streams that cannot be served (restore or reload failed)",
+            registry=r,
+        )
         self.selection_changes = Counter(
             "dimwatch_selection_changes", "Times a stream's best latent size changed", registry=r
         )

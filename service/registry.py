@@ -6,7 +6,10 @@ Threads and the loop:
   time in the pool: batches of one stream apply in order, different streams in parallel.
 - A stream's queue holds at most `settings.queue_depth` batches; past that, 429 + Retry-After.
 - Stored streams are restored (snapshot + replay) in the pool after start; until then routes
-  answer 503 and /readyz says "starting".
+  answer 503 and /readyz says "starting". Each is restored on its own: one that cannot be (a
+  corrupt row, a snapshot of an unknown version, a device this machine lacks) is kept as
+  `Unavailable` (listed, deletable, counted; its routes answer 409 stream_unavailable) and
+  every other stream serves. A stream whose commit and reload both fail becomes one too.
 """
 
 import asyncio
@@ -24,17 +27,18 @@ from starlette.concurrency import run_in_threadpool
 
 from service import views
 from service.errors import ApiError, not_found
-from service.live import Applied, LiveStream
+from service.live import LEGACY_DEFAULTS, Applied, LiveStream, Unavailable
 from service.metrics import Metrics
 from service.pubsub import Hub
 from service.schemas import StreamCreate
 from service.settings import Settings
-from service.store import Store
+from service.store import Store, StoredStream
 from streaming.bank import LinearVAEBank, resolve_device
 from streaming.config import BankConfig
 
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
+EPOCH = "1970-01-01T00:00:00Z"  # created_at of a stream whose row cannot be read
 
 
 def _init_worker() -> None:
@@ -77,6 +81,7 @@ class Registry:
         self.metrics = metrics
         self.ready = False
         self._streams: dict[str, Entry] = {}
+        self._unavailable: dict[str, Unavailable] = {}
         self._store: Store | None = None
         self._pool = ThreadPoolExecutor(settings.workers, "dimwatch-worker", _init_worker)
         self._loader: asyncio.Task[None] | None = None
@@ -98,24 +103,55 @@ class Registry:
         try:
             await self._run(_warm_up)
             names = await self._run(self.store.stream_names)
-            lives = await asyncio.gather(*(self._run(self._restore, n) for n in names))
         except Exception:
-            log.exception("could not restore the stored streams; the server stays unready")
+            log.exception("could not read the stored streams; the server stays unready")
             return
-        for live in lives:
-            if live is not None:
-                self._start(Entry(live))
+        for restored in await asyncio.gather(*(self._run(self._restore, n) for n in names)):
+            if isinstance(restored, LiveStream):
+                self._start(Entry(restored))
+            elif restored is not None:
+                self._unavailable[restored.name] = restored
+        self._count()
         self.ready = True
-        log.info("loaded %d streams in %.2f s", len(self._streams), time.perf_counter() - started)
+        log.info(
+            "loaded %d streams in %.2f s (%d unavailable)",
+            len(self._streams),
+            time.perf_counter() - started,
+            len(self._unavailable),
+        )
 
-    def _restore(self, name: str) -> LiveStream | None:
-        stored = self.store.load_stream(name)
-        if stored is None:
-            return None
-        s = self.settings
-        live = LiveStream.restore(stored, self.store, s.device, s.history_limit)
-        live.snapshot_if_due(s.snapshot_every)
+    def _restore(self, name: str) -> LiveStream | Unavailable | None:
+        """The stream restored, or why it cannot be (never raises)."""
+        stored: StoredStream | None = None
+        try:
+            stored = self.store.load_stream(name)
+            if stored is None:
+                return None
+            s = self.settings
+            live = LiveStream.restore(stored, self.store, s.device, s.history_limit)
+        except Exception as exc:
+            log.exception("stream %r cannot be restored; serving it as unavailable", name)
+            return self._broken(name, f"could not restore it ({exc})", stored)
+        try:
+            live.snapshot_if_due(s.snapshot_every)
+        except Exception:  # restored all the same; the next snapshot retries
+            log.exception("snapshot of stream %r failed", name)
         return live
+
+    def _broken(self, name: str, reason: str, stored: StoredStream | None) -> Unavailable:
+        if stored is None:
+            try:
+                stored = self.store.load_row(name)
+            except Exception:
+                log.exception("stream %r: its row cannot be read", name)
+        if stored is None:
+            return Unavailable(name, reason, {}, None, EPOCH, 0)
+        config = {**LEGACY_DEFAULTS, **stored.config}
+        return Unavailable(name, reason, config, stored.dim, stored.created_at, stored.stored_step)
+
+    def _count(self) -> None:
+        self.metrics.streams.set(len(self._streams))
+        self.metrics.unavailable.set(len(self._unavailable))
 
     async def close(self) -> None:
         """Drain every queue, snapshot every stream, close the store (graceful shutdown)."""
@@ -135,7 +171,7 @@ class Registry:
         """Register the stream and start its consumer."""
         entry.task = asyncio.create_task(self._consume(entry), name=f"stream:{entry.live.name}")
         self._streams[entry.live.name] = entry
-        self.metrics.streams.set(len(self._streams))
+        self._count()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -157,6 +193,19 @@ class Registry:
                     job.future.set_result(result)
             finally:
                 entry.pending -= job.counted
+            if entry.live.unavailable is not None and not entry.live.deleted:
+                self._retire(entry)
+
+    def _retire(self, entry: Entry) -> None:
+        """Move a stream that became unavailable to the unavailable ones (its queued jobs answer
+        409 stream_unavailable, then its consumer ends)."""
+        if self._streams.get(entry.live.name) is not entry:
+            return
+        del self._streams[entry.live.name]
+        self._unavailable[entry.live.name] = entry.live.as_unavailable()
+        entry.queue.put_nowait(None)
+        entry.hub.close()
+        self._count()
 
     async def _submit(self, entry: Entry, fn: Callable[[], T], counted: bool = True) -> T:
         if counted and entry.pending >= self.settings.queue_depth:
@@ -189,21 +238,32 @@ class Registry:
     # -------------------------------------------------------------------------------- streams
 
     def get(self, name: str) -> Entry:
+        """The serving stream `name`; 404 when there is none, 409 when it is unavailable."""
         entry = self._streams.get(name)
         if entry is None or entry.live.deleted:
+            if name in self._unavailable:
+                raise self._unavailable[name].error()
             raise not_found(f"stream {name!r}")
         return entry
 
-    def streams(self) -> list[LiveStream]:
-        return [e.live for e in sorted(self._streams.values(), key=lambda e: e.live.name)]
+    def streams(self) -> list[LiveStream | Unavailable]:
+        """Every stream, serving or unavailable, sorted by name."""
+        found: list[LiveStream | Unavailable] = [e.live for e in self._streams.values()]
+        found.extend(self._unavailable.values())
+        return sorted(found, key=lambda s: s.name)
+
+    @property
+    def unavailable(self) -> list[str]:
+        """Names of the streams that cannot be served."""
+        return sorted(self._unavailable)
 
     async def create(self, spec: StreamCreate) -> LiveStream:
         """Validate the settings against the limits and the core, store them, go live."""
-        if spec.name in self._streams:
+        if spec.name in self._streams or spec.name in self._unavailable:
             raise ApiError(
                 409, "stream_exists", f"stream {spec.name!r} already exists; pick another name"
             )
-        self.check_limits(spec, self.settings, len(self._streams))
+        self.check_limits(spec, self.settings, len(self._streams) + len(self._unavailable))
         config = spec.model_dump(exclude={"name", "dim"})
         created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         live = LiveStream(
@@ -264,6 +324,9 @@ class Registry:
 
     async def delete(self, name: str) -> None:
         """Remove a stream; its queued batches and every later request answer 404."""
+        if name in self._unavailable and name not in self._streams:
+            await self._delete_unavailable(name)
+            return
         entry = self.get(name)
         entry.live.deleted = True  # checked by requests and by queued batches
         try:
@@ -274,7 +337,16 @@ class Registry:
         entry.queue.put_nowait(None)
         entry.hub.close()
         del self._streams[name]
-        self.metrics.streams.set(len(self._streams))
+        self._count()
+
+    async def _delete_unavailable(self, name: str) -> None:
+        record = self._unavailable.pop(name)  # a second delete meanwhile answers 404
+        try:
+            await self._run(self.store.delete_stream, name)
+        except BaseException:
+            self._unavailable[name] = record
+            raise
+        self._count()
 
     # -------------------------------------------------------------------------------- work
 

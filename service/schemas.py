@@ -139,6 +139,12 @@ class StreamOut(BaseModel):
     rows_seen: int
     best_latent_dim: int | None = Field(description="null before the first batch")
     created_at: datetime
+    available: bool = Field(
+        default=True,
+        description="false: the stream could not be restored or reloaded and answers 409 "
+        "stream_unavailable until deleted; its settings are the stored ones",
+    )
+    unavailable_reason: str | None = Field(default=None, description="why it is unavailable")
 
 
 class StreamList(BaseModel):

@@ -56,6 +56,14 @@ class StoredStream:
     batches: list[tuple[int, bytes]] = field(default_factory=list)  # (step, float32 bytes)
     history: list[Point] = field(default_factory=list)
 
+    @property
+    def stored_step(self) -> int:
+        """The step of its last stored batch (or of its snapshot)."""
+        steps = [step for step, _ in self.batches]
+        if self.snapshot is not None:
+            steps.append(self.snapshot[0])
+        return max(steps, default=0)
+
 
 class Store:
     """Thread-safe access to the SQLite file in data_dir."""
@@ -114,15 +122,24 @@ class Store:
     def load_stream(self, name: str) -> StoredStream | None:
         """A stream with its latest snapshot, the batches after it and its history."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT name, config, dim, created_at, history_stride FROM streams WHERE name = ?",
-                (name,),
-            ).fetchone()
-            if row is None:
-                return None
-            stored = StoredStream(row[0], json.loads(row[1]), row[2], row[3], row[4])
-            self._load_one(stored)
+            stored = self._row(name)
+            if stored is not None:
+                self._load_one(stored)
         return stored
+
+    def load_row(self, name: str) -> StoredStream | None:
+        """A stream's row alone (settings, dim, created_at), without its state."""
+        with self._lock:
+            return self._row(name)
+
+    def _row(self, name: str) -> StoredStream | None:
+        row = self._db.execute(
+            "SELECT name, config, dim, created_at, history_stride FROM streams WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredStream(row[0], json.loads(row[1]), row[2], row[3], row[4])
 
     def _load_one(self, s: StoredStream) -> None:
         snap = self._db.execute(

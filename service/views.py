@@ -2,9 +2,12 @@
 
 import json
 from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
 
 from service.history import Point
-from service.live import Applied, LiveStream
+from service.live import Applied, LiveStream, Unavailable
 from service.pubsub import sse
 from service.schemas import (
     BatchOut,
@@ -16,6 +19,7 @@ from service.schemas import (
     ModelParamsOut,
     ModelSelectionOut,
     SelectionOut,
+    StreamCreate,
     StreamOut,
 )
 from streaming.report import ModelParams, StepReport
@@ -88,7 +92,9 @@ def step_events(applied: Applied) -> list[str]:
     return messages
 
 
-def stream(live: LiveStream) -> StreamOut:
+def stream(live: LiveStream | Unavailable) -> StreamOut:
+    if isinstance(live, Unavailable):
+        return unavailable_stream(live)
     report = live.report
     return StreamOut(
         name=live.name,
@@ -100,6 +106,26 @@ def stream(live: LiveStream) -> StreamOut:
         best_latent_dim=None if report is None else report.best_latent_dim,
         created_at=datetime.fromisoformat(live.created_at),
     )
+
+
+def unavailable_stream(record: Unavailable) -> StreamOut:
+    """An unavailable stream's stored settings (the defaults where they cannot be read)."""
+    defaults = StreamCreate(name=record.name).model_dump(exclude={"name", "dim"})
+    known = {k: v for k, v in record.config.items() if k in defaults}
+    fixed: dict[str, Any] = {
+        "name": record.name,
+        "dim": record.dim,
+        "step": record.step,
+        "rows_seen": 0,
+        "best_latent_dim": None,
+        "created_at": datetime.fromisoformat(record.created_at),
+        "available": False,
+        "unavailable_reason": record.reason,
+    }
+    try:
+        return StreamOut(**{**defaults, **known, **fixed})
+    except ValidationError:
+        return StreamOut(**{**defaults, **fixed})
 
 
 def history(live: LiveStream, points: list[Point]) -> HistoryOut:

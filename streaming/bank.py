@@ -322,11 +322,20 @@ class LinearVAEBank:
         bank._last_rows = int(state["last_rows"])
         last = state["last_batch_elbo"]
         bank._last_batch_elbo = None if last is None else last.to(bank.device)
-        if bank.device.type == "cpu":
-            bank._generator.set_state(state["rng"])
-        else:
-            bank._generator.set_state(state["rng"].cpu())
+        _restore_rng(bank, state["rng"])
         return bank
+
+
+def _restore_rng(bank: LinearVAEBank, rng: torch.Tensor) -> None:
+    """Put a stored generator state back. A state from another device type (CUDA's is 16 bytes
+    of seed and offset, the CPU's 5056 bytes of Mersenne Twister) cannot be converted: then the
+    generator is re-seeded from (seed, step), deterministically, so a snapshot loads anywhere.
+    Only the Monte Carlo estimator draws from it: its samples after the move differ from those
+    the original device would have drawn, and training goes on from the same parameters."""
+    try:
+        bank._generator.set_state(rng.cpu())
+    except RuntimeError:
+        bank._generator.manual_seed((bank.config.seed * 1_000_003 + bank.step) % 2**63)
 
 
 def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator) -> torch.Tensor:

@@ -19,10 +19,16 @@ async def healthz() -> StatusOut:
 
 @router.get("/readyz", responses={503: {"model": StatusOut, "description": "still restoring"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Stored streams are restored and requests are served (no token needed)."""
-    if await request.state.backend.readiness():
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
+    """Stored streams are restored and requests are served (no token needed). The body counts
+    the streams and those that could not be restored (listed in GET /v1/streams with
+    available false; they answer 409 stream_unavailable, and the server is ready all the same).
+    """
+    backend = request.state.backend
+    if not await backend.readiness():
+        return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
+    streams = await backend.streams()
+    unavailable = sum(not s.available for s in streams)
+    return JSONResponse({"status": "ready", "streams": len(streams), "unavailable": unavailable})
 
 
 @router.get(

@@ -30,7 +30,11 @@ def test_readyz_and_routes_wait_for_restore(server: Server) -> None:
         }
     finally:
         server.registry.ready = True
-    assert server.client.get("/readyz").json() == {"status": "ready"}
+    assert server.client.get("/readyz").json() == {
+        "status": "ready",
+        "streams": 0,
+        "unavailable": 0,
+    }
 
 
 def _metric(text: str, name: str) -> float:

@@ -39,6 +39,8 @@ def test_create_stream_returns_defaults(client: httpx.Client) -> None:
         "step": 0,
         "rows_seen": 0,
         "best_latent_dim": None,
+        "available": True,
+        "unavailable_reason": None,
     }
 
 
