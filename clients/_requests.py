@@ -53,12 +53,15 @@ class Call(Generic[T]):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When to resend: connection failures, 429 answers, and 503 answers with a Retry-After
-    (a server still restoring its streams); the latter two after their Retry-After."""
+    """When to resend: connection failures and 429 answers (up to `attempts` tries), and 503
+    answers with a Retry-After (a server still restoring its streams, a storage hiccup; nothing
+    was applied) for up to `wait_ready` seconds. `RetryPolicy(attempts=1, wait_ready=0)` never
+    resends."""
 
-    attempts: int = 5  # tries in all, the first included
+    attempts: int = 5  # tries in all, the first included (connection failures, 429)
     backoff: float = 0.25  # seconds before the first retry, doubling after each
     max_delay: float = 10.0  # no single wait is longer; a longer Retry-After is not retried
+    wait_ready: float = 60.0  # seconds from the first try within which a 503 is resent
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -72,24 +75,29 @@ def retry_delay(
     idempotent: bool,
     response: httpx.Response | None = None,
     error: httpx.TransportError | None = None,
+    elapsed: float = 0.0,
 ) -> float | None:
     """Seconds to wait before try `attempt + 1`, or None when the outcome is final.
 
     A request that never left (connect failure) is always safe to resend; one that may have
     reached the server only when `idempotent` (a batch with a seq, a read). A 429, or a 503
-    with Retry-After, was not applied, so it is resent after the server's Retry-After.
+    with Retry-After, was not applied, so it is resent after the server's Retry-After: a 429
+    within `attempts`, a 503 while `elapsed` (seconds since the first try) plus the wait stays
+    within `wait_ready` (a busy machine can take tens of seconds to restore and warm up).
     """
-    if attempt >= policy.attempts:
-        return None
     backoff = min(policy.backoff * 2 ** (attempt - 1), policy.max_delay)
     if response is not None:
         retry_after = parse_retry_after(response)
-        status = response.status_code
-        if not (status == 429 or (status == 503 and retry_after is not None)):
+        if response.status_code == 503 and retry_after is not None:
+            fits = retry_after <= policy.max_delay and elapsed + retry_after <= policy.wait_ready
+            return retry_after if fits else None
+        if response.status_code != 429 or attempt >= policy.attempts:
             return None
         if retry_after is None:
             return backoff
         return retry_after if retry_after <= policy.max_delay else None
+    if attempt >= policy.attempts:
+        return None
     never_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     return backoff if never_sent or idempotent else None
 

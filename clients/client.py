@@ -98,7 +98,7 @@ class DimwatchClient:
         self._http.close()
 
     def _send(self, call: Call[T]) -> T:
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             attempt += 1
             try:
@@ -109,7 +109,11 @@ class DimwatchClient:
                     raise api.connection_error(self.base_url, exc) from exc
             else:
                 delay = api.retry_delay(
-                    self.retry, attempt, idempotent=call.idempotent, response=response
+                    self.retry,
+                    attempt,
+                    idempotent=call.idempotent,
+                    response=response,
+                    elapsed=time.monotonic() - started,
                 )
                 if delay is None:
                     return api.finish(call, response)
@@ -242,7 +246,7 @@ class AsyncDimwatchClient:
         await self._http.aclose()
 
     async def _send(self, call: Call[T]) -> T:
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             attempt += 1
             try:
@@ -253,7 +257,11 @@ class AsyncDimwatchClient:
                     raise api.connection_error(self.base_url, exc) from exc
             else:
                 delay = api.retry_delay(
-                    self.retry, attempt, idempotent=call.idempotent, response=response
+                    self.retry,
+                    attempt,
+                    idempotent=call.idempotent,
+                    response=response,
+                    elapsed=time.monotonic() - started,
                 )
                 if delay is None:
                     return api.finish(call, response)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import errors
+from service import errors, openapi
 from service.backend import LocalBackend
 from service.metrics import Metrics
 from service.registry import Registry
@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=[{"name": tag} for tag in OPENAPI_TAGS],
         lifespan=lifespan,
+        openapi_url=None,  # served by service.openapi, behind the token when tokens are set
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -99,4 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # else; OPENAPI_TAGS keeps the documentation's order.
     for module in (batches, streams, selection, models, events, ops, dashboard):
         app.include_router(module.router)
+    openapi.install(app, settings)
+    dashboard.mount(app, settings)
     return app

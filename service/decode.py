@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import ValidationError
 
-from service.errors import ApiError
+from service.errors import ApiError, validation_message
 from service.schemas import BatchIn
 from service.settings import Settings
 
@@ -21,6 +21,7 @@ BINARY = "application/octet-stream"
 NPY = "application/x-npy"
 MEDIA_TYPES = (JSON, BINARY, NPY)
 _INTEGER = re.compile(r"\s*[0-9]{1,18}\s*")  # X-Dim and X-Seq headers
+MAX_HEADER_INTEGER = 10**18 - 1  # the largest value _INTEGER reads
 
 
 def invalid(message: str, details: object = None) -> ApiError:
@@ -157,7 +158,4 @@ def _seq_header(value: str | None) -> int | None:
 
 
 def _from_pydantic(exc: ValidationError) -> ApiError:
-    details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    first = details[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return invalid(f"{where}: {first['msg']}", details)
+    return invalid(*validation_message(exc.errors()))

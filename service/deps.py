@@ -7,6 +7,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.backend import Backend
 from service.errors import ApiError
@@ -50,7 +51,18 @@ async def require_stream(name: str, backend: BackendDep) -> None:
 StreamExists = Depends(require_stream)
 
 
-def _check_token(settings: Settings, token: str | None) -> None:
+# The bearer scheme, as FastAPI's security class: it reads the header and declares the scheme in
+# the OpenAPI schema (so /docs can authorise). auto_error=False: the check below answers 401 in
+# the error shape, and only when tokens are configured.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="one of DIMWATCH_API_TOKENS (only when tokens are configured)",
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def check_token(settings: Settings, token: str | None) -> None:
     """Constant-time comparison against every configured token (all of them, always)."""
     if not settings.api_tokens:
         return
@@ -67,25 +79,27 @@ def _check_token(settings: Settings, token: str | None) -> None:
         )
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (None for another scheme)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        return None
+    return credentials.credentials.strip() or None
 
 
-async def require_token(request: Request, settings: SettingsDep) -> None:
+async def require_token(settings: SettingsDep, credentials: BearerDep) -> None:
     """Authorization: Bearer <token>, when DIMWATCH_API_TOKENS is set."""
-    _check_token(settings, _bearer(request))
+    check_token(settings, bearer_token(credentials))
 
 
 async def require_token_or_query(
-    request: Request,
     settings: SettingsDep,
+    credentials: BearerDep,
     token: Annotated[
         str | None, Query(description="for EventSource clients that cannot set headers")
     ] = None,
 ) -> None:
     """As require_token, or ?token=<token> (browsers' EventSource cannot send headers)."""
-    _check_token(settings, _bearer(request) or token)
+    check_token(settings, bearer_token(credentials) or token)
 
 
 Authorized = Depends(require_token)

@@ -6,7 +6,9 @@ ApiError is raised by routes and the registry; FastAPI's validation errors, Star
 and unexpected exceptions are translated into the same shape here.
 """
 
+import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
@@ -33,6 +36,9 @@ _HTTP_CODES = {
     500: "internal",
     503: "not_ready",
 }
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class ApiError(Exception):
@@ -96,6 +102,65 @@ class CatchAll:
             await response(scope, receive, send)
 
 
+def validation_message(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The message (first error: where, what was expected, what came) and the details list."""
+    details = [
+        {"loc": list(e.get("loc", ())), "msg": _msg(e), "type": e.get("type", "")} for e in errors
+    ]
+    if not details:
+        return "invalid request", details
+    first, where = errors[0], ".".join(str(p) for p in details[0]["loc"]) or "body"
+    message = f"{where}: {details[0]['msg']}"
+    in_body = details[0]["loc"][:1] not in (["query"], ["path"], ["header"])  # JSON: typed
+    if (
+        in_body
+        and "input" in first
+        and first.get("type", "").endswith(("_type", "_equal", "_than"))
+    ):
+        message += f", got {_json_type(first['input'])}"
+    return message, details
+
+
+def _msg(error: Any) -> str:
+    """pydantic's message, with float bounds written as floats (3.4028235e+38, not 39 digits)."""
+    bounds = {k: v for k, v in error.get("ctx", {}).items() if isinstance(v, float)}
+    if not bounds:
+        return str(error.get("msg", ""))
+    words = {"le": "less than or equal to", "ge": "greater than or equal to"}
+    words |= {"lt": "less than", "gt": "greater than"}
+    key, value = next(iter(bounds.items()))
+    return f"Input should be {words.get(key, key)} {value:.8g}"
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type of a decoded value, as a user would name it ("a string '7'")."""
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a number")):
+        if isinstance(value, kind):
+            return f"{name} {json.dumps(value)}"
+    if isinstance(value, str):
+        return f"a string {json.dumps(value[:40])}"
+    if value is None:
+        return "null"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves on this request's path (for a 405's Allow).
+
+    Asked of the router itself, method by method: FastAPI nests included routers, so a flat
+    walk over routes would miss some. A mount (the dashboard's files) serves GET and HEAD."""
+    allowed: list[str] = []
+    for method in _METHODS:
+        scope = {"type": "http", "path": request.scope["path"], "root_path": "", "method": method}
+        for route in request.app.router.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                if isinstance(route, Mount):
+                    return ["GET", "HEAD"]
+                allowed.append(method)
+                break
+    return allowed
+
+
 def install(app: FastAPI, metrics: Metrics) -> None:
     """Register the handlers that turn every failure into the error shape."""
 
@@ -110,25 +175,25 @@ def install(app: FastAPI, metrics: Metrics) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
+        message, details = validation_message(exc.errors())
         metrics.rejected.labels(reason="invalid_request").inc()
-        return error_response(422, "invalid_request", f"{where}: {first['msg']}", details)
+        return error_response(422, "invalid_request", message, details)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "invalid_request")
-        if exc.status_code == 404:
+        status, headers = exc.status_code, dict(exc.headers) if exc.headers else None
+        message = str(exc.detail)
+        if status == 400:  # FastAPI could not read the body (not UTF-8): the documented 422
+            status, message = 422, f"body: expected UTF-8 encoded JSON ({exc.__cause__})"
+        elif status == 404:
             message = f"no route {request.method} {request.url.path}"
-        else:
-            message = str(exc.detail)
+        elif status == 405:
+            allow = ", ".join(allowed_methods(request))
+            headers = {**(headers or {}), "Allow": allow}
+            message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
+        code = _HTTP_CODES.get(status, "invalid_request")
         metrics.rejected.labels(reason=code).inc()
-        headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, code, message, None, headers)
+        return error_response(status, code, message, None, headers)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StreamingError, core_error)

@@ -1,11 +1,23 @@
 """Request and response bodies of the REST API (docs/api.md), with OpenAPI examples."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat
+from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,3})?)$"
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: data are trained as float32
+
+# Request models are strict: a JSON type other than the field's is refused (422), never coerced
+# ("7" is not an int, 0 is not a bool, 2.0 is not an int; an int is a number), and non-finite
+# numbers are refused. Unknown fields are refused too.
+_REQUEST = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+# One value of a row: a JSON number that float32 can hold (larger values would train as inf).
+Value = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+# One row of D values; the schema's maxItems is the server's max_dim (service/openapi.py).
+Row = Annotated[list[Value], Field(min_length=1)]
 
 _SELECTION_EXAMPLE = {
     "step": 121,
@@ -59,15 +71,14 @@ class StreamCreate(BaseModel):
     """A new stream: a name and, optionally, the bank's hyper-parameters."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
+        **_REQUEST,
         json_schema_extra={
             "examples": [{"name": "sensors"}, {"name": "s2", "latent_dims": [1, 3]}]
         },
     )
 
     name: str = Field(pattern=NAME_PATTERN, description="URL-safe, 1-64 characters")
-    latent_dims: list[int] = Field(
+    latent_dims: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [2, 4, 6], min_length=1, description="candidate latent sizes H"
     )
     learning_rate: float = Field(default=0.002, gt=0, description="optimizer step size")
@@ -83,7 +94,9 @@ class StreamCreate(BaseModel):
     dim: int | None = Field(
         default=None, ge=2, description="data dimension D; null: the first batch's"
     )
-    device: str = Field(default="auto", max_length=32, description="auto, cpu, cuda or cuda:N")
+    device: str = Field(
+        default="auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N"
+    )
     optimizer: Literal["adam", "sgd"] = Field(
         default="adam", description="optimizer of the online step"
     )
@@ -161,11 +174,11 @@ class BatchIn(BaseModel):
     """A JSON batch: rows of D numbers; seq makes retries safe."""
 
     model_config = ConfigDict(
-        extra="forbid",
+        **_REQUEST,
         json_schema_extra={"examples": [{"data": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], "seq": 0}]},
     )
 
-    data: list[list[StrictFloat]] = Field(description="rows x D numbers")
+    data: list[Row] = Field(min_length=1, description="rows x D numbers")
     seq: int | None = Field(
         default=None, ge=0, description="index of this batch in the stream, from 0"
     )
@@ -320,12 +333,12 @@ class TransformIn(BaseModel):
     """Rows to project (transform) or reconstruct with one model (null: the best)."""
 
     model_config = ConfigDict(
-        extra="forbid",
+        **_REQUEST,
         json_schema_extra={"examples": [{"data": [[0.1, 0.2, 0.3]], "latent_dim": None}]},
     )
 
-    data: list[list[StrictFloat]]
-    latent_dim: int | None = None
+    data: list[Row] = Field(min_length=1, description="rows x D numbers, D as the stream's")
+    latent_dim: int | None = Field(default=None, description="a latent size H of the stream")
 
 
 class TransformOut(BaseModel):

@@ -121,7 +121,7 @@ CLI = "import sys; from clients.cli import main; sys.argv[0] = 'dimwatch'; sys.e
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=120, cwd=ROOT
     )
 
 
@@ -138,6 +138,13 @@ def healthcheck_for(port: int) -> list[str]:
     return [sys.executable, *command[1:]]
 
 
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @contextmanager
 def image_server(tmp_path: Path, tokens: str) -> Iterator[int]:
     """The image's CMD as a plain process, on 127.0.0.1 and a free port instead of 0.0.0.0:8000;
@@ -152,10 +159,16 @@ def image_server(tmp_path: Path, tokens: str) -> Iterator[int]:
             [sys.executable, "-c", CLI, *command[1:]], env=env, cwd=tmp_path, stdout=log, stderr=log
         )
         try:
-            deadline = time.monotonic() + 60  # torch import and the store's start
-            while subprocess.run(healthcheck_for(port), capture_output=True, timeout=10).returncode:
+            # torch's import, the store's start and the warm-up step: generous on a busy machine
+            deadline = time.monotonic() + 180
+            while subprocess.run(healthcheck_for(port), capture_output=True, timeout=30).returncode:
                 assert server.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "the health check never passed"
+                time.sleep(0.2)
+            # Alive is not ready: /healthz passes while stored streams are still restored.
+            while not _ready(port):
+                assert server.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "/readyz never answered 200"
                 time.sleep(0.2)
             yield port
         finally:
@@ -279,9 +292,9 @@ def test_cli_demo_accepts_url_flag() -> None:
 
 def test_image_healthcheck_passes_against_image_command(tmp_path: Path) -> None:
     with image_server(tmp_path, tokens="") as port:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
             assert json.loads(response.read()) == {"status": "ok"}
-        assert subprocess.run(healthcheck_for(port), timeout=10).returncode == 0
+        assert subprocess.run(healthcheck_for(port), timeout=30).returncode == 0
 
 
 @pytest.mark.slow

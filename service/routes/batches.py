@@ -5,10 +5,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.decode import BINARY, JSON, NPY, decode_batch, media_type
-from service.deps import get_backend, get_settings, require_token
+from service.decode import BINARY, JSON, MAX_HEADER_INTEGER, NPY, decode_batch, media_type
+from service.deps import bearer, bearer_token, check_token, get_backend, get_settings
 from service.routes import errors
-from service.schemas import BatchIn, BatchOut
+from service.schemas import BatchOut
 
 # Bodies up to this size are decoded on the event loop (tens of microseconds; a thread handoff
 # costs more); larger ones in the thread pool, so a big batch never stalls other requests.
@@ -17,11 +17,13 @@ INLINE_DECODE_BYTES = 64 * 1024
 router = APIRouter(prefix="/v1/streams", tags=["batches"])
 
 _BODY: dict[str, Any] = {
+    # The route reads its own body and dependencies (the hot path), so what FastAPI would
+    # declare from them is declared here: the bodies, the binary format's headers, the token.
     "requestBody": {
         "required": True,
         "content": {
             JSON: {
-                "schema": BatchIn.model_json_schema(),
+                "schema": {"$ref": "#/components/schemas/BatchIn"},
                 "example": {"data": [[0.1, 0.2, 0.3]], "seq": 0},
             },
             BINARY: {
@@ -33,7 +35,24 @@ _BODY: dict[str, Any] = {
                 "description": "a .npy file of a 2-D float array; optional header X-Seq",
             },
         },
-    }
+    },
+    "parameters": [
+        {
+            "name": "X-Dim",
+            "in": "header",
+            "required": False,
+            "description": "columns D of an application/octet-stream body (required with it)",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HEADER_INTEGER},
+        },
+        {
+            "name": "X-Seq",
+            "in": "header",
+            "required": False,
+            "description": "the batch's index in the stream, from 0, for binary and .npy bodies",
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_HEADER_INTEGER},
+        },
+    ],
+    "security": [{"bearer": []}],
 }
 
 
@@ -52,7 +71,7 @@ async def push_batch(name: str, request: Request) -> Response:
     # The hot path awaits its dependencies itself, in the order FastAPI would (token, then
     # backend, then stream): resolving four declared ones costs ~0.15 ms a request.
     settings = await get_settings(request)
-    await require_token(request, settings)
+    check_token(settings, bearer_token(await bearer(request)))
     backend = await get_backend(request)
     await backend.require(name)
     body = await request.body()

@@ -28,13 +28,13 @@ async def get_model(
     return await backend.model(name, which)
 
 
-@router.post("/transform")
+@router.post("/transform", responses=errors(413))
 async def transform(name: str, body: TransformIn, backend: BackendDep) -> TransformOut:
     """Posterior means V x + b of each row under one model (latent_dim null: the best)."""
     return await backend.project(name, body, decode=False)
 
 
-@router.post("/reconstruct")
+@router.post("/reconstruct", responses=errors(413))
 async def reconstruct(name: str, body: TransformIn, backend: BackendDep) -> TransformOut:
     """Reconstructions W (V x + b) + mu of each row under one model (latent_dim null: the best)."""
     return await backend.project(name, body, decode=True)

@@ -14,7 +14,7 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(409, 422))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(409, 413, 422))
 async def create_stream(body: StreamCreate, backend: BackendDep) -> StreamOut:
     """Create a stream; every setting but the name is optional. 409 if the name is taken."""
     return await backend.create(body)

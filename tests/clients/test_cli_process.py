@@ -18,8 +18,8 @@ import pytest
 from tests.clients.conftest import TOKEN, rows
 
 DIMWATCH = str(Path(sys.executable).parent / "dimwatch")
-START_TIMEOUT = 60.0  # seconds for `dimwatch serve` to import torch and answer /readyz
-COMMAND_TIMEOUT = 60.0  # seconds any client command may take
+START_TIMEOUT = 120.0  # seconds for `dimwatch serve` to import torch and answer /readyz
+COMMAND_TIMEOUT = 120.0  # seconds any client command may take
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _wait_until_ready(served: Served) -> None:
         if served.process.poll() is not None:
             raise RuntimeError(f"dimwatch serve exited with {served.process.returncode}")
         try:
-            if httpx.get(f"{served.url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{served.url}/readyz", timeout=10).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -147,8 +147,8 @@ def test_serve_reads_dimwatch_variables(tmp_path: Path) -> None:
     env = _env(DIMWATCH_PORT=str(port), DIMWATCH_DATA_DIR=str(data_dir))
 
     with serve([], env, port, data_dir) as served:
-        health = httpx.get(f"{served.url}/healthz", timeout=5)
-        listed = httpx.get(f"{served.url}/v1/streams", timeout=5)
+        health = httpx.get(f"{served.url}/healthz", timeout=30)
+        listed = httpx.get(f"{served.url}/v1/streams", timeout=30)
 
     assert (health.json(), listed.status_code) == ({"status": "ok"}, 200)
     assert (data_dir / "dimwatch.sqlite3").is_file()

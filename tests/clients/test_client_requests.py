@@ -174,9 +174,12 @@ def _delay(
     idempotent: bool = True,
     response: httpx.Response | None = None,
     error: httpx.TransportError | None = None,
+    elapsed: float = 0.0,
 ) -> float | None:
-    policy = api.RetryPolicy(attempts=4, backoff=0.5, max_delay=3.0)
-    return api.retry_delay(policy, attempt, idempotent=idempotent, response=response, error=error)
+    policy = api.RetryPolicy(attempts=4, backoff=0.5, max_delay=3.0, wait_ready=20.0)
+    return api.retry_delay(
+        policy, attempt, idempotent=idempotent, response=response, error=error, elapsed=elapsed
+    )
 
 
 def test_retry_delay_honours_retry_after() -> None:
@@ -199,6 +202,13 @@ def test_retry_delay_gives_up_on_a_retry_after_over_max_delay() -> None:
 
 def test_retry_delay_honours_retry_after_of_a_503() -> None:
     assert _delay(1, response=_response(503, None, **{"Retry-After": "1"})) == 1.0
+
+
+def test_retry_delay_resends_a_503_past_the_attempts_within_wait_ready() -> None:
+    # A create answered 503 not_ready on a busy machine: resent until wait_ready, not attempts.
+    not_ready = _response(503, None, **{"Retry-After": "1"})
+    assert _delay(10, idempotent=False, response=not_ready, elapsed=18.5) == 1.0
+    assert _delay(11, idempotent=False, response=not_ready, elapsed=19.5) is None
 
 
 def test_retry_delay_does_not_retry_a_503_without_retry_after() -> None:

@@ -31,8 +31,9 @@ class Server:
         return registry
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until condition() holds; fail the test after timeout seconds."""
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll until condition() holds; fail the test after timeout seconds (generous: CI is a
+    busy 2-core machine, and a condition that holds returns at once)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

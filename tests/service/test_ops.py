@@ -76,9 +76,25 @@ def test_wrong_method_uses_error_shape(client: httpx.Client) -> None:
     assert response.status_code == 405
     assert response.json() == {
         "error": "method_not_allowed",
-        "message": "Method Not Allowed",
+        "message": "PUT is not allowed on /v1/streams; use GET, POST",
         "details": None,
     }
+
+
+def test_wrong_method_allow_lists_every_method_of_the_path(client: httpx.Client) -> None:
+    client.post("/v1/streams", json={"name": "s"})
+    expected = {
+        "/v1/streams": "GET, POST",
+        "/v1/streams/s": "GET, DELETE",
+        "/v1/streams/s/batches": "POST",
+        "/v1/streams/s/events": "GET",
+        "/metrics": "GET",
+        "/dashboard/app.js": "GET, HEAD",
+    }
+    for path, allow in expected.items():
+        response = client.request("PATCH", path)
+        assert (response.status_code, response.headers["allow"]) == (405, allow), path
+        assert response.json()["error"] == "method_not_allowed"
 
 
 def test_validation_error_uses_error_shape(client: httpx.Client) -> None:

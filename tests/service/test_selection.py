@@ -141,7 +141,10 @@ def test_transform_bad_input_rejected(client: httpx.Client) -> None:
     _trained(client)
     cases = {
         "expected 8 columns, got 3": ({"data": [[1.0, 2.0, 3.0]]}, "invalid_batch"),
-        "expected at least one row, got an empty batch": ({"data": []}, "invalid_batch"),
+        "body.data: List should have at least 1 item after validation, not 0": (
+            {"data": []},
+            "invalid_request",
+        ),
         "latent_dim: expected one of [2, 4, 6] or null, got 3": (
             {"data": [[0.0] * 8], "latent_dim": 3},
             "invalid_request",
@@ -150,4 +153,4 @@ def test_transform_bad_input_rejected(client: httpx.Client) -> None:
     for message, (body, code) in cases.items():
         response = client.post("/v1/streams/s/transform", json=body)
         assert response.status_code == 422
-        assert response.json() == {"error": code, "message": message, "details": None}
+        assert (response.json()["error"], response.json()["message"]) == (code, message)
