@@ -59,15 +59,26 @@ class Server:
 
 @contextmanager
 def running_service(
-    noop: bool = False, max_streams: int = 100, workers: int = 2, device: str = "cpu"
+    noop: bool = False,
+    max_streams: int = 100,
+    workers: int = 2,
+    device: str = "cpu",
+    source: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """Start the service (or the no-op app) on a free port; yield it; stop it."""
+    """Start the service (or the no-op app) on a free port; yield it; stop it. source: a
+    checkout of another revision to run instead of this one (a baseline); env: more DIMWATCH_*
+    settings."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dimwatch-bench-") as data_dir:
         argv = [str(a) for a in (data_dir, port, max_streams, workers, device)]
+        child_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        if source is not None:
+            child_env["PYTHONPATH"] = str(source)
         proc = subprocess.Popen(
             [sys.executable, "-c", SERVE_NOOP if noop else SERVE, *argv],
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            env=child_env,
+            cwd=source,
         )
         base = f"http://127.0.0.1:{port}"
         try:

@@ -7,13 +7,26 @@ the service's own decoder, in the same run. Server and clients run in separate p
 load phase is bounded in time. Memory: resident size of the server process per stream (D = 10
 and D = 1000) and with 10,000 streams of D = 10.
 
-    python -m bench.service_speed [--quick] [--seconds 5] [--part load memory]
+Commits (issue 10, item 5): 1 client on 1 stream and 16 clients on 16 streams against the no-op
+app, the service at a baseline revision (--before, run from a `git archive` of it) and this
+checkout, in alternated rounds of one run; and the stall a large snapshot causes: 15 clients on
+small streams while a 16th pushes to a stream whose snapshots are ~40 MB.
+
+    python -m bench.service_speed [--quick] [--seconds 5] [--part load memory commit]
+                                  [--before REV] [--rounds 2]
 """
 
 import argparse
 import asyncio
+import io
 import json
+import subprocess
+import tarfile
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,6 +58,43 @@ async def create_streams(client: httpx.AsyncClient, names: list[str], dim: int) 
     await asyncio.gather(*(one(n) for n in names))
 
 
+Post = tuple[str, bytes, dict[str, str]]  # (stream, body, headers)
+
+
+async def drive(
+    client: httpx.AsyncClient, posts: list[list[Post]], seconds: float
+) -> list[dict[str, Any]]:
+    """One loop per list of posts, each posting its batches in turn for `seconds`, together;
+    the rate, latencies and errors of each loop."""
+    deadline = time.perf_counter() + seconds
+
+    async def loop(mine: list[Post]) -> dict[str, Any]:
+        latencies: list[float] = []
+        errors, start = 0, time.perf_counter()
+        while time.perf_counter() < deadline:
+            name, body, headers = mine[len(latencies) % len(mine)]
+            t0 = time.perf_counter()
+            r = await client.post(f"/v1/streams/{name}/batches", content=body, headers=headers)
+            latencies.append(time.perf_counter() - t0)
+            errors += r.status_code != 200
+        return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - start}
+
+    return list(await asyncio.gather(*(loop(p) for p in posts)))
+
+
+def summary(loops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batches/s, p50/p99 latency and errors of several loops together."""
+    lat = np.concatenate([np.array(loop["latencies"]) for loop in loops]) * 1e3
+    seconds = max(loop["seconds"] for loop in loops)
+    return {
+        "requests": len(lat),
+        "errors": sum(loop["errors"] for loop in loops),
+        "batches_per_s": len(lat) / seconds,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
 async def load(
     url: str, kind: str, clients: int, streams: int, seconds: float, setup: bool
 ) -> dict[str, Any]:
@@ -59,37 +109,16 @@ async def load(
         for i, name in enumerate(names):  # warm-up: every stream has a bank, the server is hot
             body, headers = bodies[i % len(bodies)]
             await client.post(f"/v1/streams/{name}/batches", content=body, headers=headers)
-        latencies: list[float] = []
-        errors = 0
-        deadline = time.perf_counter() + seconds
-
-        async def loop(i: int) -> None:
-            nonlocal errors
-            j = i
-            while time.perf_counter() < deadline:
-                body, headers = bodies[j % len(bodies)]
-                t0 = time.perf_counter()
-                r = await client.post(
-                    f"/v1/streams/{names[j % streams]}/batches", content=body, headers=headers
-                )
-                latencies.append(time.perf_counter() - t0)
-                errors += r.status_code != 200
-                j += clients
-
-        start = time.perf_counter()
-        await asyncio.gather(*(loop(i) for i in range(clients)))
-        elapsed = time.perf_counter() - start
-    lat = np.array(latencies) * 1e3
-    return {
-        "body": kind,
-        "clients": clients,
-        "streams": streams,
-        "requests": len(latencies),
-        "errors": errors,
-        "batches_per_s": len(latencies) / elapsed,
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p99_ms": float(np.percentile(lat, 99)),
-    }
+        # client i posts to streams i, i + clients, ... and bodies likewise, round-robin
+        posts = [
+            [
+                (names[j % streams], *bodies[j % len(bodies)])
+                for j in range(i, i + clients * max(streams, len(bodies)), clients)
+            ]
+            for i in range(clients)
+        ]
+        loops = await drive(client, posts, seconds)
+    return {"body": kind, "clients": clients, "streams": streams, **summary(loops)}
 
 
 def part_load(seconds: float) -> list[dict[str, Any]]:
@@ -120,6 +149,96 @@ def part_load(seconds: float) -> list[dict[str, Any]]:
             )
             r["fraction_of_noop"] = r["batches_per_s"] / noop["batches_per_s"]
     return rows
+
+
+COMMIT_CASES = ((1, 1), (16, 16))  # (clients, streams)
+BIG_DIM, BIG_LATENTS = 1000, [100, 200, 300, 400]  # a stream whose snapshot is ~40 MB
+STALL_ENV = {"DIMWATCH_SNAPSHOT_EVERY": "10"}
+
+
+@contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """The repository at `rev`, extracted (git archive) into a temporary folder."""
+    tar = subprocess.run(["git", "archive", "--format=tar", rev], check=True, capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="dimwatch-before-") as folder:
+        with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+            archive.extractall(folder, filter="data")
+        yield Path(folder)
+
+
+async def stall(url: str, seconds: float) -> dict[str, Any]:
+    """15 clients on 15 small streams while a 16th pushes to a stream with large snapshots: the
+    small streams' rate and latency, and the large stream's batches (and so snapshots)."""
+    x = np.random.default_rng(0).standard_normal((B, D)).astype(np.float32)
+    big = np.random.default_rng(1).standard_normal((B, BIG_DIM)).astype(np.float32)
+    small = [f"small{i}" for i in range(15)]
+    limits = httpx.Limits(max_connections=20)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        await create_streams(client, small, D)
+        spec = {"name": "big", "dim": BIG_DIM, "device": "cpu", "latent_dims": BIG_LATENTS}
+        (await client.post("/v1/streams", json=spec)).raise_for_status()
+        posts = [[(name, *payload("binary", x))] for name in small]
+        posts.append([("big", *payload("binary", big))])
+        for loop in posts:  # warm-up
+            await client.post(
+                f"/v1/streams/{loop[0][0]}/batches", content=loop[0][1], headers=loop[0][2]
+            )
+        loops = await drive(client, posts, seconds)
+    return {
+        "case": "15 small + 1 large-snapshot stream",
+        **summary(loops[:-1]),
+        "large_stream_batches": len(loops[-1]["latencies"]),
+    }
+
+
+def part_commit(seconds: float, before: str, rounds: int) -> list[dict[str, Any]]:
+    """The no-op app, the service at `before` and this checkout, alternated `rounds` times."""
+    rows: list[dict[str, Any]] = []
+    with checkout(before) as old:
+        targets: dict[str, dict[str, Any]] = {
+            "noop": {"noop": True},
+            "before": {"source": old},
+            "after": {},
+        }
+        for round_ in range(rounds):
+            for target, options in targets.items():
+                found = []
+                with running_service(max_streams=1000, **options) as server:
+                    for clients, streams in COMMIT_CASES:
+                        r = asyncio.run(
+                            load(server.url, "binary", clients, streams, seconds, target != "noop")
+                        )
+                        found.append({"case": f"{clients} clients x {streams} streams", **r})
+                if target != "noop":
+                    with running_service(max_streams=1000, env=STALL_ENV, **options) as server:
+                        found.append(asyncio.run(stall(server.url, seconds)))
+                for r in found:
+                    r.update(target=target, round=round_)
+                    rows.append(r)
+                    print(
+                        f"round {round_} {target:<6} {r['case']:<36} {r['batches_per_s']:8.1f} "
+                        f"batches/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms  "
+                        f"errors {r['errors']}  {r.get('large_stream_batches', '')}",
+                        flush=True,
+                    )
+    return rows
+
+
+def commit_table(rows: list[dict[str, Any]]) -> None:
+    """Median over rounds per target and case, with the ratio to the no-op app's median."""
+
+    def median(case: str, target: str, key: str) -> float | None:
+        mine = [r[key] for r in rows if (r["case"], r["target"]) == (case, target)]
+        return float(np.median(mine)) if mine else None
+
+    for case in dict.fromkeys(r["case"] for r in rows):
+        noop = median(case, "noop", "batches_per_s")
+        for target in ("noop", "before", "after"):
+            rate, p99 = median(case, target, "batches_per_s"), median(case, target, "p99_ms")
+            if rate is None or p99 is None:
+                continue
+            ratio = "" if noop is None else f"{rate / noop:.2f}x no-op"
+            print(f"{case:<36} {target:<6} {rate:8.1f} batches/s  p99 {p99:8.2f} ms  {ratio}")
 
 
 async def fill(server: Server, dim: int, streams: int) -> dict[str, Any]:
@@ -169,7 +288,9 @@ def part_memory(sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["load", "memory"], action="append")
+    parser.add_argument("--part", choices=["load", "memory", "commit"], action="append")
+    parser.add_argument("--before", default="b4631f6", help="baseline revision (part commit)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated rounds (part commit)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per load phase")
     parser.add_argument("--quick", action="store_true", help="1 s phases, fewer streams")
     args = parser.parse_args()
@@ -178,6 +299,10 @@ def main() -> None:
     result: dict[str, Any] = {"seconds_per_phase": seconds, "B": B, "D": D}
     if "load" in parts:
         result["load"] = part_load(seconds)
+    if "commit" in parts:
+        result["before"] = args.before
+        result["commit"] = part_commit(seconds, args.before, args.rounds)
+        commit_table(result["commit"])
     if "memory" in parts:
         sizes = (
             [(10, 200), (1000, 20), (10, 1000)]

@@ -115,6 +115,7 @@ class LiveStream:
         store: Store,
         default_device: str,
         history_limit: int,
+        gate: threading.Semaphore | None = None,
     ) -> None:
         self.name = name
         # the settings as created (StreamCreate fields but name and dim)
@@ -132,6 +133,9 @@ class LiveStream:
         self.unavailable: str | None = None  # why the stream cannot be served any more
         self.lock = threading.Lock()
         self._store = store
+        # bounds the training steps running at once across streams (Settings.workers); threads
+        # beyond it wait on commits, which the store groups
+        self._gate = gate if gate is not None else threading.Semaphore(1)
 
     @property
     def step(self) -> int:
@@ -157,8 +161,9 @@ class LiveStream:
                     {"expected_seq": step},
                 )
             self._check_columns(x)
-            bank = self.bank if self.bank is not None else self._new_bank(x.shape[1])
-            report = bank.learn_many(x)
+            with self._gate:
+                bank = self.bank if self.bank is not None else self._new_bank(x.shape[1])
+                report = bank.learn_many(x)
             try:
                 change = self.history.add(report)
                 self._store.append_batch(
@@ -248,7 +253,12 @@ class LiveStream:
 
     @classmethod
     def restore(
-        cls, stored: StoredStream, store: Store, default_device: str, history_limit: int
+        cls,
+        stored: StoredStream,
+        store: Store,
+        default_device: str,
+        history_limit: int,
+        gate: threading.Semaphore | None = None,
     ) -> "LiveStream":
         """Snapshot + replay of the logged batches after it: the state of the last commit."""
         live = cls(
@@ -259,8 +269,10 @@ class LiveStream:
             store,
             default_device,
             history_limit,
+            gate,
         )
-        live._load(stored)
+        with live._gate:
+            live._load(stored)
         return live
 
     def _load(self, stored: StoredStream) -> None:

@@ -1,7 +1,9 @@
 """The live streams of one server and the ordered, bounded work queue of each.
 
 Threads and the loop:
-- Training and SQLite commits run in a pool of `settings.workers` threads, never on the loop.
+- Training and SQLite commits run in a thread pool, never on the loop: at most
+  `settings.workers` training steps at once (a semaphore), and up to COMMIT_WAITERS more threads
+  waiting on their commit, so that the store can group the commits of many streams into one.
 - Each stream has one consumer task that takes its jobs in arrival order and runs them one at a
   time in the pool: batches of one stream apply in order, different streams in parallel.
 - A stream's queue holds at most `settings.queue_depth` batches; past that, 429 + Retry-After.
@@ -14,6 +16,7 @@ Threads and the loop:
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,7 @@ from streaming.config import BankConfig
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
 EPOCH = "1970-01-01T00:00:00Z"  # created_at of a stream whose row cannot be read
+COMMIT_WAITERS = 32  # pool threads beyond the training ones (they wait on group commits)
 
 
 def _init_worker() -> None:
@@ -83,7 +87,10 @@ class Registry:
         self._streams: dict[str, Entry] = {}
         self._unavailable: dict[str, Unavailable] = {}
         self._store: Store | None = None
-        self._pool = ThreadPoolExecutor(settings.workers, "dimwatch-worker", _init_worker)
+        self._pool = ThreadPoolExecutor(
+            settings.workers + COMMIT_WAITERS, "dimwatch-worker", _init_worker
+        )
+        self._gate = threading.Semaphore(settings.workers)  # training steps at once
         self._loader: asyncio.Task[None] | None = None
 
     @property
@@ -128,7 +135,7 @@ class Registry:
             if stored is None:
                 return None
             s = self.settings
-            live = LiveStream.restore(stored, self.store, s.device, s.history_limit)
+            live = LiveStream.restore(stored, self.store, s.device, s.history_limit, self._gate)
         except Exception as exc:
             log.exception("stream %r cannot be restored; serving it as unavailable", name)
             return self._broken(name, f"could not restore it ({exc})", stored)
@@ -274,6 +281,7 @@ class Registry:
             self.store,
             self.settings.device,
             self.settings.history_limit,
+            self._gate,
         )
         if spec.dim is not None:
             live.bank_config.check_dim(spec.dim)

@@ -1,24 +1,36 @@
-"""The embedded store: one SQLite file holding every stream, in WAL mode with synchronous=FULL.
+"""The embedded store: two SQLite files in WAL mode with synchronous=FULL.
 
-Tables (docs/operations.md says what is fsynced when):
+dimwatch.sqlite3 (docs/operations.md says what is fsynced when):
 
     streams    name, config JSON, dim, created_at, history_stride     one row per stream
     batches    stream, step, rows, data (float32 little-endian bytes)  the log since the snapshot
-    snapshots  stream, step, state (LinearVAEBank.state_bytes())        the latest one per stream
     history    stream, step, best, bic JSON, batch_bic JSON             mirror of service.history
+    snapshots  stream, step, state                  only in files written before the file below
 
-A batch is one transaction (its log row and its history row), committed, hence fsynced, before
-the server answers. A snapshot replaces the previous one and deletes the log rows it covers in
-one transaction. Loading a stream = its snapshot + the batches after it, replayed in order.
-One connection serves every thread, behind a lock: SQLite serialises writers anyway.
+dimwatch-snapshots.sqlite3:
+
+    snapshots  stream, step, state (the bank's state_bytes())           the latest one per stream
+
+Group commit: every write of dimwatch.sqlite3 goes to one committer thread, which runs the
+writes waiting at that moment in one transaction (each in its own savepoint, so one failing
+write fails alone) and commits, hence fsyncs, once for all of them; each writer returns only
+after the commit of its write is durable. Batches of many streams arriving together share one
+fsync instead of queueing behind one fsync each.
+
+Snapshots (hundreds of MB at the limits) are written to their own file with their own
+connection, so they never hold the committer: the snapshot is committed first, then the log rows
+it covers are deleted by a group commit. A crash in between leaves rows that the snapshot covers,
+which loading skips. Loading a stream = its snapshot + the batches after it, replayed in order.
 """
 
 import fcntl
 import json
+import logging
+import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +38,7 @@ from typing import IO, Any
 from service.history import Change, Point
 
 FILENAME = "dimwatch.sqlite3"
+SNAPSHOTS = "dimwatch-snapshots.sqlite3"
 LOCKNAME = "dimwatch.lock"
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -41,6 +54,12 @@ CREATE TABLE IF NOT EXISTS history (
     stream TEXT NOT NULL, step INTEGER NOT NULL, best INTEGER NOT NULL, bic TEXT NOT NULL,
     batch_bic TEXT NOT NULL, PRIMARY KEY (stream, step));
 """
+_SNAPSHOT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream TEXT PRIMARY KEY, step INTEGER NOT NULL, state BLOB NOT NULL);
+"""
+Write = Callable[[sqlite3.Connection], object]
+log = logging.getLogger("dimwatch")
 
 
 @dataclass
@@ -66,53 +85,61 @@ class StoredStream:
 
 
 class Store:
-    """Thread-safe access to the SQLite file in data_dir."""
+    """Thread-safe access to the SQLite files in data_dir."""
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / FILENAME
         self._owner = _claim(data_dir)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        writer = _connect(self.path)
+        version = writer.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise RuntimeError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        writer.executescript(_SCHEMA)
+        writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._committer = GroupCommit(writer)
+        self._lock = threading.Lock()  # the reading connection
+        self._db = _connect(self.path)
+        self._snap_lock = threading.Lock()
+        self._snaps = _connect(data_dir / SNAPSHOTS)
+        self._snaps.executescript(_SNAPSHOT_SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
+        self._committer.close()
+        with self._lock, self._snap_lock:
             self._db.close()
+            self._snaps.close()
         self._owner.close()  # releases the data directory
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    @property
+    def commits(self) -> int:
+        """Transactions committed to dimwatch.sqlite3 since the store opened."""
+        return self._committer.commits
+
+    def _write(self, write: Write) -> None:
+        """Run `write` in the next group commit; returns once it is durable."""
+        self._committer.submit(write).result()
 
     # -------------------------------------------------------------------------------- streams
 
     def create_stream(
         self, name: str, config: dict[str, Any], dim: int | None, created_at: str
     ) -> None:
-        with self._transaction() as db:
-            db.execute(
+        self._drop_snapshot(name)  # left over if a crash cut a delete of this name short
+        self._write(
+            lambda db: db.execute(
                 "INSERT INTO streams (name, config, dim, created_at) VALUES (?, ?, ?, ?)",
                 (name, json.dumps(config), dim, created_at),
             )
+        )
 
     def delete_stream(self, name: str) -> None:
-        with self._transaction() as db:
+        def write(db: sqlite3.Connection) -> None:
             for table, column in _STREAM_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
+
+        self._write(write)
+        self._drop_snapshot(name)
 
     def stream_names(self) -> list[str]:
         with self._lock:
@@ -121,10 +148,15 @@ class Store:
 
     def load_stream(self, name: str) -> StoredStream | None:
         """A stream with its latest snapshot, the batches after it and its history."""
+        snapshot = self._snapshot(name)
         with self._lock:
-            stored = self._row(name)
-            if stored is not None:
-                self._load_one(stored)
+            self._db.execute("BEGIN")  # one consistent view of the row, log and history
+            try:
+                stored = self._row(name)
+                if stored is not None:
+                    self._load_one(stored, snapshot)
+            finally:
+                self._db.execute("COMMIT")
         return stored
 
     def load_row(self, name: str) -> StoredStream | None:
@@ -141,12 +173,14 @@ class Store:
             return None
         return StoredStream(row[0], json.loads(row[1]), row[2], row[3], row[4])
 
-    def _load_one(self, s: StoredStream) -> None:
-        snap = self._db.execute(
+    def _load_one(self, s: StoredStream, snapshot: tuple[int, bytes] | None) -> None:
+        legacy = self._db.execute(
             "SELECT step, state FROM snapshots WHERE stream = ?", (s.name,)
-        ).fetchone()
-        s.snapshot = None if snap is None else (snap[0], bytes(snap[1]))
-        after = -1 if snap is None else snap[0]
+        ).fetchone()  # written by servers before the snapshot file existed
+        if legacy is not None and (snapshot is None or legacy[0] > snapshot[0]):
+            snapshot = (legacy[0], bytes(legacy[1]))
+        s.snapshot = snapshot
+        after = -1 if snapshot is None else snapshot[0]
         s.batches = [
             (step, bytes(data))
             for step, data in self._db.execute(
@@ -167,45 +201,142 @@ class Store:
     def append_batch(
         self, name: str, step: int, rows: int, data: bytes, dim: int, change: Change
     ) -> None:
-        """Log one applied batch (step = the stream's step after it) durably, in one commit."""
-        with self._transaction() as db:
+        """Log one applied batch (step = the stream's step after it); returns once durable."""
+
+        def write(db: sqlite3.Connection) -> None:
             if step == 1:
                 db.execute("UPDATE streams SET dim = ? WHERE name = ?", (dim, name))
             db.execute(
                 "INSERT INTO batches (stream, step, rows, data) VALUES (?, ?, ?, ?)",
                 (name, step, rows, data),
             )
-            if change.added is not None:
-                p = change.added
-                db.execute(
-                    "INSERT INTO history (stream, step, best, bic, batch_bic)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (name, p.step, p.best_latent_dim, json.dumps(p.bic), json.dumps(p.batch_bic)),
-                )
-            if change.thinned_to is not None:
-                db.execute(
-                    "DELETE FROM history WHERE stream = ? AND step % ? != 0",
-                    (name, change.thinned_to),
-                )
-                db.execute(
-                    "UPDATE streams SET history_stride = ? WHERE name = ?",
-                    (change.thinned_to, name),
-                )
+            _mirror_history(db, name, change)
 
-    def save_snapshot(self, name: str, step: int, state: bytes) -> None:
-        """Replace the stream's snapshot and drop the logged batches it covers."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO snapshots (stream, step, state) VALUES (?, ?, ?)",
-                (name, step, state),
-            )
-            db.execute("DELETE FROM batches WHERE stream = ? AND step <= ?", (name, step))
+        self._write(write)
 
     def logged_batches(self, name: str) -> int:
         """Rows of the batch log held for a stream (for tests and operations)."""
         with self._lock:
             row = self._db.execute("SELECT COUNT(*) FROM batches WHERE stream = ?", (name,))
             return int(row.fetchone()[0])
+
+    # -------------------------------------------------------------------------------- snapshots
+
+    def save_snapshot(self, name: str, step: int, state: bytes) -> None:
+        """Replace the stream's snapshot (durably, in the snapshot file, holding no other
+        stream's commit), then drop the logged batches it covers."""
+        with self._snap_lock:
+            self._snaps.execute(
+                "INSERT OR REPLACE INTO snapshots (stream, step, state) VALUES (?, ?, ?)",
+                (name, step, state),
+            )
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM batches WHERE stream = ? AND step <= ?", (name, step))
+            db.execute("DELETE FROM snapshots WHERE stream = ?", (name,))
+
+        self._write(write)
+
+    def _snapshot(self, name: str) -> tuple[int, bytes] | None:
+        with self._snap_lock:
+            row = self._snaps.execute(
+                "SELECT step, state FROM snapshots WHERE stream = ?", (name,)
+            ).fetchone()
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def _drop_snapshot(self, name: str) -> None:
+        with self._snap_lock:
+            self._snaps.execute("DELETE FROM snapshots WHERE stream = ?", (name,))
+
+
+def _mirror_history(db: sqlite3.Connection, name: str, change: Change) -> None:
+    if change.added is not None:
+        p = change.added
+        db.execute(
+            "INSERT INTO history (stream, step, best, bic, batch_bic) VALUES (?, ?, ?, ?, ?)",
+            (name, p.step, p.best_latent_dim, json.dumps(p.bic), json.dumps(p.batch_bic)),
+        )
+    if change.thinned_to is not None:
+        db.execute(
+            "DELETE FROM history WHERE stream = ? AND step % ? != 0", (name, change.thinned_to)
+        )
+        db.execute(
+            "UPDATE streams SET history_stride = ? WHERE name = ?", (change.thinned_to, name)
+        )
+
+
+class GroupCommit:
+    """One thread that owns the writing connection and commits the waiting writes together."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.commits = 0  # transactions committed (writes per commit = grouping achieved)
+        self._queue: queue.SimpleQueue[tuple[Write, Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="dimwatch-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Write) -> "Future[None]":
+        """Queue `write`; the future resolves once its group is committed (or with its error)."""
+        done: Future[None] = Future()
+        self._queue.put((write, done))
+        return done
+
+    def close(self) -> None:
+        """Commit what is queued, stop the thread, close the connection."""
+        self._queue.put(None)
+        self._thread.join()
+        self._db.close()
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            group, more = [first], True
+            while more:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:  # close(): commit this group, then stop
+                    self._queue.put(None)
+                    more = False
+                else:
+                    group.append(item)
+            self._commit(group)
+
+    def _commit(self, group: list[tuple[Write, "Future[None]"]]) -> None:
+        db = self._db
+        errors: list[BaseException | None] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for write, _ in group:
+                db.execute("SAVEPOINT write")
+                try:
+                    write(db)
+                    errors.append(None)
+                except Exception as exc:  # this write fails alone
+                    db.execute("ROLLBACK TO write")
+                    errors.append(exc)
+                db.execute("RELEASE write")
+            db.execute("COMMIT")
+            self.commits += 1
+        except BaseException as exc:  # the group fails as a whole (e.g. the disk is full)
+            errors = [exc] * len(group)
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error:  # the next BEGIN fails and says why; the thread must live on
+                log.exception("rollback of a failed group commit failed")
+        for (_, done), error in zip(group, errors, strict=True):
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+    return db
 
 
 def _claim(data_dir: Path) -> IO[str]:

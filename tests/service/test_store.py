@@ -1,11 +1,15 @@
 """The SQLite store on its own: one owner per data directory, schema, log and snapshots."""
 
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from service.history import Change, Point
-from service.store import Store
+from service.store import SNAPSHOTS, Store
+from tests.service.helpers import wait_until
 
 
 def test_open_same_data_dir_twice_refused(tmp_path: Path) -> None:
@@ -48,4 +52,65 @@ def test_delete_stream_removes_every_row(tmp_path: Path) -> None:
         0,
         [],
     )
+    store.close()
+
+
+def _append(store: Store, name: str, step: int) -> None:
+    store.append_batch(name, step, 1, b"\x00" * 8, 2, Change(None, None))
+
+
+def test_concurrent_batches_share_one_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    names = [f"s{i}" for i in range(8)]
+    for name in names:
+        store.create_stream(name, {}, 2, "2026-11-25T15:00:00Z")
+    held, release = threading.Event(), threading.Event()
+
+    def blocking(db: sqlite3.Connection) -> None:  # a commit in progress (a slow fsync)
+        held.set()
+        release.wait(30)
+
+    first = store._committer.submit(blocking)
+    assert held.wait(30)
+    commits = store.commits
+    with ThreadPoolExecutor(len(names)) as pool:
+        waiting = [pool.submit(_append, store, name, 1) for name in names]
+        wait_until(lambda: store._committer._queue.qsize() == len(names))
+        release.set()
+        for future in waiting:
+            future.result(30)
+    first.result(30)
+    assert store.commits == commits + 2  # the blocking write's, then one for all eight
+    assert [store.logged_batches(name) for name in names] == [1] * len(names)
+    store.close()
+
+
+def test_failing_write_fails_alone_in_its_group(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.create_stream("s", {}, 2, "2026-11-25T15:00:00Z")
+    _append(store, "s", 1)
+    with pytest.raises(sqlite3.IntegrityError):
+        _append(store, "s", 1)  # the same step twice: primary key
+    _append(store, "s", 2)
+    assert store.logged_batches("s") == 2
+    store.close()
+
+
+def test_snapshot_in_progress_does_not_hold_batch_commits(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.create_stream("s", {}, 2, "2026-11-25T15:00:00Z")
+    store.create_stream("t", {}, 2, "2026-11-25T15:00:00Z")
+    other = sqlite3.connect(tmp_path / SNAPSHOTS, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the snapshot file is busy, as during a large snapshot
+    snapshot = threading.Thread(target=store.save_snapshot, args=("s", 0, b"state" * 1000))
+    snapshot.start()
+    wait_until(store._snap_lock.locked)  # save_snapshot is waiting on the snapshot file
+    _append(store, "t", 1)  # commits meanwhile
+    assert store.logged_batches("t") == 1
+    other.execute("ROLLBACK")
+    snapshot.join(30)
+    assert not snapshot.is_alive()
+    stored = store.load_stream("s")
+    assert stored is not None and stored.snapshot == (0, b"state" * 1000)
+    other.close()
     store.close()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import torch
 
-from service.store import FILENAME, Store
+from service.store import FILENAME, SNAPSHOTS, Store
 from tests.service.helpers import Server, batch, push
 
 Make = Callable[..., AbstractContextManager[Server]]
@@ -32,13 +32,18 @@ def _fill(make_server: Make, names: tuple[str, ...], batches: int, **config: Any
                 assert push(server.client, name, batch(rows=5, dim=DIM, seed=i), seq=i).is_success
 
 
-def _sql(tmp_path: Path, statement: str, *args: Any) -> None:
-    with sqlite3.connect(tmp_path / "data" / FILENAME) as db:
+def _sql(tmp_path: Path, statement: str, *args: Any, file: str = FILENAME) -> None:
+    with sqlite3.connect(tmp_path / "data" / file) as db:
         assert db.execute(statement, args).rowcount == 1
 
 
+def _set_snapshot(tmp_path: Path, name: str, state: bytes) -> None:
+    sql = "UPDATE snapshots SET state = ? WHERE stream = ?"
+    _sql(tmp_path, sql, state, name, file=SNAPSHOTS)
+
+
 def _snapshot_state(tmp_path: Path, name: str) -> dict[str, Any]:
-    with sqlite3.connect(tmp_path / "data" / FILENAME) as db:
+    with sqlite3.connect(tmp_path / "data" / SNAPSHOTS) as db:
         (blob,) = db.execute("SELECT state FROM snapshots WHERE stream = ?", (name,)).fetchone()
     state: dict[str, Any] = torch.load(io.BytesIO(blob), weights_only=True)
     return state
@@ -68,7 +73,7 @@ def _reason(client: httpx.Client, name: str) -> str:
 
 def test_corrupt_snapshot_leaves_other_streams_serving(tmp_path: Path, make_server: Make) -> None:
     _fill(make_server, ("bad", "good"), batches=4)
-    _sql(tmp_path, "UPDATE snapshots SET state = x'00' WHERE stream = 'bad'")
+    _set_snapshot(tmp_path, "bad", b"\x00")
     with make_server(snapshot_every=3) as server:
         client = server.client
         assert client.get("/readyz").json() == {
@@ -107,7 +112,7 @@ def test_unknown_state_version_is_unavailable_with_cause(tmp_path: Path, make_se
     _fill(make_server, ("s",), batches=3, adaptive=False)
     state = _snapshot_state(tmp_path, "s")
     state["version"] = 999
-    _sql(tmp_path, "UPDATE snapshots SET state = ? WHERE stream = 's'", _saved(state))
+    _set_snapshot(tmp_path, "s", _saved(state))
     with make_server(snapshot_every=3) as server:
         assert "expected version" in _reason(server.client, "s")
         assert "got 999" in _reason(server.client, "s")
@@ -143,7 +148,7 @@ def test_snapshot_with_foreign_device_rng_state_restores(tmp_path: Path, make_se
     inner = torch.load(io.BytesIO(state["bank"]), weights_only=True)  # the adaptive bank's bank
     inner["rng"] = torch.arange(16, dtype=torch.uint8)  # a CUDA generator's state
     state["bank"] = _saved(inner)
-    _sql(tmp_path, "UPDATE snapshots SET state = ? WHERE stream = 's'", _saved(state))
+    _set_snapshot(tmp_path, "s", _saved(state))
     with make_server(snapshot_every=3) as server:
         assert server.client.get("/readyz").json()["unavailable"] == 0
         assert push(server.client, "s", batch(rows=5, dim=DIM, seed=3), seq=3).json()["step"] == 4
