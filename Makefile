@@ -11,7 +11,7 @@ DATA_DIR ?= data
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test,bench]'
+	$(BIN)/pip install -e '.[test,bench,cluster]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -1,6 +1,8 @@
 """The `dimwatch` command: run the server, push data, look at streams, watch them, a demo.
 
     dimwatch serve [--host H] [--port P] [--data-dir DIR] [--device DEV] [--token T ...]
+    dimwatch serve --nats URL [...]         a cluster's API node (pip install 'dimwatch[cluster]')
+    dimwatch worker --nats URL [--device DEV]   a cluster's worker
     dimwatch push STREAM FILE [--batch-size B] [--latent-dims 2,4,6] [...]   FILE: .npy, .csv, -
     dimwatch status [STREAM]
     dimwatch watch STREAM [--max-events N]
@@ -125,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(commands.add_parser("serve", help="run the dimwatch server"))
+    worker = commands.add_parser("worker", help="run a cluster worker (trains its streams)")
+    worker.add_argument("--nats", help="NATS server URL(s) (env DIMWATCH_NATS_URL)")
+    worker.add_argument("--device", help="torch device for 'auto' streams (env DIMWATCH_DEVICE)")
 
     push = commands.add_parser("push", help="push rows from a .npy or .csv file (or - for stdin)")
     push.add_argument("stream", help="stream name (created if absent)")
@@ -156,6 +161,9 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, help="TCP port (env DIMWATCH_PORT; 8000)")
     serve.add_argument("--data-dir", type=Path, help="storage folder (env DIMWATCH_DATA_DIR)")
     serve.add_argument("--device", help="torch device for 'auto' streams (env DIMWATCH_DEVICE)")
+    serve.add_argument(
+        "--nats", help="run as a cluster API node on these NATS server(s) (env DIMWATCH_NATS_URL)"
+    )
     serve.add_argument(
         "--token",
         action="append",
@@ -191,9 +199,22 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         "data_dir": args.data_dir,
         "device": args.device,
         "api_tokens": tuple(args.tokens) if args.tokens else None,
+        "nats_url": args.nats,
     }
     # Flags win; anything not given comes from DIMWATCH_* through Settings itself.
     run(Settings(**{k: v for k, v in given.items() if v is not None}))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from service.cluster.worker import run
+    from service.settings import Settings
+
+    given = {"nats_url": args.nats, "device": args.device}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if settings.nats_url is None:
+        raise SystemExit("dimwatch worker: give --nats URL (or DIMWATCH_NATS_URL)")
+    run(settings)
     return 0
 
 
@@ -321,6 +342,7 @@ def _run_demo(
 
 COMMANDS = {
     "serve": cmd_serve,
+    "worker": cmd_worker,
     "push": cmd_push,
     "status": cmd_status,
     "watch": cmd_watch,

@@ -65,6 +65,23 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+@asynccontextmanager
+async def _cluster_node(
+    app: FastAPI, settings: Settings, metrics: Metrics
+) -> AsyncIterator[dict[str, Any]]:
+    """The lifespan of a cluster API node: no store, the streams are the workers'."""
+    from service.cluster.node import ClusterBackend  # needs the cluster extra (nats-py)
+
+    backend = ClusterBackend(settings, metrics)
+    await backend.start()
+    app.state.backend = backend
+    try:
+        yield {"backend": backend}
+    finally:
+        app.state.closing.set()
+        await backend.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for these settings (default: from DIMWATCH_* variables). Nothing starts until
     the lifespan runs: then the store opens and stored streams are restored in the background."""
@@ -73,6 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        if settings.nats_url is not None:
+            async with _cluster_node(app, settings, metrics) as state:
+                yield state
+            return
         registry = Registry(settings, metrics)
         await registry.start()
         app.state.registry = registry  # for operators and tests; routes use the lifespan state

@@ -271,20 +271,8 @@ class Registry:
                 409, "stream_exists", f"stream {spec.name!r} already exists; pick another name"
             )
         self.check_limits(spec, self.settings, len(self._streams) + len(self._unavailable))
-        config = spec.model_dump(exclude={"name", "dim"})
-        created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        live = LiveStream(
-            spec.name,
-            config,
-            spec.dim,
-            created_at,
-            self.store,
-            self.settings.device,
-            self.settings.history_limit,
-            self._gate,
-        )
-        if spec.dim is not None:
-            live.bank_config.check_dim(spec.dim)
+        live = self.new_stream(spec, self.store, self.settings, self._gate)
+        config, created_at = spec.model_dump(exclude={"name", "dim"}), live.created_at
         entry = Entry(live)
         self._streams[spec.name] = entry  # reserve the name while the row is written
         try:
@@ -293,6 +281,28 @@ class Registry:
             del self._streams[spec.name]
             raise
         self._start(entry)
+        return live
+
+    @staticmethod
+    def new_stream(
+        spec: StreamCreate,
+        store: Store,
+        settings: Settings,
+        gate: threading.Semaphore | None = None,
+    ) -> LiveStream:
+        """The stream spec asks for, created now, its settings checked by the core."""
+        live = LiveStream(
+            spec.name,
+            spec.model_dump(exclude={"name", "dim"}),
+            spec.dim,
+            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            store,
+            settings.device,
+            settings.history_limit,
+            gate,
+        )
+        if spec.dim is not None:
+            live.bank_config.check_dim(spec.dim)
         return live
 
     @staticmethod

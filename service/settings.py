@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(default=10, ge=1)
     # Folder of the dashboard's files; None: clients/dashboard of the installed package.
     dashboard_dir: Path | None = None
+    # Cluster mode: NATS server URL(s), comma-separated; None: this process holds every stream
+    # (the embedded mode, SQLite in data_dir). docs/deployment.md.
+    nats_url: str | None = None
+    # Cluster: partitions of the streams among workers (fixed when the cluster is first started).
+    partitions: int = Field(default=16, ge=1, le=4096)
+    # Cluster: seconds a worker's lease on a partition lasts unrenewed (the takeover time).
+    lease_seconds: float = Field(default=10.0, ge=1.0)
+    # Cluster: JetStream replicas of the log, buckets and snapshots (3 on a 3-server cluster).
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    # Cluster: seconds an API node waits for the owning worker before answering 503.
+    answer_timeout: float = Field(default=30.0, gt=0)
     # Log verbosity of the server and uvicorn.
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 

@@ -358,7 +358,7 @@ def test_dockerfile_install_lines_are_documented() -> None:
     deployment = (ROOT / "docs" / "deployment.md").read_text()
     assert [line for line in pip_install_lines() if line not in deployment] == []
     # The development install the page contrasts with is the one `make install` really runs.
-    development = "pip install -e '.[test,bench]'"
+    development = "pip install -e '.[test,bench,cluster]'"
     assert development in deployment
     assert development in (ROOT / "Makefile").read_text()
 

@@ -42,7 +42,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[Server]:
+def serve(settings: Settings, ready_timeout: float = 10.0) -> Iterator[Server]:
     """The app for these settings under uvicorn in a thread, ready, with a client."""
     app = create_app(settings)
     # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections (else +40 ms each)
@@ -56,7 +56,7 @@ def serve(settings: Settings) -> Iterator[Server]:
     try:
         wait_until(lambda: server.started or not thread.is_alive())
         with httpx.Client(base_url=url, timeout=30.0) as client:
-            wait_until(lambda: client.get("/readyz").status_code == 200)
+            wait_until(lambda: client.get("/readyz").status_code == 200, ready_timeout)
             yield Server(app, url, client)
     finally:
         app.state.closing.set()

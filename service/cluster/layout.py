@@ -1,0 +1,237 @@
+"""Names, records and wire formats shared by API nodes and workers; the JetStream setup."""
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+from pydantic import BaseModel
+
+from service.errors import ApiError
+from service.history import Point
+from service.live import LiveStream
+from service.settings import Settings
+from service.store import Store, StoredStream
+
+log = logging.getLogger("dimwatch")
+M = TypeVar("M", bound=BaseModel)
+
+LOG = "DW_LOG"  # JetStream stream: every batch and delete, subject dw.log.<partition>.<token>
+STREAMS = "dw-streams"  # KV: s.<partition>.<token> -> StreamRecord
+LEASES = "dw-leases"  # KV, TTL = lease time: p.<partition> -> the owner's epoch
+WORKERS = "dw-workers"  # KV, TTL = lease time: w.<worker id> -> heartbeat
+META = "dw-meta"  # KV: partitions -> P
+SNAPSHOTS = "dw-snapshots"  # object store: <token>.<log position> -> encoded snapshot
+# Headers of a log message.
+OP, REPLY, SEQ, DIM = "Dw-Op", "Dw-Reply", "Dw-Seq", "Dw-Dim"
+DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id (one per HTTP request)
+
+
+def token(name: str) -> str:
+    """A stream name as one subject token: dots separate tokens, and names never hold '='."""
+    return name.replace(".", "=")
+
+
+def name_of(tok: str) -> str:
+    return tok.replace("=", ".")
+
+
+def partition(name: str, partitions: int) -> int:
+    """fnv1a32 of the stream's token, modulo the partition count."""
+    h = 0x811C9DC5
+    for byte in token(name).encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h % partitions
+
+
+def log_subject(p: int, tok: str) -> str:
+    return f"dw.log.{p}.{tok}"
+
+
+def read_subject(p: int) -> str:
+    return f"dw.read.{p}"
+
+
+def events_subject(tok: str) -> str:
+    return f"dw.events.{tok}"
+
+
+def stream_key(p: int, tok: str) -> str:
+    return f"s.{p}.{tok}"
+
+
+def lease_key(p: int) -> str:
+    return f"p.{p}"
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """A stream's settings and where its state is: the snapshot object and the last log
+    position it covers (at creation: the log's end), and the epoch of the owner that claimed it."""
+
+    name: str
+    config: dict[str, Any]  # the StreamCreate fields but name and dim
+    dim: int | None
+    created_at: str
+    log_seq: int
+    snapshot: str | None = None
+    epoch: str | None = None
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> "StreamRecord":
+        return cls(**json.loads(data))
+
+
+class LogOnly(Store):
+    """The store of a LiveStream in a worker: nothing to write, the JetStream log already holds
+    every batch durably (before the worker sees it); snapshots go to the object store."""
+
+    def __init__(self) -> None:  # no file, no lock: nothing of Store's own state is used
+        pass
+
+    def append_batch(self, *args: Any) -> None:
+        pass
+
+    def delete_stream(self, name: str) -> None:
+        pass
+
+    def load_stream(self, name: str) -> StoredStream | None:
+        return None
+
+
+LOG_ONLY = LogOnly()
+
+
+def encode_snapshot(live: LiveStream, log_seq: int) -> bytes:
+    """The bank's state bytes after a JSON head: steps, dim, log position, history."""
+    assert live.bank is not None
+    points = live.history.since(-1, len(live.history))
+    head = {
+        "step": live.step,
+        "dim": live.dim,
+        "log_seq": log_seq,
+        "stride": live.history.stride,
+        "history": [[p.step, p.best_latent_dim, p.bic, p.batch_bic] for p in points],
+    }
+    raw = json.dumps(head).encode()
+    return len(raw).to_bytes(8, "little") + raw + live.bank.state_bytes()
+
+
+def restore(record: StreamRecord, snapshot: bytes | None, settings: Settings) -> LiveStream:
+    """The stream as of its record's snapshot (none: as created), through LiveStream.restore."""
+    stored = StoredStream(record.name, record.config, record.dim, record.created_at, 1)
+    if snapshot is not None:
+        size = int.from_bytes(snapshot[:8], "little")
+        head = json.loads(snapshot[8 : 8 + size])
+        stored.dim = head["dim"]
+        stored.history_stride = head["stride"]
+        stored.history = [Point(s, b, tuple(bic), tuple(bb)) for s, b, bic, bb in head["history"]]
+        stored.snapshot = (head["step"], snapshot[8 + size :])
+    return LiveStream.restore(stored, LOG_ONLY, settings.device, settings.history_limit)
+
+
+async def keys(kv: KeyValue, pattern: str = ">") -> list[str]:
+    """The live keys matching a subject pattern, filtered by the server (nats-py's
+    KeyValue.keys(filters=...) reads every key and filters by substring)."""
+    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    found = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the end of the current values
+                break
+            found.append(entry.key)
+    finally:
+        await watcher.stop()
+    return found
+
+
+# ------------------------------------------------------------------------------------ answers
+
+
+def answer(body: BaseModel | list[Any] | None) -> bytes:
+    """A worker's successful answer."""
+    if isinstance(body, BaseModel):
+        return b'{"ok":' + body.model_dump_json().encode() + b"}"
+    return json.dumps({"ok": body}).encode()
+
+
+def answer_error(exc: ApiError) -> bytes:
+    fields = ("status", "code", "message", "details", "headers")
+    return json.dumps({"error": {f: getattr(exc, f) for f in fields}}).encode()
+
+
+def parse(data: bytes) -> Any:
+    """A worker's answer's body; its error answer raised as the same ApiError."""
+    message = json.loads(data)
+    if "error" in message:
+        raise ApiError(**message["error"])
+    return message["ok"]
+
+
+def parse_model(data: bytes, model: type[M]) -> M:
+    return model.model_validate(parse(data))
+
+
+# ------------------------------------------------------------------------------------ setup
+
+
+@dataclass
+class Cluster:
+    """A connection and the JetStream pieces every process uses."""
+
+    nc: Client
+    js: JetStreamContext
+    streams: KeyValue
+    leases: KeyValue
+    workers: KeyValue
+    snapshots: ObjectStore
+    partitions: int
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+
+async def connect(settings: Settings, name: str) -> Cluster:
+    """Connect to settings.nats_url and create what is missing (every process may: the configs
+    are identical, so creating twice is a no-op)."""
+    assert settings.nats_url is not None
+    servers = [s.strip() for s in settings.nats_url.split(",") if s.strip()]
+    nc = await nats.connect(servers, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    js = nc.jetstream(timeout=10)
+    replicas = settings.nats_replicas
+    await js.add_stream(
+        name=LOG,
+        subjects=["dw.log.>"],
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW,
+        discard=api.DiscardPolicy.NEW,  # a full log refuses batches: never drops unapplied ones
+        allow_direct=True,
+    )
+    ttl = settings.lease_seconds
+    kv = dict(storage=api.StorageType.FILE, replicas=replicas, history=1)
+    streams = await js.create_key_value(bucket=STREAMS, **kv)  # type: ignore[arg-type]
+    leases = await js.create_key_value(bucket=LEASES, ttl=ttl, **kv)  # type: ignore[arg-type]
+    workers = await js.create_key_value(bucket=WORKERS, ttl=ttl, **kv)  # type: ignore[arg-type]
+    meta = await js.create_key_value(bucket=META, **kv)  # type: ignore[arg-type]
+    snapshots = await js.create_object_store(
+        SNAPSHOTS, config=api.ObjectStoreConfig(storage=api.StorageType.FILE, replicas=replicas)
+    )
+    try:
+        await meta.create("partitions", str(settings.partitions).encode())
+        partitions = settings.partitions
+    except KeyWrongLastSequenceError:
+        partitions = int((await meta.get("partitions")).value or b"0")
+        if partitions != settings.partitions:
+            log.warning("the cluster has %d partitions (set when it was created)", partitions)
+    return Cluster(nc, js, streams, leases, workers, snapshots, partitions)

@@ -1,0 +1,259 @@
+"""The API node of the cluster (`dimwatch serve --nats URL`): the routes' Backend, stateless.
+
+Writes (batches, deletes) are published to the log with one Nats-Msg-Id per HTTP request (so
+the node's own publish retries never apply twice) and a reply inbox; the answer is the owning
+worker's, once it applied the batch in log order. Reads are requests to the partition's owner.
+Creating a stream writes its record (the settings, checked here as the embedded mode checks them).
+"""
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+
+from service import views
+from service.cluster import layout
+from service.cluster.layout import Cluster, StreamRecord
+from service.errors import ApiError, not_found
+from service.metrics import Metrics
+from service.pubsub import Hub
+from service.registry import Registry
+from service.schemas import (
+    BatchOut,
+    CollapseOut,
+    HistoryOut,
+    ModelParamsOut,
+    SelectionOut,
+    StreamCreate,
+    StreamOut,
+    TransformIn,
+    TransformOut,
+)
+from service.settings import Settings
+
+READ_TIMEOUT = 5.0  # seconds a read waits for the owner (a frozen owner: then 503)
+PUBLISH_TRIES = 5  # publishes of one batch (same Nats-Msg-Id) before 503
+HEADROOM = 1024  # bytes of a log message beyond its data (headers), under max_payload
+
+
+def unavailable(what: str) -> ApiError:
+    return ApiError(503, "not_ready", f"{what}; retry shortly", headers={"Retry-After": "1"})
+
+
+@dataclass
+class _Listening:
+    hub: Hub
+    subscription: Any
+
+
+class ClusterBackend:
+    """Every stream of the cluster, as the routes see them."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._c: Cluster | None = None
+        self._inbox = f"_DW.{uuid.uuid4().hex}"
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._pending: dict[str, int] = {}  # batches in flight per stream, on this node
+        self._known: set[str] = set()
+        self._hubs: dict[str, _Listening] = {}
+
+    @property
+    def c(self) -> Cluster:
+        assert self._c is not None, "API node not started"
+        return self._c
+
+    async def start(self) -> None:
+        self._c = await layout.connect(self.settings, "dimwatch-api")
+        await self.c.nc.subscribe(f"{self._inbox}.*", cb=self._on_answer)
+
+    async def close(self) -> None:
+        for listening in self._hubs.values():
+            listening.hub.close()
+        if self._c is not None:
+            await self._c.close()
+
+    @property
+    def ready(self) -> bool:
+        return self._c is not None and self._c.nc.is_connected
+
+    async def readiness(self) -> bool:
+        """Connected, and every partition has an owner that has caught up and answers."""
+        if not self.ready:
+            return False
+        pings = [self._ask(p, {"op": "ping"}, timeout=1.0) for p in range(self.c.partitions)]
+        results = await asyncio.gather(*pings, return_exceptions=True)
+        return not any(isinstance(r, Exception) for r in results)
+
+    # -------------------------------------------------------------------------------- streams
+
+    async def require(self, name: str) -> None:
+        if name in self._known:
+            return
+        key = layout.stream_key(self._partition(name), layout.token(name))
+        try:
+            await self.c.streams.get(key)
+        except NotFoundError:
+            raise not_found(f"stream {name!r}") from None
+        self._known.add(name)
+
+    async def create(self, spec: StreamCreate) -> StreamOut:
+        Registry.check_limits(spec, self.settings, await self._count())
+        live = Registry.new_stream(spec, layout.LOG_ONLY, self.settings)
+        config = spec.model_dump(exclude={"name", "dim"})
+        end = (await self.c.js.stream_info(layout.LOG)).state.last_seq
+        record = StreamRecord(spec.name, config, spec.dim, live.created_at, end)
+        key = layout.stream_key(self._partition(spec.name), layout.token(spec.name))
+        try:
+            await self.c.streams.create(key, record.encode())
+        except KeyWrongLastSequenceError:
+            raise ApiError(
+                409, "stream_exists", f"stream {spec.name!r} already exists; pick another name"
+            ) from None
+        self._known.add(spec.name)
+        return views.stream(live)
+
+    async def _count(self) -> int:
+        return len(await layout.keys(self.c.streams))
+
+    async def streams(self) -> list[StreamOut]:
+        parts = range(self.c.partitions)
+        lists = await asyncio.gather(*(self._ask(p, {"op": "list"}) for p in parts))
+        out = [StreamOut.model_validate(s) for one in lists for s in one]
+        return sorted(out, key=lambda s: s.name)
+
+    async def stream(self, name: str) -> StreamOut:
+        return StreamOut.model_validate(await self._query(name, "stream"))
+
+    async def delete(self, name: str) -> None:
+        await self._write(name, b"", {layout.OP: "delete"})
+        self._known.discard(name)
+
+    # -------------------------------------------------------------------------------- batches
+
+    async def push(self, name: str, x: np.ndarray, seq: int | None) -> BatchOut:
+        data = x.tobytes()
+        if len(data) + HEADROOM > self.c.nc.max_payload:
+            raise ApiError(
+                413,
+                "limit_exceeded",
+                f"batch has {len(data)} bytes of float32; the cluster's NATS max_payload allows "
+                f"{self.c.nc.max_payload - HEADROOM}; send fewer rows per batch",
+            )
+        pending = self._pending.get(name, 0)
+        if pending >= self.settings.queue_depth:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"stream {name!r} has {pending} batches queued; the limit queue_depth is "
+                f"{self.settings.queue_depth}; retry later",
+                headers={"Retry-After": "1"},
+            )
+        headers = {layout.OP: "batch", layout.DIM: str(x.shape[1])}
+        if seq is not None:
+            headers[layout.SEQ] = str(seq)
+        self._pending[name] = pending + 1
+        try:
+            out = await self._write(name, data, headers)
+        finally:
+            self._pending[name] -= 1
+            if not self._pending[name]:
+                del self._pending[name]
+        return BatchOut.model_validate(out)
+
+    async def _write(self, name: str, data: bytes, headers: dict[str, str]) -> Any:
+        """Publish to the log (durable once acknowledged), then wait for the owner's answer."""
+        request = uuid.uuid4().hex
+        reply = f"{self._inbox}.{request}"
+        headers = {**headers, layout.REPLY: reply, "Nats-Msg-Id": request}
+        subject = layout.log_subject(self._partition(name), layout.token(name))
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[request] = future
+        try:
+            await self._publish(subject, data, headers)
+            try:
+                answer = await asyncio.wait_for(future, self.settings.answer_timeout)
+            except TimeoutError:
+                raise unavailable(
+                    f"stream {name!r}: the request is in the log but its partition's worker "
+                    f"did not answer within {self.settings.answer_timeout:g} s (changing owner?)"
+                ) from None
+        finally:
+            del self._waiting[request]
+        return layout.parse(answer)
+
+    async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        for attempt in range(PUBLISH_TRIES):
+            try:
+                await self.c.js.publish(subject, data, headers=headers)
+                return
+            except (NatsTimeout, NoRespondersError):
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise unavailable("the log (JetStream) did not acknowledge the request")
+
+    async def _on_answer(self, msg: Msg) -> None:
+        future = self._waiting.get(msg.subject.rsplit(".", 1)[1])
+        if future is not None and not future.done():
+            future.set_result(msg.data)
+
+    # -------------------------------------------------------------------------------- reads
+
+    async def selection(self, name: str) -> SelectionOut:
+        return SelectionOut.model_validate(await self._query(name, "selection"))
+
+    async def collapse(self, name: str) -> CollapseOut:
+        return CollapseOut.model_validate(await self._query(name, "collapse"))
+
+    async def history(self, name: str, after: int, limit: int) -> HistoryOut:
+        return HistoryOut.model_validate(
+            await self._query(name, "history", after=after, limit=limit)
+        )
+
+    async def model(self, name: str, which: str) -> ModelParamsOut:
+        return ModelParamsOut.model_validate(await self._query(name, "model", which=which))
+
+    async def project(self, name: str, body: TransformIn, decode: bool) -> TransformOut:
+        out = await self._query(name, "project", body=body.model_dump(), decode=decode)
+        return TransformOut.model_validate(out)
+
+    async def _query(self, name: str, op: str, **args: Any) -> Any:
+        return await self._ask(self._partition(name), {"op": op, "name": name, **args})
+
+    async def _ask(self, p: int, request: dict[str, Any], timeout: float = READ_TIMEOUT) -> Any:
+        payload = json.dumps(request).encode()
+        try:
+            msg = await self.c.nc.request(layout.read_subject(p), payload, timeout=timeout)
+        except (NoRespondersError, NatsTimeout):
+            raise unavailable(
+                f"partition {p} has no serving worker (starting or changing owner)"
+            ) from None
+        return layout.parse(msg.data)
+
+    def _partition(self, name: str) -> int:
+        return layout.partition(name, self.c.partitions)
+
+    # -------------------------------------------------------------------------------- events
+
+    async def hub(self, name: str) -> Hub:
+        await self.require(name)
+        listening = self._hubs.get(name)
+        if listening is None:
+            hub = Hub()
+
+            async def relay(msg: Msg) -> None:
+                end = (msg.headers or {}).get(layout.OP) == "end"
+                hub.publish(None if end else msg.data.decode())
+
+            subject = layout.events_subject(layout.token(name))
+            listening = _Listening(hub, await self.c.nc.subscribe(subject, cb=relay))
+            await self.c.nc.flush()  # subscribed on the server before the listener is told so
+            self._hubs[name] = listening
+        return listening.hub

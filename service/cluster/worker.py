@@ -1,0 +1,176 @@
+"""`dimwatch worker --nats URL`: owns a fair share of the partitions by leases, trains them.
+
+Every lease_seconds / 4 the worker renews its leases (compare-and-set on the lease key), beats
+its heartbeat, counts the live workers and moves toward ceil(P / workers) partitions: it takes
+free ones (a lease key created; the key's TTL frees it when its owner dies) and hands extra ones
+over gracefully (stop, snapshot, delete the lease). A lease counts as held until
+`LEASE_MARGIN * lease_seconds` after the renewal was sent, on the monotonic clock (which runs
+on while the process is frozen): past that, the partition stops acting at once.
+"""
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import re
+import signal
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+
+from service.cluster import layout
+from service.cluster.layout import Cluster
+from service.cluster.partition import Fenced, Partition
+from service.registry import _init_worker, _warm_up
+from service.settings import Settings
+
+log = logging.getLogger("dimwatch")
+LEASE_MARGIN = 0.8
+
+
+@dataclass
+class Held:
+    """A partition this worker holds: the lease's revision and validity, the running task."""
+
+    partition: Partition
+    revision: int
+    deadline: float
+    task: "asyncio.Task[None] | None" = field(default=None)
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # host-pid: an operator (or a test) finds the process behind a lease's epoch
+        self.id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{socket.gethostname()}-{os.getpid()}")
+        self.pool = ThreadPoolExecutor(settings.workers, "dimwatch-worker", _init_worker)
+        self.held: dict[int, Held] = {}
+        self._epochs = 0
+        self._c: Cluster | None = None
+
+    @property
+    def c(self) -> Cluster:
+        assert self._c is not None, "worker not started"
+        return self._c
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then hand every partition over."""
+        self._c = await layout.connect(self.settings, f"dimwatch-worker-{self.id}")
+        await asyncio.get_running_loop().run_in_executor(self.pool, _warm_up)
+        log.info("worker %s: connected, %d partitions", self.id, self.c.partitions)
+        try:
+            while not stop.is_set():
+                await self._tick()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.lease_seconds / 4)
+        finally:
+            for p in list(self.held):
+                await self._release(p, graceful=True)
+            with contextlib.suppress(NotFoundError):
+                await self.c.workers.delete(f"w.{self.id}")
+            await self.c.close()
+            self.pool.shutdown(wait=True)
+
+    async def _tick(self) -> None:
+        await self._renew()
+        await self.c.workers.put(f"w.{self.id}", b"1")
+        share = math.ceil(self.c.partitions / max(1, len(await layout.keys(self.c.workers))))
+        if len(self.held) < share:
+            await self._acquire(share - len(self.held))
+        for p in sorted(self.held)[share:]:
+            await self._release(p, graceful=True)
+
+    # -------------------------------------------------------------------------------- leases
+
+    async def _renew(self) -> None:
+        for p, held in list(self.held.items()):
+            sent = time.monotonic()
+            try:
+                held.revision = await self.c.leases.update(
+                    layout.lease_key(p), held.partition.epoch.encode(), last=held.revision
+                )
+            except (KeyWrongLastSequenceError, NotFoundError):
+                log.warning("worker %s: lost the lease of partition %d", self.id, p)
+                await self._release(p, graceful=False)
+                continue
+            held.deadline = sent + LEASE_MARGIN * self.settings.lease_seconds
+
+    async def _acquire(self, wanted: int) -> None:
+        taken = {int(k.split(".")[1]) for k in await layout.keys(self.c.leases)}
+        free = [p for p in range(self.c.partitions) if p not in taken and p not in self.held]
+        random.shuffle(free)
+        for p in free[:wanted]:
+            self._epochs += 1
+            epoch = f"{self.id}.{self._epochs}"
+            sent = time.monotonic()
+            try:
+                revision = await self.c.leases.create(layout.lease_key(p), epoch.encode())
+            except KeyWrongLastSequenceError:
+                continue  # another worker was faster
+            deadline = sent + LEASE_MARGIN * self.settings.lease_seconds
+            part = Partition(self.c, self.settings, self.pool, p, epoch, self._validity(p))
+            held = Held(part, revision, deadline)
+            self.held[p] = held
+            held.task = asyncio.create_task(self._own(p, part), name=f"partition:{p}")
+            log.info("worker %s: took partition %d (epoch %s)", self.id, p, epoch)
+
+    def _validity(self, p: int) -> Callable[[], bool]:
+        def valid() -> bool:
+            held = self.held.get(p)
+            return held is not None and time.monotonic() < held.deadline
+
+        return valid
+
+    async def _own(self, p: int, part: Partition) -> None:
+        try:
+            await part.run()
+        except Fenced as exc:
+            log.warning("worker %s: %s", self.id, exc)
+        except Exception:
+            log.exception("worker %s: partition %d failed; handing it back", self.id, p)
+        else:
+            return
+        held = self.held.get(p)
+        if held is not None and held.partition is part and not part.stopping:
+            await self._release(p, graceful=False)
+
+    async def _release(self, p: int, graceful: bool) -> None:
+        """Stop the partition; graceful: snapshot its streams and free the lease at once."""
+        held = self.held.get(p)
+        if held is None:
+            return
+        held.partition.stop()
+        if held.task is not None and held.task is not asyncio.current_task():
+            await asyncio.gather(held.task, return_exceptions=True)
+        if graceful and held.partition.valid():
+            try:
+                await held.partition.snapshot_all()
+            except Exception:
+                log.exception("worker %s: snapshots of partition %d failed", self.id, p)
+        with contextlib.suppress(KeyWrongLastSequenceError, NotFoundError):
+            if held.partition.valid():
+                await self.c.leases.delete(layout.lease_key(p), last=held.revision)
+        if self.held.get(p) is held:
+            del self.held[p]
+        log.info("worker %s: released partition %d", self.id, p)
+
+
+def run(settings: Settings) -> None:
+    """Run a worker until SIGTERM or SIGINT."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dimwatch").setLevel(settings.log_level.upper())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Worker(settings).run(stop)
+
+    asyncio.run(main())
