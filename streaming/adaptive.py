@@ -16,6 +16,14 @@ alarm starts, and every `reset_every` batches while it lasts, the optimizer's mo
 are dropped (see _forget_gradient_scale). The bank starts alarmed: a fast start on a new stream.
 The defaults won bench/tracking.py's sweep (bench/RESULTS.md, section 2).
 
+With the natural step (the default) an alarm restarts its step-size schedule once (eta back to
+its start, see streaming/natural.py); a new restart needs the alarm to end first. An alarm ends
+when the fast gap is back within the noise, or after `max_alarm_batches` alarmed batches, when
+the noise estimate adopts the level the gap has kept meanwhile: a stream whose models cannot
+match it (heavy tails, or a model far from its optimum) cannot hold the alarm forever. Each
+batch's gap is winsorised at `winsor` standard deviations before it is averaged, so single
+outlying batches of heavy-tailed data raise no alarm.
+
 The pick has hysteresis: it moves to another H only when that H's BIC is lower than the current
 pick's by more than `switch_margin`, so that a pick does not flicker while boosted models settle.
 Optionally the entropy ELBO used for the BIC is averaged over recent steps (`score_rate` < 1):
@@ -29,12 +37,14 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from streaming import entropy
 from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig
 from streaming.errors import InvalidConfigError
 from streaming.report import ModelParams, ModelScore, StepReport
 
-_ARRAYS = ("_f_ent", "_score", "_gap", "_row_var")  # float64 (M,) state besides the bank's
+# float64 (M,) state besides the bank's
+_ARRAYS = ("_f_ent", "_score", "_gap", "_row_var", "_alarm_var")
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,8 @@ class AdaptiveConfig:
     reset_optimizer: bool = True  # forget Adam's moment estimates when an alarm starts
     reset_every: int = 25  # ... and every this many batches while it lasts (0: only at its start)
     switch_margin: float = 5.0  # the pick moves only to an H whose BIC is lower by more than this
+    max_alarm_batches: int = 200  # an alarm lasting this long ends; the noise adopts its level
+    winsor: float = 3.0  # a batch's gap is clipped to this many of its standard deviations
 
     def __post_init__(self) -> None:
         if not self.boost_lr > 0:
@@ -68,6 +80,12 @@ class AdaptiveConfig:
             raise InvalidConfigError(f"reset_every: expected >= 0, got {self.reset_every}")
         if not self.switch_margin >= 0:
             raise InvalidConfigError(f"switch_margin: expected >= 0, got {self.switch_margin}")
+        if self.max_alarm_batches < 1:
+            raise InvalidConfigError(
+                f"max_alarm_batches: expected >= 1, got {self.max_alarm_batches}"
+            )
+        if not self.winsor > 0:
+            raise InvalidConfigError(f"winsor: expected a positive number, got {self.winsor}")
 
 
 class AdaptiveBank:
@@ -81,8 +99,9 @@ class AdaptiveBank:
         self.quiet_lr = self.bank.config.learning_rate
         self.since_alarm = 0  # batches since the last alarm (0: alarmed now; the bank starts so)
         self.alarms = 0  # alarms raised, counting runs of consecutive alarmed batches once
-        self.resets = 0  # times the optimizer's moments were dropped
+        self.resets = 0  # restarts: natural schedule restarted, or the optimizer's moments dropped
         self._since_reset = 0  # alarmed batches since the optimizer's moments were dropped
+        self.alarm_length = 0  # consecutive alarmed batches (0: quiet)
         self._pick = -1  # index of the held pick (-1: none yet)
         first = self.bank.report()
         m = len(first.models)
@@ -92,7 +111,7 @@ class AdaptiveBank:
         # Per-row variance of the gap; starts at D/2, the variance of a Gaussian log-likelihood
         # of D dimensions under its own model (1/2 chi^2_D).
         self._row_var = np.full(m, dim / 2.0)
-        self._dims = np.array(self.bank.config.latent_dims, dtype=np.float64)
+        self._alarm_var = self._row_var.copy()  # the same, learnt during the current alarm
         self._set_lr()
 
     @property
@@ -109,15 +128,17 @@ class AdaptiveBank:
         batch = np.array([s.batch_elbo for s in rep.models], dtype=np.float64)
         alarmed = self._update_alarm(batch - self._f_ent, rep.rows)
         if alarmed:
-            self._maybe_reset(starts=self.since_alarm > 0)
+            self._on_alarm(starts=self.alarm_length == 0)
+            self.alarm_length += 1
             self.since_alarm = 0
         else:
+            self.alarm_length = 0
             self.since_alarm += 1
         self._set_lr()
         self._f_ent = np.array([s.entropy_elbo for s in rep.models])
         r = self.adaptive.score_rate
         self._score = (1 - r) * self._score + r * self._f_ent
-        rep = self._scored(rep)
+        rep = self._scored(self.bank.report() if alarmed else rep)
         bic = np.array([s.bic for s in rep.models])
         if self._pick < 0 or bic.min() < bic[self._pick] - self.adaptive.switch_margin:
             self._pick = int(bic.argmin())
@@ -175,7 +196,14 @@ class AdaptiveBank:
         state = {
             "bank": self.bank.state_bytes(),
             "adaptive": asdict(self.adaptive),
-            "counters": [self.since_alarm, self.alarms, self.resets, self._since_reset, self._pick],
+            "counters": [
+                self.since_alarm,
+                self.alarms,
+                self.resets,
+                self._since_reset,
+                self._pick,
+                self.alarm_length,
+            ],
             "quiet_lr": self.quiet_lr,
             "arrays": {k: torch.from_numpy(getattr(self, k).copy()) for k in _ARRAYS},
         }
@@ -190,27 +218,46 @@ class AdaptiveBank:
         new = cls(bank.dim, bank.config, AdaptiveConfig(**state["adaptive"]))
         new.bank = bank
         new.quiet_lr = float(state["quiet_lr"])
-        counters = state["counters"]
-        new.since_alarm, new.alarms, new.resets, new._since_reset, new._pick = counters
+        counters = list(state["counters"])
+        new.since_alarm, new.alarms, new.resets, new._since_reset, new._pick = counters[:5]
+        new.alarm_length = counters[5] if len(counters) > 5 else int(new.since_alarm == 0)
         for k in _ARRAYS:
-            setattr(new, k, state["arrays"][k].numpy().copy())
+            if k in state["arrays"]:  # _alarm_var: not in states saved before it existed
+                setattr(new, k, state["arrays"][k].numpy().copy())
         return new
 
     def _update_alarm(self, gap: np.ndarray, rows: int) -> bool:
-        """Fold one batch's gap (M,) into the fast average; alarm past the threshold. The noise
-        estimate learns only from batches that raise no alarm, so a change cannot inflate it."""
+        """Fold one batch's gap (M,), winsorised, into the fast average; alarm past the
+        threshold. The noise estimate learns from batches that raise no alarm, so a change
+        cannot inflate it; an alarm that outlasts max_alarm_batches adopts the level learnt
+        meanwhile (_alarm_var) and ends."""
         a = self.adaptive
+        spread = a.winsor * np.sqrt(self._row_var / rows)
+        gap = np.clip(gap, -spread, spread)
         self._gap = (1 - a.gap_rate) * self._gap + a.gap_rate * gap
+        if self.alarm_length >= a.max_alarm_batches:
+            self._row_var = np.maximum(self._row_var, self._alarm_var)
+            self._gap[:] = 0.0
         # standard error of the fast average of per-batch means of `rows` rows
         se = np.sqrt(self._row_var / rows * a.gap_rate / (2 - a.gap_rate))
         alarmed = bool((np.abs(self._gap) > a.threshold * se).any())
         if not alarmed:
             self._row_var = (1 - a.noise_rate) * self._row_var + a.noise_rate * rows * gap**2
+            self._alarm_var = self._row_var.copy()
+        else:
+            self._alarm_var = (1 - a.noise_rate) * self._alarm_var + a.noise_rate * rows * gap**2
         return alarmed
 
-    def _maybe_reset(self, starts: bool) -> None:
+    def _on_alarm(self, starts: bool) -> None:
+        """Natural step: restart it once per alarm. Adam/SGD: drop the moments when the alarm
+        starts and every reset_every alarmed batches while it lasts (_forget_gradient_scale)."""
         a = self.adaptive
         self.alarms += starts
+        if self.bank.config.optimizer == "natural":
+            if starts:
+                self.bank.restart()
+                self.resets += 1
+            return
         self._since_reset += 1
         periodic = a.reset_every > 0 and self._since_reset >= a.reset_every
         if a.reset_optimizer and (starts or periodic):
@@ -226,19 +273,26 @@ class AdaptiveBank:
         self.bank.reset_optimizer_state()
 
     def _set_lr(self) -> None:
-        self.bank.set_learning_rate(self.learning_rate)
+        if self.bank.config.optimizer != "natural":
+            self.bank.set_learning_rate(self.learning_rate)
 
     def _held(self, rep: StepReport) -> StepReport:
+        training = replace(
+            rep.training,
+            alarmed=self.alarm_length > 0,
+            alarms=self.alarms,
+            restarts=self.resets,
+        )
         if self._pick < 0:
-            return rep
-        return replace(rep, best_latent_dim=rep.models[self._pick].latent_dim)
+            return replace(rep, training=training)
+        return replace(rep, best_latent_dim=rep.models[self._pick].latent_dim, training=training)
 
     def _scored(self, rep: StepReport) -> StepReport:
         """rep with the BIC (Eq. 27) of the averaged entropy ELBO, and the pick it makes."""
         if self.adaptive.score_rate == 1.0:
             return rep
-        n = self.bank.config.bic_n
-        bic = (self._dims * self.bank.dim + 1) * math.log(n) - 2.0 * n * self._score
+        dims = np.array(self.bank.config.latent_dims)
+        bic = entropy.bic(self._score, dims, self.bank.dim, self.bank.config.bic_n)
         models: tuple[ModelScore, ...] = tuple(
             replace(s, entropy_elbo=float(f), bic=float(b))
             for s, f, b in zip(rep.models, self._score, bic, strict=True)

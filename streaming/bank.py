@@ -5,27 +5,32 @@ The M candidates are stacked and padded to Hmax = max(H) latents (docs/math.md n
     W (M, D, Hmax)   mu (M, D)   sigma = softplus(sigma_raw) (M,)      decoder p(x|z)
     V (M, Hmax, D)   b (M, Hmax) tau = softplus(tau_raw) (M, Hmax)     encoder q(z|x)
 
-with a mask (M, Hmax) of the real latents. One `learn_many(X)` is one optimizer step on the sum
-of the candidates' negative batch ELBOs: padded entries get zero gradients, and the sum couples
-nothing, so every candidate follows exactly the trajectory it would follow alone. After the step
-the candidates are scored with the data-free entropy ELBO (Corollary 1) and its BIC (Eq. 27).
+with a mask (M, Hmax) of the real latents. One `learn_many(X)` is one step of every candidate:
+by default the natural step (streaming/natural.py: Fisher-scaled, in the data's units, with the
+exact posterior as encoder), or, as in the paper, one Adam/SGD step on the sum of the candidates'
+negative batch ELBOs (padded entries get zero gradients and the sum couples nothing, so every
+candidate follows exactly the trajectory it would follow alone). After the step the candidates
+are scored with the data-free entropy ELBO (Corollary 1) and its BIC (Eq. 27). A step whose
+result would not be finite is refused and changes nothing.
 """
 
 import io
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn.functional import softplus
 
-from streaming import entropy, objectives
+from streaming import entropy, natural, objectives
 from streaming.config import BankConfig
+from streaming.convergence import Convergence
 from streaming.errors import InvalidBatchError, InvalidConfigError
-from streaming.report import ModelParams, ModelScore, StepReport
+from streaming.preprocess import Scaler
+from streaming.report import ModelParams, ModelScore, StepReport, Training
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: natural optimizer state, scaler, convergence; 1 still loads
 PARAM_NAMES = ("W", "mu", "sigma_raw", "V", "b", "tau_raw")
 
 
@@ -69,6 +74,12 @@ class LinearVAEBank:
         self._generator.manual_seed(self.config.seed)
         self._params = self._init_params(dims, dim, hmax)
         self._optimizer = self._make_optimizer()
+        # natural step: running mean and sigma^2 (None until the first batch), batches since
+        # the (re)start of its schedule
+        self._moments: natural.Moments | None = None
+        self._sigma2: torch.Tensor | None = None  # (M,)
+        self._scaler = Scaler.empty(dim, self.device) if self.config.standardize else None
+        self.convergence = Convergence(np.array(dims) * dim + 1)
 
     # ----------------------------------------------------------------------------- building
 
@@ -108,12 +119,53 @@ class LinearVAEBank:
     # ----------------------------------------------------------------------------- learning
 
     def learn_many(self, X: np.ndarray | torch.Tensor) -> StepReport:
-        """One optimizer step on every candidate with the batch X (B, D); returns the new scores.
+        """One step on every candidate with the batch X (B, D); returns the new scores.
 
         Raises InvalidBatchError, leaving the bank untouched, unless X is a non-empty 2-D array
-        of finite numbers with D columns. X itself is never modified.
+        of finite numbers with D columns whose step gives finite parameters. X is never modified.
         """
         x = self._as_batch(X)
+        scaler = None if self._scaler is None else self._scaler.updated(x)
+        if scaler is not None:
+            x = scaler.transform(x)
+        if self.config.optimizer == "natural":
+            elbo = self._natural_step(x)
+        else:
+            elbo = self._gradient_step(x)
+        self._scaler = scaler
+        self._last_batch_elbo = elbo.detach()
+        self._last_rows = x.shape[0]
+        self.step += 1
+        self.rows_seen += x.shape[0]
+        rep = self._scores()
+        flags = self.convergence.update(np.array([s.entropy_elbo for s in rep.models]), x.shape[0])
+        return self._flagged(rep, flags)
+
+    def _natural_step(self, x: torch.Tensor) -> torch.Tensor:
+        """The natural step (streaming/natural.py), committed only when every result is finite."""
+        p = self._params
+        eta = natural.SCHEDULE.eta(self.convergence.batches)
+        if self._moments is None or self._sigma2 is None:
+            c, W, sigma2 = natural.first_guess(x, p["W"].detach(), self._mask)
+            moments = natural.Moments(c, x.shape[0])
+        else:
+            moments = self._moments
+            c = moments.update(x, eta)
+            moments = natural.Moments(c, moments.rows + x.shape[0])
+            W, sigma2 = p["W"].detach(), self._sigma2
+        elbo, W, sigma2 = natural.step(x, c, W, sigma2, self._mask, eta)
+        _check_finite(x, elbo, W, sigma2, c)
+        V, b, _ = natural.encoder(W, sigma2, c, self._mask)
+        with torch.no_grad():
+            p["W"].copy_(W)
+            p["mu"].copy_(c.expand_as(p["mu"]))
+            p["V"].copy_(V)
+            p["b"].copy_(b)
+        self._moments, self._sigma2 = moments, sigma2
+        return elbo
+
+    def _gradient_step(self, x: torch.Tensor) -> torch.Tensor:
+        """One Adam/SGD step on the batch ELBO; undone unless every parameter stays finite."""
         p = self._params
         if self.config.estimator == "analytic":
             detached = {k: v.detach() for k, v in p.items()}
@@ -128,12 +180,59 @@ class LinearVAEBank:
                 samples=self.config.mc_samples, generator=self._generator,
             )  # fmt: skip
             (-elbo.sum()).backward()
+        grads_now = [v.grad for v in p.values() if v.grad is not None]
+        _check_finite(x, elbo.detach(), *grads_now)
+        saved = self._saved_state()
         self._optimizer.step()
-        self._last_batch_elbo = elbo.detach()
-        self._last_rows = x.shape[0]
-        self.step += 1
-        self.rows_seen += x.shape[0]
-        return self.report()
+        try:
+            _check_finite(x, *(v.detach() for v in p.values()), *self._variances())
+        except InvalidBatchError:
+            self._restore_state(saved)
+            raise
+        return elbo
+
+    def _saved_state(self) -> tuple[dict[str, torch.Tensor], dict[Any, dict[str, Any]]]:
+        params = {k: v.detach().clone() for k, v in self._params.items()}
+        moments = {
+            key: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+            for key, s in self._optimizer.state.items()
+        }
+        return params, moments
+
+    def _restore_state(
+        self, saved: tuple[dict[str, torch.Tensor], dict[Any, dict[str, Any]]]
+    ) -> None:
+        params, moments = saved
+        with torch.no_grad():
+            for k, v in params.items():
+                self._params[k].copy_(v)
+        self._optimizer.state.clear()
+        self._optimizer.state.update(moments)
+
+    def restart(self) -> None:
+        """The stream changed: restart the natural step's schedule (Adam/SGD: forget the
+        optimizer's moments) and the convergence test."""
+        self.convergence.restart()
+        self.reset_optimizer_state()
+
+    @property
+    def step_size(self) -> float:
+        """The step size of the next step: eta of the natural schedule, or the learning rate."""
+        if self.config.optimizer == "natural":
+            return natural.SCHEDULE.eta(self.convergence.batches)
+        return float(self._optimizer.param_groups[0]["lr"])
+
+    def _flagged(self, rep: StepReport, flags: np.ndarray) -> StepReport:
+        """rep with each model's converged flag (never for Adam/SGD: streaming/convergence)."""
+        trusted = self.config.optimizer == "natural"
+        models = tuple(
+            replace(s, converged=bool(f) and trusted)
+            for s, f in zip(rep.models, flags, strict=True)
+        )
+        training = Training(
+            step_size=self.step_size, batches_since_restart=self.convergence.batches
+        )
+        return replace(rep, models=models, training=training)
 
     def reset_optimizer_state(self) -> None:
         """Forget the optimizer's running moments (e.g. after a change of the stream)."""
@@ -150,7 +249,11 @@ class LinearVAEBank:
             group["lr"] = lr
 
     def _variances(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tau^2 (M, Hmax), sigma^2 (M,)) through softplus of the free parameters."""
+        """(tau^2 (M, Hmax), sigma^2 (M,)): the natural step's sigma^2 and exact posterior
+        variances, or softplus of the free parameters."""
+        if self._sigma2 is not None:
+            _, tau2 = natural.posterior(self._params["W"].detach(), self._sigma2)
+            return torch.where(self._mask > 0, tau2, torch.ones_like(tau2)), self._sigma2
         tau2 = softplus(self._params["tau_raw"]).square()
         sigma2 = softplus(self._params["sigma_raw"]).square()
         return tau2, sigma2
@@ -178,9 +281,12 @@ class LinearVAEBank:
 
     # ----------------------------------------------------------------------------- scoring
 
-    @torch.no_grad()
     def report(self) -> StepReport:
         """Every candidate's scores at the current parameters, and the selection."""
+        return self._flagged(self._scores(), self.convergence.flags)
+
+    @torch.no_grad()
+    def _scores(self) -> StepReport:
         # One copy of (M, Hmax + 2) numbers to the host: sigma^2, the last batch ELBO, tau^2.
         tau2_t, sigma2_t = self._variances()
         last = self._last_batch_elbo
@@ -190,7 +296,7 @@ class LinearVAEBank:
         dims = np.array(self.config.latent_dims)
         n = self.config.bic_n
         s_reg, s_rec = entropy.s_reg(tau2, self._mask_np), entropy.s_rec(sigma2, self.dim)
-        f_ent = s_reg + s_rec  # Eq. 20
+        f_ent = entropy.entropy_elbo(tau2, sigma2, self._mask_np, self.dim)  # Eq. 20
         bic = entropy.bic(f_ent, dims, self.dim, n)  # Eq. 27
         batch_bic = entropy.bic(batch, dims, self.dim, n)
         ent = entropy.encoder_entropies(tau2)  # Eq. 24
@@ -221,6 +327,7 @@ class LinearVAEBank:
             rows_seen=self.rows_seen,
             best_latent_dim=best,
             models=tuple(models),
+            dim=self.dim,
         )
 
     @property
@@ -241,30 +348,39 @@ class LinearVAEBank:
 
     @torch.no_grad()
     def encode(self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None) -> np.ndarray:
-        """Posterior means nu = V x + b (B, H) of the named model (None: the best)."""
+        """Posterior means nu = V x + b (B, H) of the named model (None: the best) for raw rows
+        X (standardized first when the bank standardizes)."""
         i = self._index(latent_dim)
         h = self.config.latent_dims[i]
         x = self._as_batch(X)
+        if self._scaler is not None:
+            x = self._scaler.transform(x)
         nu = x @ self._params["V"][i, :h].T + self._params["b"][i, :h]
-        return nu.cpu().numpy()
+        return _finite_result(nu)
 
     @torch.no_grad()
     def reconstruct(
         self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None
     ) -> np.ndarray:
-        """Decoder means W nu + mu (B, D) of the posterior means of the named model."""
+        """Decoder means W nu + mu (B, D) of the posterior means of the named model, in the
+        units of X (raw rows in, raw rows out when the bank standardizes)."""
         i = self._index(latent_dim)
         h = self.config.latent_dims[i]
         nu = torch.as_tensor(self.encode(X, h), device=self.device)
-        return (nu @ self._params["W"][i, :, :h].T + self._params["mu"][i]).cpu().numpy()
+        out = nu @ self._params["W"][i, :, :h].T + self._params["mu"][i]
+        if self._scaler is not None:
+            out = self._scaler.inverse(out)
+        return _finite_result(out)
 
     @torch.no_grad()
     def params(self, latent_dim: int | None = None) -> ModelParams:
-        """The parameters (W, mu, sigma^2, V, b, tau^2) of the named model (None: the best)."""
+        """The parameters (W, mu, sigma^2, V, b, tau^2) of the named model (None: the best);
+        with standardize, those of the model of the z-scores, with the scaler's mean and scale."""
         i = self._index(latent_dim)
         h = self.config.latent_dims[i]
         tau2, sigma2 = self._variances()
         p = self._params
+        scaler = self._scaler
         return ModelParams(
             latent_dim=h,
             dim=self.dim,
@@ -274,6 +390,9 @@ class LinearVAEBank:
             V=p["V"][i, :h].double().cpu().tolist(),
             b=p["b"][i, :h].double().cpu().tolist(),
             tau2=tau2[i, :h].double().cpu().tolist(),
+            standardized=scaler is not None,
+            scaler_mean=None if scaler is None else scaler.mean.cpu().tolist(),
+            scaler_scale=None if scaler is None else scaler.scale.cpu().tolist(),
         )
 
     # ----------------------------------------------------------------------------- persistence
@@ -293,6 +412,21 @@ class LinearVAEBank:
             if self._last_batch_elbo is None
             else self._last_batch_elbo.cpu(),
             "rng": self._generator.get_state(),
+            "natural": None
+            if self._moments is None or self._sigma2 is None
+            else {
+                "mean": self._moments.mean.cpu(),
+                "rows": self._moments.rows,
+                "sigma2": self._sigma2.cpu(),
+            },
+            "scaler": None
+            if self._scaler is None
+            else {
+                "rows": self._scaler.rows,
+                "mean": self._scaler.mean.cpu(),
+                "m2": self._scaler.m2.cpu(),
+            },
+            "convergence": self.convergence.state(),
         }
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -305,9 +439,9 @@ class LinearVAEBank:
         device overrides the stored config's device (e.g. to move a stream onto a GPU).
         """
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in (1, STATE_VERSION):
             raise InvalidConfigError(
-                f"state: expected version {STATE_VERSION}, got {state.get('version')}"
+                f"state: expected version 1 or {STATE_VERSION}, got {state.get('version')}"
             )
         config_dict = dict(state["config"])
         if device is not None:
@@ -323,7 +457,43 @@ class LinearVAEBank:
         last = state["last_batch_elbo"]
         bank._last_batch_elbo = None if last is None else last.to(bank.device)
         _restore_rng(bank, state["rng"])
+        bank._load_v2(state)
         return bank
+
+    def _load_v2(self, state: dict[str, Any]) -> None:
+        """The parts a version-2 state adds (a version-1 state has none of them)."""
+        nat = state.get("natural")
+        if nat is not None:
+            self._moments = natural.Moments(nat["mean"].to(self.device), int(nat["rows"]))
+            self._sigma2 = nat["sigma2"].to(self.device)
+        scaler = state.get("scaler")
+        if scaler is not None:
+            self._scaler = Scaler(
+                int(scaler["rows"]), scaler["mean"].to(self.device), scaler["m2"].to(self.device)
+            )
+        if "convergence" in state:
+            self.convergence.load(state["convergence"])
+
+
+def _check_finite(x: torch.Tensor, *results: torch.Tensor) -> None:
+    """Refuse a step whose results are not all finite (the caller commits nothing)."""
+    if all(bool(torch.isfinite(r).all()) for r in results):
+        return
+    peak = float(x.abs().max())
+    raise InvalidBatchError(
+        f"this batch would make the model non-finite (largest |value| {peak:.3g}: its squares "
+        "overflow float32 arithmetic, or the step size is too large); nothing was applied, "
+        "rescale the data (or lower learning_rate)"
+    )
+
+
+def _finite_result(out: torch.Tensor) -> np.ndarray:
+    if not bool(torch.isfinite(out).all()):
+        raise InvalidBatchError(
+            "the result is not finite in float32 (the rows are too large for this model); "
+            "rescale the rows"
+        )
+    return out.cpu().numpy()
 
 
 def _restore_rng(bank: LinearVAEBank, rng: torch.Tensor) -> None:

@@ -1,6 +1,7 @@
 """Plain results of the core: what one step says about every candidate (no tensors)."""
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,27 @@ class ModelScore:
     active_latents: int  # H - number collapsed
     s_reg: float  # sum_h log tau_h (Eq. 23), <= 0 at stationary points
     s_rec: float  # -(D/2) log(2 pi e sigma^2)
+    converged: bool = False  # F_ent has settled (streaming/convergence.py says how it is decided)
+
+
+@dataclass(frozen=True)
+class Training:
+    """Where the online training stands: the change detector and the step size."""
+
+    alarmed: bool = False  # the detector sees a change right now
+    step_size: float = 0.0  # step size of the next step (eta, or the optimizer's learning rate)
+    alarms: int = 0  # alarms raised (each run of alarmed batches counts once)
+    restarts: int = 0  # times training was restarted (step-size schedule, optimizer moments)
+    batches_since_restart: int = 0  # batches since the start or the last restart
+
+
+@dataclass(frozen=True)
+class PathPiece:
+    """The pick the BIC makes for N in [n_from, n_to) at the current F_ent (n_to None: no end)."""
+
+    latent_dim: int
+    n_from: float
+    n_to: float | None
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,65 @@ class StepReport:
     rows_seen: int  # rows learned so far
     best_latent_dim: int  # H with the lowest entropy BIC
     models: tuple[ModelScore, ...]  # in the order of BankConfig.latent_dims
+    dim: int = 0  # D (0: unknown); the BIC's parameter count is H D + 1
+    training: Training = field(default_factory=Training)
+
+    @property
+    def converged(self) -> bool:
+        """Every candidate converged: the pick is final for the data seen, not provisional."""
+        return all(s.converged for s in self.models)
+
+    @property
+    def margin(self) -> float | None:
+        """The runner-up's BIC minus the pick's (None with one candidate). Below 0 while the
+        pick's hysteresis holds it against an H that is better by less than switch_margin."""
+        if len(self.models) < 2:
+            return None
+        pick = next(s for s in self.models if s.latent_dim == self.best_latent_dim)
+        return min(s.bic for s in self.models if s is not pick) - pick.bic
+
+    @property
+    def path(self) -> tuple["PathPiece", ...]:
+        """Which H the BIC would pick for each N >= 3 at the current entropy ELBOs.
+
+        BIC(H; N) / N = (H D + 1) u - 2 F_ent(H) with u = log(N) / N, which falls as N grows
+        (N >= 3): each H wins on one interval of u, the lower envelope of these lines, so on one
+        interval of N. Exact, no data. Ties go to the smaller H.
+        """
+        lines = sorted((s.latent_dim * self.dim + 1, -2.0 * s.entropy_elbo, s.latent_dim)
+                       for s in self.models)  # fmt: skip
+        pieces: list[PathPiece] = []
+        u = U_MAX  # walk from N = 3 (largest u) towards N = infinity (u -> 0)
+        current = min(lines, key=lambda line: (line[0] * u + line[1], line[2]))
+        while True:
+            # the next line to take over as u decreases: a larger slope, crossing soonest
+            crossings = [((current[1] - line[1]) / (line[0] - current[0]), line)
+                         for line in lines if line[0] > current[0]]  # fmt: skip
+            crossings = [(cu, line) for cu, line in crossings if cu < u]
+            if not crossings:
+                pieces.append(PathPiece(current[2], n_of_u(u), None))
+                return tuple(pieces)
+            cu, line = max(crossings, key=lambda c: (c[0], c[1][0]))
+            if cu <= 0:  # the crossing is beyond N = infinity
+                pieces.append(PathPiece(current[2], n_of_u(u), None))
+                return tuple(pieces)
+            pieces.append(PathPiece(current[2], n_of_u(u), n_of_u(cu)))
+            current, u = line, cu
+
+
+U_MAX = math.log(3.0) / 3.0  # u = log(N) / N at N = 3
+
+
+def n_of_u(u: float) -> float:
+    """The N >= 3 with log(N) / N = u, for 0 < u <= log(3) / 3 (bisection on log N)."""
+    lo, hi = math.log(3.0), 800.0  # log N; N up to e^800 (u ~ 1e-345 would underflow anyway)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid * math.exp(-mid) > u:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(min(lo, 700.0))
 
 
 @dataclass(frozen=True)
@@ -46,3 +127,6 @@ class ModelParams:
     V: list[list[float]]  # encoder weights, H x D
     b: list[float]  # encoder bias, H
     tau2: list[float]  # encoder variances, H
+    standardized: bool = False  # True: the model of the z-scores (x - scaler_mean) / scaler_scale
+    scaler_mean: list[float] | None = None  # D, the running column means (standardize only)
+    scaler_scale: list[float] | None = None  # D, the running column standard deviations

@@ -27,7 +27,9 @@ def test_entropy_elbo_converges_to_ml_loglik_corollary_2() -> None:
     x = ppca_data(200_000, 8, 3, noise=0.3, mean=np.linspace(-1.0, 2.5, 8), seed=1)
     lam = np.linalg.eigvalsh(ppca.covariance(x))
     dims = (1, 2, 3, 5)
-    bank = LinearVAEBank(8, BankConfig(latent_dims=dims, learning_rate=0.02, device="cpu"))
+    bank = LinearVAEBank(
+        8, BankConfig(latent_dims=dims, learning_rate=0.02, optimizer="adam", device="cpu")
+    )
     for lr, steps in [(0.02, 1000), (0.005, 700), (0.001, 700)]:
         bank.set_learning_rate(lr)
         _train(bank, x[bank.rows_seen % 200_000 :], 1000, steps)
@@ -55,7 +57,7 @@ def _analytic_elbo(bank: LinearVAEBank, x: np.ndarray, h: int) -> float:
 def test_selection_tracks_shortened_paper_stream() -> None:
     chunk, batch = 20_000, 10
     x, truth = paper_stream((6, 2, 4), chunk_size=chunk, seed=0)
-    bank = LinearVAEBank(10, BankConfig(learning_rate=0.005, device="cpu"))
+    bank = LinearVAEBank(10, BankConfig(learning_rate=0.005, optimizer="adam", device="cpu"))
     picks, bic, batch_bic = [], [], []
     for i in range(0, x.shape[0], batch):
         r = bank.learn_many(x[i : i + batch])
@@ -77,7 +79,9 @@ def test_selection_tracks_shortened_paper_stream() -> None:
 
 def test_collapse_leaves_two_active_latents_of_six() -> None:
     x = ppca_data(60_000, 10, 2, noise=0.2, seed=4)
-    bank = LinearVAEBank(10, BankConfig(latent_dims=(6,), learning_rate=0.01, device="cpu"))
+    bank = LinearVAEBank(
+        10, BankConfig(latent_dims=(6,), learning_rate=0.01, optimizer="adam", device="cpu")
+    )
     _train(bank, x, 50, 1200)
     model = bank.report().models[0]
     assert model.collapsed.count(True) == 4
@@ -106,7 +110,7 @@ class _SingleLinearVAE(nn.Module):
 def test_batched_bank_matches_separate_models() -> None:
     x = ppca_data(3000, 7, 3, noise=0.3, seed=5)
     dims = (1, 3, 5)
-    bank = LinearVAEBank(7, BankConfig(latent_dims=dims, device="cpu", seed=9))
+    bank = LinearVAEBank(7, BankConfig(latent_dims=dims, optimizer="adam", device="cpu", seed=9))
     singles = []
     for h in dims:
         p, m = bank.params(h), _SingleLinearVAE(h, 7)

@@ -13,8 +13,10 @@ from streaming.data import ppca_data
 from streaming.errors import InvalidBatchError, InvalidConfigError
 
 CONFIGS = {
-    "analytic": BankConfig(device="cpu"),
-    "mc": BankConfig(estimator="mc", mc_samples=7, device="cpu"),
+    "natural": BankConfig(device="cpu"),
+    "natural-standardized": BankConfig(latent_dims=(1, 3), standardize=True, device="cpu"),
+    "adam-analytic": BankConfig(optimizer="adam", device="cpu"),
+    "adam-mc": BankConfig(optimizer="adam", estimator="mc", mc_samples=7, device="cpu"),
     "sgd-one-latent": BankConfig(latent_dims=(1,), optimizer="sgd", device="cpu"),
     "unsorted-dims": BankConfig(latent_dims=(5, 1, 3), device="cpu", seed=3),
 }
