@@ -4,6 +4,7 @@ server and report, per chunk, whether the entropy BIC picked the chunk's true di
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -28,13 +29,19 @@ class DemoOptions:
     batch_size: int = 10  # rows per pushed batch (the paper's)
     learning_rate: float = 0.002  # Adam step size (the paper's; boosted after a change)
     estimator: str = "analytic"  # ELBO gradient (paper: "mc")
+    optimizer: Literal["natural", "adam", "sgd"] = "natural"  # the online step (paper: adam)
     mc_samples: int = 100  # samples per row for "mc" (paper: 100)
     seed: int = 0  # seeds the data and the models
 
     @classmethod
     def paper(cls) -> "DemoOptions":
         return cls(
-            chunk_size=100_000, batch_size=10, learning_rate=0.002, estimator="mc", mc_samples=100
+            chunk_size=100_000,
+            batch_size=10,
+            learning_rate=0.002,
+            estimator="mc",
+            mc_samples=100,
+            optimizer="adam",
         )
 
 
@@ -44,6 +51,7 @@ def create_demo_stream(client: DimwatchClient, name: str, options: DemoOptions) 
         latent_dims=[2, 4, 6],
         learning_rate=options.learning_rate,
         estimator="mc" if options.estimator == "mc" else "analytic",
+        optimizer=options.optimizer,
         mc_samples=options.mc_samples,
         bic_n=10,
         seed=options.seed,

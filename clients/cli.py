@@ -88,7 +88,17 @@ def _stream_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--collapse-threshold", type=float, help="encoder entropy threshold (1.0)")
     group.add_argument("--seed", type=int, help="seed of initialisation and sampling (0)")
     group.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    group.add_argument("--optimizer", choices=["adam", "sgd"], help="online optimizer (adam)")
+    group.add_argument(
+        "--optimizer",
+        choices=["natural", "adam", "sgd"],
+        help="the online step (natural; the paper: adam)",
+    )
+    group.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="model z-scored columns (for columns in different units; off)",
+    )
     group.add_argument(
         "--adaptive",
         action=argparse.BooleanOptionalAction,
@@ -110,6 +120,7 @@ _SETTING_NAMES = (
     "seed",
     "device",
     "optimizer",
+    "standardize",
     "adaptive",
     "boost_learning_rate",
 )

@@ -17,7 +17,7 @@ class StreamSettings(TypedDict, total=False):
     """Settings of a new stream; any key left out takes the server's default."""
 
     latent_dims: list[int]  # candidate latent sizes H (server default [2, 4, 6])
-    learning_rate: float  # optimizer step size (default 0.002)
+    learning_rate: float  # adam/sgd step size (default 0.002; natural follows its schedule)
     estimator: Literal["analytic", "mc"]  # ELBO gradient: closed form or Monte Carlo
     mc_samples: int  # samples per row for estimator "mc" (default 100)
     bic_n: int  # N of the BIC (default 10)
@@ -25,7 +25,8 @@ class StreamSettings(TypedDict, total=False):
     seed: int  # seeds initialisation and sampling
     dim: int | None  # data dimension D, or None to take it from the first batch
     device: str  # "auto", "cpu", "cuda", "cuda:N"
-    optimizer: Literal["adam", "sgd"]  # the optimizer of the online step (default "adam")
+    optimizer: Literal["natural", "adam", "sgd"]  # the online step (default "natural")
+    standardize: bool  # model the running z-scores of the columns (default False)
     adaptive: bool  # boost the learning rate when the stream changes (default True)
     boost_learning_rate: float  # learning rate right after a detected change (default 0.05)
 
@@ -56,7 +57,8 @@ class Stream:
     rows_seen: int
     best_latent_dim: int | None  # None before the first batch
     created_at: datetime
-    optimizer: str | None = None  # "adam" or "sgd"; None from a server that does not say
+    optimizer: str | None = None  # "natural", "adam" or "sgd"; None from an older server
+    standardize: bool | None = None  # z-scored columns; None from a server that does not say
     adaptive: bool | None = None  # adaptive learning rate; None from a server that does not say
     boost_learning_rate: float | None = None  # rate right after a detected change
 
@@ -78,6 +80,7 @@ class Stream:
             best_latent_dim=_opt_int(obj["best_latent_dim"]),
             created_at=datetime.fromisoformat(obj["created_at"]),
             optimizer=None if obj.get("optimizer") is None else str(obj["optimizer"]),
+            standardize=None if obj.get("standardize") is None else bool(obj["standardize"]),
             adaptive=None if obj.get("adaptive") is None else bool(obj["adaptive"]),
             boost_learning_rate=_opt_float(obj.get("boost_learning_rate")),
         )
@@ -94,6 +97,7 @@ class ModelScoreView:
     batch_bic: float | None  # the paper's noisy batch-ELBO BIC
     sigma2: float  # decoder variance
     active_latents: int  # H minus collapsed latents
+    converged: bool | None = None  # F_ent has settled; None from a server that does not say
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -105,7 +109,21 @@ class ModelScoreView:
             batch_bic=_opt_float(obj.get("batch_bic")),
             sigma2=float(obj["sigma2"]),
             active_latents=int(obj["active_latents"]),
+            converged=None if obj.get("converged") is None else bool(obj["converged"]),
         )
+
+
+@dataclass(frozen=True)
+class PathPiece:
+    """The H the BIC picks for bic_n = N in [n_from, n_to) (n_to None: every larger N)."""
+
+    latent_dim: int
+    n_from: float
+    n_to: float | None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(int(obj["latent_dim"]), float(obj["n_from"]), _opt_float(obj.get("n_to")))
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,10 @@ class Selection:
     rows_seen: int
     best_latent_dim: int | None  # None before the first batch
     models: tuple[ModelScoreView, ...]  # empty before the first batch
+    converged: bool | None = None  # every candidate converged (False: the pick is provisional)
+    margin: float | None = None  # runner-up BIC minus the pick's
+    path: tuple[PathPiece, ...] = ()  # the pick for each range of N = bic_n
+    training: dict[str, Any] | None = None  # alarmed, step_size, alarms, restarts, ...
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -124,6 +146,10 @@ class Selection:
             rows_seen=int(obj["rows_seen"]),
             best_latent_dim=_opt_int(obj["best_latent_dim"]),
             models=tuple(ModelScoreView.from_json(m) for m in obj["models"]),
+            converged=None if obj.get("converged") is None else bool(obj["converged"]),
+            margin=_opt_float(obj.get("margin")),
+            path=tuple(PathPiece.from_json(p) for p in obj.get("path") or ()),
+            training=None if obj.get("training") is None else dict(obj["training"]),
         )
 
 

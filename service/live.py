@@ -34,7 +34,11 @@ log = logging.getLogger("dimwatch")
 
 Bank = LinearVAEBank | AdaptiveBank
 # Settings added after the first release, with the values that keep older streams as they were.
-LEGACY_DEFAULTS: dict[str, Any] = {"adaptive": False, "boost_learning_rate": 0.05}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "adaptive": False,
+    "boost_learning_rate": 0.05,
+    "standardize": False,
+}
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def bank_config(config: dict[str, Any], default_device: str) -> BankConfig:
         seed=config["seed"],
         device=device,
         optimizer=config["optimizer"],
+        standardize=config["standardize"],
     )
 
 

@@ -23,6 +23,19 @@ _SELECTION_EXAMPLE = {
     "step": 121,
     "rows_seen": 1210,
     "best_latent_dim": 4,
+    "converged": False,
+    "margin": 12.5,
+    "path": [
+        {"latent_dim": 4, "n_from": 3.0, "n_to": 41.2},
+        {"latent_dim": 6, "n_from": 41.2, "n_to": None},
+    ],
+    "training": {
+        "alarmed": False,
+        "step_size": 0.04,
+        "alarms": 1,
+        "restarts": 1,
+        "batches_since_restart": 121,
+    },
     "models": [
         {
             "latent_dim": 4,
@@ -32,6 +45,7 @@ _SELECTION_EXAMPLE = {
             "batch_bic": 337.0,
             "sigma2": 0.81,
             "active_latents": 4,
+            "converged": False,
         }
     ],
 }
@@ -81,7 +95,13 @@ class StreamCreate(BaseModel):
     latent_dims: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [2, 4, 6], min_length=1, description="candidate latent sizes H"
     )
-    learning_rate: float = Field(default=0.002, gt=0, description="optimizer step size")
+    learning_rate: float = Field(
+        default=0.002,
+        gt=0,
+        le=1,
+        description="step size of optimizer adam/sgd (the paper: adam at 0.002); the natural "
+        "optimizer follows its own schedule (docs/math.md)",
+    )
     estimator: Literal["analytic", "mc"] = Field(
         default="analytic", description="ELBO gradient estimator"
     )
@@ -97,8 +117,16 @@ class StreamCreate(BaseModel):
     device: str = Field(
         default="auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N"
     )
-    optimizer: Literal["adam", "sgd"] = Field(
-        default="adam", description="optimizer of the online step"
+    optimizer: Literal["natural", "adam", "sgd"] = Field(
+        default="natural",
+        description="the online step: natural (Fisher-scaled steps in the data's units that "
+        "reach the p-PCA optimum on raw data; docs/math.md), or adam/sgd on the ELBO's gradient "
+        "at learning_rate (as in the paper: adam, estimator mc)",
+    )
+    standardize: bool = Field(
+        default=False,
+        description="model the running z-scores of the columns (p-PCA of the correlation "
+        "matrix): for columns in different units; rows go in and come out in raw units",
     )
     adaptive: bool = Field(
         default=True,
@@ -106,7 +134,11 @@ class StreamCreate(BaseModel):
         "(a change detector on batch ELBO - entropy ELBO; bench/RESULTS.md section 2)",
     )
     boost_learning_rate: float = Field(
-        default=0.05, gt=0, description="learning rate right after a detected change"
+        default=0.05,
+        gt=0,
+        le=1,
+        description="adam/sgd: learning rate right after a detected change (natural: its "
+        "schedule restarts instead)",
     )
 
 
@@ -125,7 +157,8 @@ class StreamOut(BaseModel):
             "seed": 0,
             "dim": 10,
             "device": "cpu",
-            "optimizer": "adam",
+            "optimizer": "natural",
+            "standardize": False,
             "adaptive": True,
             "boost_learning_rate": 0.05,
             "step": 120,
@@ -146,6 +179,7 @@ class StreamOut(BaseModel):
     dim: int | None = Field(description="null until the first batch fixes it")
     device: str = Field(description="the device actually used, e.g. cpu or cuda:0")
     optimizer: str
+    standardize: bool
     adaptive: bool
     boost_learning_rate: float
     step: int = Field(description="batches applied")
@@ -194,6 +228,27 @@ class ModelSelectionOut(BaseModel):
     batch_bic: float | None
     sigma2: float
     active_latents: int
+    converged: bool = Field(
+        description="F_ent has settled (docs/math.md, 'Convergence'); never for adam/sgd"
+    )
+
+
+class PathPieceOut(BaseModel):
+    """The H the BIC picks for bic_n = N in [n_from, n_to) at the current entropy ELBOs."""
+
+    latent_dim: int
+    n_from: float
+    n_to: float | None = Field(description="null: every larger N")
+
+
+class TrainingOut(BaseModel):
+    """Where the online training stands."""
+
+    alarmed: bool = Field(description="the change detector sees a change now")
+    step_size: float = Field(description="step size of the next step")
+    alarms: int = Field(description="alarms raised (each run of alarmed batches once)")
+    restarts: int = Field(description="training restarts (schedule or optimizer moments)")
+    batches_since_restart: int
 
 
 class SelectionOut(BaseModel):
@@ -204,6 +259,14 @@ class SelectionOut(BaseModel):
     step: int
     rows_seen: int
     best_latent_dim: int | None
+    converged: bool = Field(description="every candidate converged; false: the pick is provisional")
+    margin: float | None = Field(
+        description="runner-up BIC minus the pick's (null with one candidate or no batch)"
+    )
+    path: list[PathPieceOut] = Field(
+        description="which H the BIC would pick for which range of N = bic_n (N >= 3)"
+    )
+    training: TrainingOut | None = Field(description="null before the first batch")
     models: list[ModelSelectionOut]
 
 
@@ -315,6 +378,9 @@ class ModelParamsOut(BaseModel):
             "V": [[1.2, 0.2]],
             "b": [0.0],
             "tau2": [0.03],
+            "standardized": False,
+            "scaler_mean": None,
+            "scaler_scale": None,
         }
     )
 
@@ -327,6 +393,12 @@ class ModelParamsOut(BaseModel):
     V: list[list[float]] = Field(description="encoder weights, H x D")
     b: list[float] = Field(description="encoder bias, H")
     tau2: list[float] = Field(description="encoder variances, H")
+    standardized: bool = Field(
+        description="true: the model of the z-scores (x - scaler_mean) / scaler_scale; "
+        "transform and reconstruct still take and give raw rows"
+    )
+    scaler_mean: list[float] | None = Field(description="D running column means (standardize)")
+    scaler_scale: list[float] | None = Field(description="D running column standard deviations")
 
 
 class TransformIn(BaseModel):

@@ -1,6 +1,7 @@
 """Core results and live streams -> response schemas and events (no I/O, no locking)."""
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +19,11 @@ from service.schemas import (
     ModelCollapseOut,
     ModelParamsOut,
     ModelSelectionOut,
+    PathPieceOut,
     SelectionOut,
     StreamCreate,
     StreamOut,
+    TrainingOut,
 )
 from streaming.report import ModelParams, StepReport
 
@@ -28,11 +31,24 @@ from streaming.report import ModelParams, StepReport
 def selection(report: StepReport | None) -> SelectionOut:
     """The selection after `report` (before the first batch: step 0, no models)."""
     if report is None:
-        return SelectionOut(step=0, rows_seen=0, best_latent_dim=None, models=[])
+        return SelectionOut(
+            step=0,
+            rows_seen=0,
+            best_latent_dim=None,
+            converged=False,
+            margin=None,
+            path=[],
+            training=None,
+            models=[],
+        )
     return SelectionOut(
         step=report.step,
         rows_seen=report.rows_seen,
         best_latent_dim=report.best_latent_dim,
+        converged=report.converged,
+        margin=report.margin,
+        path=[PathPieceOut(**asdict(piece)) for piece in report.path],
+        training=TrainingOut(**asdict(report.training)),
         models=[
             ModelSelectionOut(
                 latent_dim=m.latent_dim,
@@ -42,6 +58,7 @@ def selection(report: StepReport | None) -> SelectionOut:
                 batch_bic=m.batch_bic,
                 sigma2=m.sigma2,
                 active_latents=m.active_latents,
+                converged=m.converged,
             )
             for m in report.models
         ],
@@ -155,4 +172,7 @@ def model_params(step: int, params: ModelParams) -> ModelParamsOut:
         V=params.V,
         b=params.b,
         tau2=params.tau2,
+        standardized=params.standardized,
+        scaler_mean=params.scaler_mean,
+        scaler_scale=params.scaler_scale,
     )

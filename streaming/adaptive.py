@@ -280,6 +280,7 @@ class AdaptiveBank:
         training = replace(
             rep.training,
             alarmed=self.alarm_length > 0,
+            step_size=self.bank.step_size,  # after _set_lr: the rate of the next step
             alarms=self.alarms,
             restarts=self.resets,
         )

@@ -30,7 +30,14 @@ from tests.service.helpers import Server, batch, push, serve, wait_until
 
 DIM = 8
 PATHS = [f"/v1/streams/s{p}" for p in ("", "/selection", "/collapse", "/history")]
-CONFIG = {"latent_dims": [2, 4, 6], "learning_rate": 0.01, "estimator": "mc", "mc_samples": 3}
+# Adam + Monte Carlo: the path with optimizer moments and a sampling RNG to carry over restarts
+CONFIG = {
+    "latent_dims": [2, 4, 6],
+    "learning_rate": 0.01,
+    "estimator": "mc",
+    "mc_samples": 3,
+    "optimizer": "adam",
+}
 
 
 def _batches(n: int) -> list[np.ndarray]:
@@ -44,7 +51,12 @@ def _reference(batches: list[np.ndarray]) -> AdaptiveBank:
     bank = AdaptiveBank(
         DIM,
         BankConfig(
-            latent_dims=(2, 4, 6), learning_rate=0.01, estimator="mc", mc_samples=3, device="cpu"
+            latent_dims=(2, 4, 6),
+            learning_rate=0.01,
+            estimator="mc",
+            mc_samples=3,
+            optimizer="adam",
+            device="cpu",
         ),
     )
     for x in batches:

@@ -22,7 +22,12 @@ TRUE_DIMS = (6, 2, 4)
 
 def test_selection_follows_true_dimension_through_chunks(client: httpx.Client) -> None:
     X, truth = paper_stream(TRUE_DIMS, chunk_size=STEPS_PER_CHUNK * ROWS, seed=0)
-    stream = {"name": "paper", "learning_rate": LEARNING_RATE, "adaptive": False}
+    stream = {
+        "name": "paper",
+        "learning_rate": LEARNING_RATE,
+        "adaptive": False,
+        "optimizer": "adam",
+    }
     client.post("/v1/streams", json=stream)
     picks = []
     for seq, start in enumerate(range(0, len(X), ROWS)):

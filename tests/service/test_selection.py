@@ -19,7 +19,16 @@ def _trained(client: httpx.Client, steps: int = 3) -> np.ndarray:
 def test_selection_before_first_batch_is_empty(client: httpx.Client) -> None:
     client.post("/v1/streams", json={"name": "s"})
     response = client.get("/v1/streams/s/selection")
-    assert response.json() == {"step": 0, "rows_seen": 0, "best_latent_dim": None, "models": []}
+    assert response.json() == {
+        "step": 0,
+        "rows_seen": 0,
+        "best_latent_dim": None,
+        "converged": False,
+        "margin": None,
+        "path": [],
+        "training": None,
+        "models": [],
+    }
 
 
 def test_selection_matches_last_batch_answer(client: httpx.Client) -> None:
@@ -32,6 +41,7 @@ def test_selection_matches_last_batch_answer(client: httpx.Client) -> None:
         "batch_bic",
         "batch_elbo",
         "bic",
+        "converged",
         "entropy_elbo",
         "latent_dim",
         "sigma2",

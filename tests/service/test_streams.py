@@ -20,7 +20,8 @@ DEFAULTS = {
     "bic_n": 10,
     "collapse_threshold": 1.0,
     "seed": 0,
-    "optimizer": "adam",
+    "optimizer": "natural",
+    "standardize": False,
     "adaptive": True,
     "boost_learning_rate": 0.05,
 }
