@@ -232,6 +232,7 @@ class AdaptiveBank:
         cannot inflate it; an alarm that outlasts max_alarm_batches adopts the level learnt
         meanwhile (_alarm_var) and ends."""
         a = self.adaptive
+        raw = gap
         spread = a.winsor * np.sqrt(self._row_var / rows)
         gap = np.clip(gap, -spread, spread)
         self._gap = (1 - a.gap_rate) * self._gap + a.gap_rate * gap
@@ -245,7 +246,8 @@ class AdaptiveBank:
             self._row_var = (1 - a.noise_rate) * self._row_var + a.noise_rate * rows * gap**2
             self._alarm_var = self._row_var.copy()
         else:
-            self._alarm_var = (1 - a.noise_rate) * self._alarm_var + a.noise_rate * rows * gap**2
+            # unclipped: a gap the models keep (not noise) must end up explained by the level
+            self._alarm_var = (1 - a.noise_rate) * self._alarm_var + a.noise_rate * rows * raw**2
         return alarmed
 
     def _on_alarm(self, starts: bool) -> None:

@@ -105,6 +105,8 @@ U_MAX = math.log(3.0) / 3.0  # u = log(N) / N at N = 3
 
 def n_of_u(u: float) -> float:
     """The N >= 3 with log(N) / N = u, for 0 < u <= log(3) / 3 (bisection on log N)."""
+    if u >= U_MAX:
+        return 3.0
     lo, hi = math.log(3.0), 800.0  # log N; N up to e^800 (u ~ 1e-345 would underflow anyway)
     for _ in range(200):
         mid = 0.5 * (lo + hi)
