@@ -9,7 +9,9 @@ from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig
 from streaming.data import ppca_data
 
-CONFIG = BankConfig(latent_dims=(1, 3), estimator="mc", mc_samples=5, device="cpu")
+CONFIG = BankConfig(
+    latent_dims=(1, 3), estimator="mc", mc_samples=5, optimizer="adam", device="cpu"
+)
 X = ppca_data(60, 6, 2, seed=0)
 
 

@@ -61,7 +61,7 @@ def test_raw_wine_is_flagged_converged_with_right_path(wine_bank: AdaptiveBank) 
     rep = wine_bank.report()
     assert rep.converged
     assert rep.margin is not None and rep.margin > 0
-    assert [p.latent_dim for p in rep.path][0] == 4  # N = 3 .. : H = 4 first
+    assert rep.path[0].latent_dim == 4  # from N = 3 on: H = 4 first
     assert rep.training.alarmed is False
 
 
