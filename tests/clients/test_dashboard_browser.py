@@ -219,7 +219,7 @@ def test_selection_change_is_marked_live(
     # initial H=2 within a few dozen steps (the expected changes are read back from the server).
     # A constant rate: the adaptive default's pick hysteresis would hold H=2 for longer.
     rows = ppca_data(400, 10, 6, noise=0.1, seed=1) * 0.3
-    stream = {"name": "shifting", "learning_rate": 0.05, "adaptive": False}
+    stream = {"name": "shifting", "learning_rate": 0.05, "adaptive": False, "optimizer": "adam"}
     with open_server.client() as client:
         response = client.post("/v1/streams", json=stream)
         assert response.status_code == 201, response.text
