@@ -350,13 +350,7 @@ class LinearVAEBank:
     def encode(self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None) -> np.ndarray:
         """Posterior means nu = V x + b (B, H) of the named model (None: the best) for raw rows
         X (standardized first when the bank standardizes)."""
-        i = self._index(latent_dim)
-        h = self.config.latent_dims[i]
-        x = self._as_batch(X)
-        if self._scaler is not None:
-            x = self._scaler.transform(x)
-        nu = x @ self._params["V"][i, :h].T + self._params["b"][i, :h]
-        return _finite_result(nu)
+        return _finite_result(self._encode(X, self._index(latent_dim)), "projection")
 
     @torch.no_grad()
     def reconstruct(
@@ -366,11 +360,17 @@ class LinearVAEBank:
         units of X (raw rows in, raw rows out when the bank standardizes)."""
         i = self._index(latent_dim)
         h = self.config.latent_dims[i]
-        nu = torch.as_tensor(self.encode(X, h), device=self.device)
-        out = nu @ self._params["W"][i, :, :h].T + self._params["mu"][i]
+        out = self._encode(X, i) @ self._params["W"][i, :, :h].T + self._params["mu"][i]
         if self._scaler is not None:
             out = self._scaler.inverse(out)
-        return _finite_result(out)
+        return _finite_result(out, "reconstruction")
+
+    def _encode(self, X: np.ndarray | torch.Tensor, i: int) -> torch.Tensor:
+        h = self.config.latent_dims[i]
+        x = self._as_batch(X)
+        if self._scaler is not None:
+            x = self._scaler.transform(x)
+        return x @ self._params["V"][i, :h].T + self._params["b"][i, :h]
 
     @torch.no_grad()
     def params(self, latent_dim: int | None = None) -> ModelParams:
@@ -487,11 +487,13 @@ def _check_finite(x: torch.Tensor, *results: torch.Tensor) -> None:
     )
 
 
-def _finite_result(out: torch.Tensor) -> np.ndarray:
-    if not bool(torch.isfinite(out).all()):
+def _finite_result(out: torch.Tensor, what: str) -> np.ndarray:
+    """out (B, K) on the host, or InvalidBatchError naming the first row that overflowed."""
+    finite = torch.isfinite(out).all(1)
+    if not bool(finite.all()):
         raise InvalidBatchError(
-            "the result is not finite in float32 (the rows are too large for this model); "
-            "rescale the rows"
+            f"row {int(torch.argmin(finite.int()))}: the {what} overflows float32; "
+            "expected values of the scale the stream was trained on"
         )
     return out.cpu().numpy()
 

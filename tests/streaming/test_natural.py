@@ -165,7 +165,7 @@ def test_transform_of_overflowing_rows_is_refused() -> None:
     rng = np.random.default_rng(8)
     for _ in range(5):  # tiny data: the encoder's weights are ~1e20
         bank.learn_many((rng.normal(size=(10, 4)) * 1e-20).astype(np.float32))
-    with pytest.raises(InvalidBatchError, match="not finite"):
+    with pytest.raises(InvalidBatchError, match="projection overflows float32"):
         bank.encode(np.full((1, 4), 1e30, dtype=np.float32))
 
 
