@@ -6,6 +6,7 @@
 import { AuthError, getHistory, getJson, openEvents, setToken, streamPath } from "./api.js";
 import { History } from "./history.js";
 import { renderChanges, renderLegend, renderStats, renderStreamList } from "./panels.js";
+import { renderPick } from "./pick.js";
 import { drawBicChart, drawCollapseChart, drawSelectionChart } from "./views.js";
 
 const STREAM_POLL_MS = 5000; // how often the stream list is refreshed
@@ -21,6 +22,7 @@ const state = {
   stream: null, // its stream object, kept current by the events
   history: new History(MAX_POINTS), // score points of the stream on display
   collapse: null, // the last GET /collapse answer
+  selection: null, // the last selection (GET /selection, then each step event)
   source: null, // the EventSource of the stream on display
   generation: 0, // bumped on every switch of stream; answers for an older one are dropped
   windowSteps: Infinity, // show the last N steps only
@@ -105,19 +107,21 @@ async function selectStream(name) {
   state.generation += 1;
   const generation = state.generation;
   state.source?.close();
-  Object.assign(state, { name, stream: null, history: new History(MAX_POINTS), collapse: null, source: null });
+  Object.assign(state, { name, stream: null, history: new History(MAX_POINTS), collapse: null, selection: null, source: null });
   if (hashStream() !== name) window.history.replaceState(null, "", `#stream=${encodeURIComponent(name)}`);
   showStreamList();
   showError("");
   try {
-    const [stream, history, collapse] = await Promise.all([
+    const [stream, history, collapse, selection] = await Promise.all([
       getJson(streamPath(name)),
       getHistory(name),
       getJson(streamPath(name, "/collapse")),
+      getJson(streamPath(name, "/selection")),
     ]);
     if (generation !== state.generation) return;
     state.stream = stream;
     state.collapse = collapse;
+    state.selection = selection;
     state.history.add(history);
     render();
     connect(generation);
@@ -159,6 +163,7 @@ function connect(generation) {
   });
   source.addEventListener("step", (event) => {
     const selection = JSON.parse(event.data);
+    state.selection = selection;
     state.history.add([selection]);
     Object.assign(state.stream, {
       step: Math.max(state.stream.step, selection.step),
@@ -230,6 +235,7 @@ function render() {
     bestLatentDim: stream.best_latent_dim,
     width: chartWidth($("collapse-chart")),
   });
+  renderPick($("pick"), state.selection, stream.bic_n);
   renderChanges($("changes"), changes);
   $("changes-empty").hidden = changes.length > 0;
   $("collapse-step").textContent = state.collapse ? `at step ${state.collapse.step.toLocaleString("en-US")}` : "";

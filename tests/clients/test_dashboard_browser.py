@@ -273,3 +273,28 @@ def test_nice_ticks_are_round_numbers(open_server: LiveServer, page: tuple[Page,
         }"""
     )
     assert ticks == [[0, 200, 400, 600, 800, 1000], [-3, -2, -1, 0, 1], [2]]
+
+
+def test_pick_panel_shows_path_and_provisional_pick(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "picky", batches=4)
+        selection = client.get("/v1/streams/picky/selection").json()
+    tab.goto(f"{open_server.url}/#stream=picky")
+    tab.locator("#connection.live").wait_for()
+    pieces = tab.locator("#pick-path .pick-piece")
+    pieces.first.wait_for()
+    # one segment per piece of the served path that starts below N = 10^6, in order
+    shown = [p for p in selection["path"] if p["n_from"] < 1e6]
+    assert pieces.all_text_contents() == [f"H={p['latent_dim']}" for p in shown]
+    current = tab.locator("#pick-path .pick-piece.current")
+    assert current.all_text_contents() == [f"H={selection['best_latent_dim']}"]
+    assert tab.locator("#pick-marker").text_content() == "N = 10"
+    status = tab.locator("#pick-status")
+    assert not selection["converged"]  # four batches: far too early to be final
+    assert status.text_content().startswith("provisional")
+    assert "provisional" in (status.get_attribute("class") or "")
+    tab.locator("#pick").screenshot(path=str(ARTIFACTS / "dashboard-pick.png"))
+    assert console.errors == []
