@@ -310,3 +310,29 @@ def test_push_over_body_limit_rejected(
         response = server.client.post(URL, content=chunks(), headers=headers)  # type: ignore[arg-type]
         _error(response, 413, "payload_too_large", message)
         assert server.client.get("/v1/streams/s").json()["step"] == 0
+
+
+def test_push_overflowing_batch_refused_and_stream_unchanged(client: httpx.Client) -> None:
+    _stream(client, latent_dims=[1, 2])
+    for seq in range(3):
+        assert push(client, "s", batch(seed=seq), seq=seq).status_code == 200
+    before = [client.get(f"/v1/streams/s{p}").json() for p in ("/selection", "/models/2")]
+    x = batch(seed=3)
+    x[4, 1] = 1e20  # finite in float32; its square is not
+    _error(
+        push(client, "s", x, seq=3),
+        422,
+        "invalid_batch",
+        "this batch would make the model non-finite (largest |value| 1e+20: its squares overflow "
+        "float32 arithmetic, or the step size is too large); nothing was applied, rescale the "
+        "data (or lower learning_rate)",
+    )
+    after = [client.get(f"/v1/streams/s{p}").json() for p in ("/selection", "/models/2")]
+    assert after == before
+    assert push(client, "s", batch(seed=3), seq=3).json()["step"] == 4  # the stream goes on
+
+
+def test_create_learning_rate_beyond_one_rejected(client: httpx.Client) -> None:
+    response = client.post("/v1/streams", json={"name": "s", "learning_rate": 1000.0})
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("body.learning_rate: Input should be less than")
