@@ -5,7 +5,7 @@
 #   NVIDIA GPU:     docker build -t dimwatch:cuda --build-arg VARIANT=cuda .
 #
 # Both variants install the project exactly as docs/deployment.md documents: first torch (pinned as
-# in pyproject.toml) from the PyTorch index of the variant, then `pip install --no-cache-dir .`.
+# in pyproject.toml) from the PyTorch index of the variant, then the project with its cluster extra.
 
 ARG VARIANT=cpu
 # The CUDA variant only needs the driver hooks of NVIDIA's "base" image: the CUDA torch wheel brings
@@ -42,7 +42,7 @@ RUN pip install --no-cache-dir "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
 COPY streaming ./streaming
 COPY service ./service
 COPY clients ./clients
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[cluster]" \
     && pip uninstall -y pip setuptools
 
 # ---- runtime: the environment only; no sources, compilers, pip or caches -----------------------

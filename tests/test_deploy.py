@@ -179,8 +179,9 @@ def image_server(tmp_path: Path, tokens: str) -> Iterator[int]:
 # ---- docker-compose.yml --------------------------------------------------------------------
 
 
-def test_compose_parse_lists_three_services() -> None:
-    assert sorted(compose()["services"]) == ["demo", "dimwatch", "dimwatch-gpu"]
+def test_compose_parse_lists_the_services() -> None:
+    expected = ["demo", "dimwatch", "dimwatch-api", "dimwatch-gpu", "dimwatch-worker", "nats"]
+    assert sorted(compose()["services"]) == expected
 
 
 def test_compose_command_equals_image_command() -> None:
@@ -217,7 +218,7 @@ def test_compose_volume_holds_data_dir() -> None:
     for name in ("dimwatch", "dimwatch-gpu"):
         assert service(name)["volumes"] == ["dimwatch-data:/data"]
         assert service(name)["environment"]["DIMWATCH_DATA_DIR"] == "/data"
-    assert compose()["volumes"] == {"dimwatch-data": None}
+    assert compose()["volumes"] == {"dimwatch-data": None, "nats-data": None}
     assert instruction(final_stage(), "VOLUME") == '["/data"]'
     assert "DIMWATCH_DATA_DIR=/data" in instruction(final_stage(), "ENV").split()
 
@@ -235,6 +236,8 @@ def test_compose_grace_period_exceeds_shutdown_timeout() -> None:
 
 def test_compose_tokens_come_from_env_file_only() -> None:
     for name, spec in compose()["services"].items():
+        if name == "nats":
+            continue  # NATS's own image; it reads no DIMWATCH_* setting
         assert spec["env_file"] == ["deploy/dimwatch.env"], name
         assert "DIMWATCH_API_TOKENS" not in spec.get("environment", {}), name
         assert "DIMWATCH_TOKEN" not in spec.get("environment", {}), name
@@ -272,6 +275,40 @@ def test_demo_service_replays_against_healthy_service() -> None:
     assert demo["build"] == service("dimwatch")["build"]
     assert demo["command"] == ["dimwatch", "demo", "--url", f"http://dimwatch:{DEFAULT_PORT}"]
     assert demo["depends_on"] == {"dimwatch": {"condition": "service_healthy"}}
+
+
+def test_cluster_profile_runs_official_nats_with_jetstream_on_a_volume() -> None:
+    nats = service("nats")
+    assert nats["profiles"] == ["cluster"]
+    assert nats["image"].split(":")[0] == "nats"  # the official image, not the Python wheel
+    assert nats["command"] == ["--config", "/etc/nats/dimwatch.conf"]
+    assert nats["volumes"] == ["./deploy/nats.conf:/etc/nats/dimwatch.conf:ro", "nats-data:/data"]
+    assert "nats-data" in compose()["volumes"]
+    conf = (ROOT / "deploy" / "nats.conf").read_text()
+    jetstream = conf[conf.index("jetstream {") :]
+    assert "store_dir: /data" in jetstream and "sync_interval: always" in jetstream
+
+
+def test_cluster_profile_api_node_and_workers_use_the_image_on_nats() -> None:
+    api, worker = service("dimwatch-api"), service("dimwatch-worker")
+    url = "nats://nats:4222"
+    assert api["command"] == [*image_command(), "--nats", url]
+    assert worker["command"] == ["dimwatch", "worker", "--nats", url]
+    for spec in (api, worker):
+        assert spec["profiles"] == ["cluster"]
+        assert (spec["image"], spec["build"]) == (service("dimwatch")["image"], {"context": "."})
+        assert spec["depends_on"] == ["nats"]
+        assert "volumes" not in spec  # the state lives in NATS
+    assert api["ports"] == [f"{DEFAULT_PORT}:{DEFAULT_PORT}"]
+    assert api["healthcheck"] == service("dimwatch")["healthcheck"]
+    assert worker["deploy"]["replicas"] >= 2
+
+
+def test_cli_worker_and_serve_accept_nats_flag() -> None:
+    for command in (["worker", "--help"], ["serve", "--help"]):
+        result = run_cli(*command)
+        assert result.returncode == 0, result.stderr
+        assert "--nats" in result.stdout
 
 
 # ---- the CLI the containers run --------------------------------------------------------------

@@ -167,7 +167,11 @@ class ClusterBackend:
             self._pending[name] -= 1
             if not self._pending[name]:
                 del self._pending[name]
-        return BatchOut.model_validate(out)
+        answer = BatchOut.model_validate(out)
+        if not answer.duplicate:
+            self.metrics.batches.inc()
+            self.metrics.rows.inc(answer.rows)
+        return answer
 
     async def _write(self, name: str, data: bytes, headers: dict[str, str]) -> Any:
         """Publish to the log (durable once acknowledged), then wait for the owner's answer."""

@@ -203,6 +203,12 @@ class Partition:
         if reply:
             self._check()
             await self.c.nc.publish(reply, out)
+        # After the answer: a snapshot covering a batch never applied again by a new owner must
+        # not be able to leave its API node waiting for an answer that will never come.
+        # (A deleted stream is no longer in self.streams.)
+        kept = owned is not None and self.streams.get(tok) is owned
+        if kept and owned is not None and owned.unsnapped >= self.settings.snapshot_every:
+            await self._snapshot(tok, owned)
 
     async def _apply(
         self, tok: str, owned: Owned, data: bytes, headers: dict[str, str], seq: int
@@ -223,8 +229,6 @@ class Partition:
                 for message in views.step_events(applied):
                     await self.c.nc.publish(layout.events_subject(tok), message.encode())
         owned.log_seq = seq
-        if owned.unsnapped >= self.settings.snapshot_every:
-            await self._snapshot(tok, owned)
         return out
 
     async def _snapshot(self, tok: str, owned: Owned) -> None:

@@ -27,3 +27,17 @@ def cluster(nats_server: local.NatsServer, tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One server and one worker for a module's tests that only add streams of their own."""
+    tmp = tmp_path_factory.mktemp("shared")
+    server = local.start(tmp / "nats")
+    running = Cluster(server.url, tmp)
+    try:
+        running.worker()
+        yield running
+    finally:
+        running.close()
+        server.stop()

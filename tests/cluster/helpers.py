@@ -2,10 +2,10 @@
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,8 +71,12 @@ class Cluster:
     def owner_pid(self, name: str) -> int:
         """The pid of the worker holding the lease of the stream's partition."""
         key = layout.lease_key(layout.partition(name, 4))
-        epoch = asyncio.run(_get(self.url, layout.LEASES, key))
-        return int(epoch.rsplit(".", 1)[0].rsplit("-", 1)[1])
+        return _pid(asyncio.run(_get(self.url, layout.LEASES, key)))
+
+    def balanced(self, workers: int) -> bool:
+        """Every partition's lease held, each of `workers` workers holding its fair share."""
+        held = Counter(_pid(epoch) for epoch in asyncio.run(_values(self.url, layout.LEASES)))
+        return sorted(held.values()) == [4 // workers] * workers
 
     def record_epochs(self, names: list[str]) -> list[str]:
         keys = [layout.stream_key(layout.partition(n, 4), layout.token(n)) for n in names]
@@ -80,16 +84,28 @@ class Cluster:
         return [layout.StreamRecord.decode(r.encode()).epoch or "" for r in records]
 
     def close(self) -> None:
+        """Kill the workers (their graceful stop is the hand-over the tests exercise already)."""
         for process in self.workers:
             if process.poll() is None:
-                os.kill(process.pid, signal.SIGCONT)
-                process.terminate()
-        for process in self.workers:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait(10)
+                process.wait(20)
+
+
+def _pid(epoch: str) -> int:
+    """The pid in a lease's epoch, <host>-<pid>.<n>."""
+    return int(epoch.rsplit(".", 1)[0].rsplit("-", 1)[1])
+
+
+async def _values(url: str, bucket: str) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value(bucket)
+        values = []
+        for key in await layout.keys(kv):
+            values.append(((await kv.get(key)).value or b"").decode())
+        return values
+    finally:
+        await nc.close()
 
 
 async def _get(url: str, bucket: str, key: str) -> str:

@@ -53,9 +53,12 @@ def test_worker_killed_mid_stream_another_takes_over(cluster: Cluster, tmp_path:
 
 def test_frozen_owner_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
     sent = {name: batches(name, 4 * 5) for name in NAMES}
-    frozen = cluster.worker()
+    cluster.worker()
+    cluster.worker()
     with cluster.api() as api:
         _create(api.client, NAMES)
+        wait_until(lambda: cluster.balanced(2), 60)  # two partitions each
+        frozen, successor = sorted(cluster.workers, key=lambda w: w.pid != cluster.owner_pid("s0"))
 
         def push_round(r: int) -> None:
             for seq in range(5 * r, 5 * r + 5):
@@ -63,9 +66,8 @@ def test_frozen_owner_is_fenced(cluster: Cluster, tmp_path: Path) -> None:
                     push_until_acknowledged(api.client, name, sent[name][seq], seq)
 
         push_round(0)
-        os.kill(frozen.pid, signal.SIGSTOP)  # owns every partition, leases run out
-        successor = cluster.worker()
-        push_round(1)  # served once the successor claimed the partitions
+        os.kill(frozen.pid, signal.SIGSTOP)  # owns s0's partition; its leases run out
+        push_round(1)  # served once the successor claimed the frozen worker's partitions
         os.kill(frozen.pid, signal.SIGCONT)  # must stop on its own and write nothing
         push_round(2)
         epochs = cluster.record_epochs(NAMES)
