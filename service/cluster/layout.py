@@ -1,8 +1,10 @@
 """Names, records and wire formats shared by API nodes and workers; the JetStream setup."""
 
+import asyncio
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +33,7 @@ META = "dw-meta"  # KV: partitions -> P
 SNAPSHOTS = "dw-snapshots"  # object store: <token>.<log position> -> encoded snapshot
 # Headers of a log message.
 OP, REPLY, SEQ, DIM = "Dw-Op", "Dw-Reply", "Dw-Seq", "Dw-Dim"
+SETUP_SECONDS = 60.0  # how long a process waits for JetStream at start
 DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id (one per HTTP request)
 
 
@@ -203,11 +206,24 @@ class Cluster:
 
 async def connect(settings: Settings, name: str) -> Cluster:
     """Connect to settings.nats_url and create what is missing (every process may: the configs
-    are identical, so creating twice is a no-op)."""
+    are identical, so creating twice is a no-op). Retried while JetStream is not available yet
+    (servers of a cluster starting together elect a meta leader first)."""
     assert settings.nats_url is not None
     servers = [s.strip() for s in settings.nats_url.split(",") if s.strip()]
     nc = await nats.connect(servers, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1)
     js = nc.jetstream(timeout=10)
+    deadline = time.monotonic() + SETUP_SECONDS
+    while True:
+        try:
+            return await _setup(nc, js, settings)
+        except nats.errors.Error as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("JetStream not ready (%r); retrying", exc)
+            await asyncio.sleep(1)
+
+
+async def _setup(nc: Client, js: JetStreamContext, settings: Settings) -> Cluster:
     replicas = settings.nats_replicas
     await js.add_stream(
         name=LOG,

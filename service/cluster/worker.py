@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import nats.errors
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 
 from service.cluster import layout
@@ -66,7 +67,11 @@ class Worker:
         log.info("worker %s: connected, %d partitions", self.id, self.c.partitions)
         try:
             while not stop.is_set():
-                await self._tick()
+                try:
+                    await self._tick()
+                except nats.errors.Error as exc:  # NATS away for a moment (a restart, an election):
+                    # leases not renewed lapse, and their partitions stop on their own
+                    log.warning("worker %s: %r", self.id, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.lease_seconds / 4)
         finally:

@@ -1,6 +1,7 @@
 """Helpers of the cluster tests: worker processes, API nodes, retrying pushes, whole states."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import nats
 import numpy as np
+from nats.js.errors import NotFoundError
 
 from service.cluster import layout
 from service.settings import Settings
@@ -102,7 +104,8 @@ async def _values(url: str, bucket: str) -> list[str]:
         kv = await nc.jetstream().key_value(bucket)
         values = []
         for key in await layout.keys(kv):
-            values.append(((await kv.get(key)).value or b"").decode())
+            with contextlib.suppress(NotFoundError):  # deleted since listed (a hand-over)
+                values.append(((await kv.get(key)).value or b"").decode())
         return values
     finally:
         await nc.close()
