@@ -285,8 +285,10 @@ def cmd_watch(args: argparse.Namespace, console: Console) -> int:
             for event in events:
                 if isinstance(event, SelectionChangeEvent):
                     _say(console, _render.change_line(event))
-                else:
+                elif isinstance(event, StepEvent):
                     _say(console, _render.step_line(event.selection))
+                else:  # a reconnect lost events: the server says which
+                    _say(console, event.message)
     return 0
 
 
@@ -297,7 +299,7 @@ def _watch_live(stream: str, events: Iterable[Event], console: Console) -> None:
         for event in events:
             if isinstance(event, StepEvent):
                 view.selection = event.selection
-            else:
+            elif isinstance(event, SelectionChangeEvent):
                 view.changes = (*view.changes, event)
             live.update(view.render(), refresh=True)
 

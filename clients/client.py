@@ -57,10 +57,6 @@ def _watch_timeout(timeout: float | None) -> httpx.Timeout:
     return httpx.Timeout(timeout, read=api.SSE_READ_TIMEOUT)
 
 
-def _watch_headers() -> dict[str, str]:
-    return {"Accept": "text/event-stream"}
-
-
 class DimwatchClient:
     """Blocking client. Thread-safe as far as httpx.Client is; close it (or use `with`)."""
 
@@ -188,25 +184,34 @@ class DimwatchClient:
         return self._send(api.reconstruct(stream, X, latent_dim))
 
     def watch(self, stream: str) -> Generator[Event, None, None]:
-        """Typed events of the stream as they happen; runs until the server ends the stream."""
-        decoder = api.SSEDecoder()
-        try:
-            with self._http.stream(
-                "GET",
-                api.events_path(stream),
-                headers=_watch_headers(),
-                timeout=_watch_timeout(self._timeout),
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                api.check_event_stream(response)
-                for line in response.iter_lines():
-                    sse = decoder.decode(line)
-                    event = api.parse_event(sse) if sse is not None else None
-                    if event is not None:
-                        yield event
-        except httpx.TransportError as exc:
-            raise api.connection_error(self.base_url, exc) from exc
+        """Typed events of the stream as they happen, until the stream is deleted.
+
+        Reconnects when the connection drops or the server restarts, with Last-Event-ID so that
+        nothing is missed or repeated (a `ResetEvent` says when the server no longer had what
+        was missed); gives up with ConnectionError after `retry.attempts` failures in a row."""
+        session = api.WatchSession(self.retry, self.base_url, time.monotonic())
+        while not session.deleted:
+            try:
+                with self._http.stream(
+                    "GET",
+                    api.events_path(stream),
+                    headers=session.headers(),
+                    timeout=_watch_timeout(self._timeout),
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                    wait = session.opened(response, time.monotonic())
+                    if wait is None:
+                        for line in response.iter_lines():
+                            if (event := session.feed(line)) is not None:
+                                yield event
+                    error = None
+            except httpx.TransportError as exc:
+                error, wait = exc, None
+            if not session.deleted:
+                time.sleep(
+                    wait if wait is not None else session.reconnect_delay(error, time.monotonic())
+                )
 
 
 class AsyncDimwatchClient:
@@ -334,22 +339,27 @@ class AsyncDimwatchClient:
         return await self._send(api.reconstruct(stream, X, latent_dim))
 
     async def watch(self, stream: str) -> AsyncGenerator[Event, None]:
-        """Typed events of the stream as they happen; runs until the server ends the stream."""
-        decoder = api.SSEDecoder()
-        try:
-            async with self._http.stream(
-                "GET",
-                api.events_path(stream),
-                headers=_watch_headers(),
-                timeout=_watch_timeout(self._timeout),
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                api.check_event_stream(response)
-                async for line in response.aiter_lines():
-                    sse = decoder.decode(line)
-                    event = api.parse_event(sse) if sse is not None else None
-                    if event is not None:
-                        yield event
-        except httpx.TransportError as exc:
-            raise api.connection_error(self.base_url, exc) from exc
+        """Typed events of the stream as they happen; see `DimwatchClient.watch`."""
+        session = api.WatchSession(self.retry, self.base_url, time.monotonic())
+        while not session.deleted:
+            try:
+                async with self._http.stream(
+                    "GET",
+                    api.events_path(stream),
+                    headers=session.headers(),
+                    timeout=_watch_timeout(self._timeout),
+                ) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                    wait = session.opened(response, time.monotonic())
+                    if wait is None:
+                        async for line in response.aiter_lines():
+                            if (event := session.feed(line)) is not None:
+                                yield event
+                    error = None
+            except httpx.TransportError as exc:
+                error, wait = exc, None
+            if not session.deleted:
+                await asyncio.sleep(
+                    wait if wait is not None else session.reconnect_delay(error, time.monotonic())
+                )

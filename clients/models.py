@@ -355,4 +355,26 @@ class SelectionChangeEvent:
         )
 
 
-Event = StepEvent | SelectionChangeEvent
+@dataclass(frozen=True)
+class ResetEvent:
+    """`event: reset`: on a reconnect, events after `last_event_id` were lost (`reason`
+    too_old, ahead or unknown_id); what was kept follows. Re-read the selection and history."""
+
+    reason: str
+    last_event_id: str
+    step: int  # the stream's step when the listener reconnected
+    replayed_from: int | None  # the first step replayed, None when none is
+    message: str
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Self:
+        return cls(
+            reason=str(obj["reason"]),
+            last_event_id=str(obj["last_event_id"]),
+            step=int(obj["step"]),
+            replayed_from=_opt_int(obj["replayed_from"]),
+            message=str(obj["message"]),
+        )
+
+
+Event = StepEvent | SelectionChangeEvent | ResetEvent

@@ -1,6 +1,5 @@
 """The FastAPI application: `create_app(settings)` builds it; state lives in the lifespan."""
 
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -13,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import errors, openapi
 from service.backend import LocalBackend
 from service.metrics import Metrics
+from service.pubsub import Closing
 from service.registry import Registry
 from service.routes import batches, dashboard, events, models, ops, selection, streams
 from service.settings import Settings
@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.closing = threading.Event()  # set on SIGTERM: ends open event streams
+    app.state.closing = Closing()  # set on SIGTERM (from any thread): ends open event streams
     errors.install(app, metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
     # Routes are matched in order and matching costs a few microseconds per route: the batch

@@ -237,10 +237,8 @@ class Registry:
         changed = applied.previous_best not in (None, report.best_latent_dim)
         if changed:
             self.metrics.selection_changes.inc()
-        if not entry.hub.listening:
-            return
-        for message in views.step_events(applied):
-            entry.hub.publish(message)
+        # Rendered only when a listener reads them (now, or on a reconnect with Last-Event-ID).
+        entry.hub.publish(report.step, lambda: views.step_events(applied))
 
     # -------------------------------------------------------------------------------- streams
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from service.history import Point
 from service.live import Applied, LiveStream, Unavailable
-from service.pubsub import sse
+from service.pubsub import Messages
 from service.schemas import (
     BatchOut,
     CollapseOut,
@@ -95,17 +95,19 @@ def batch_out(applied: Applied) -> BatchOut:
     )
 
 
-def step_events(applied: Applied) -> list[str]:
-    """The server-sent events of one applied batch: `step`, and `selection_change` if any."""
+def step_events(applied: Applied) -> Messages:
+    """The events of one applied batch, in the order sent: `selection_change` if the best H
+    changed, then `step` (service/pubsub.py gives ids and explains the order)."""
     report = applied.report
-    messages = [sse("step", selection(report).model_dump_json(), report.step)]
+    messages: Messages = []
     if applied.previous_best not in (None, report.best_latent_dim):
         change = {
             "step": report.step,
             "previous": applied.previous_best,
             "best_latent_dim": report.best_latent_dim,
         }
-        messages.append(sse("selection_change", json.dumps(change)))
+        messages.append(("selection_change", json.dumps(change)))
+    messages.append(("step", selection(report).model_dump_json()))
     return messages
 
 

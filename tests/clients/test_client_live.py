@@ -2,12 +2,16 @@
 
 import socket
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from clients import AsyncDimwatchClient, DimwatchClient, errors
-from clients.models import SelectionChangeEvent, StepEvent
+from clients import AsyncDimwatchClient, DimwatchClient, RetryPolicy, errors
+from clients.models import Event, SelectionChangeEvent, StepEvent
+from service.settings import Settings
 from tests.clients.conftest import NO_RETRY, TOKEN, rows
+from tests.service.helpers import serve, wait_until
 
 
 def test_stream_array_round_trip_over_a_socket(live_client: DimwatchClient) -> None:
@@ -123,3 +127,39 @@ async def test_async_watch_yields_step_events_over_a_socket(live_url: str) -> No
     # After step N comes either the selection change at step N or step N + 1.
     expected = first.step if isinstance(second, SelectionChangeEvent) else first.step + 1
     assert second.step == expected
+
+
+def _collect_steps(events: Iterator[Event], got: list[int], count: int) -> None:
+    for event in events:
+        if isinstance(event, StepEvent):
+            got.append(event.step)
+            if len(got) == count:
+                return
+
+
+def test_watch_resumes_across_a_server_restart_with_last_event_id(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", keepalive_seconds=3600)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    patient = RetryPolicy(attempts=100, backoff=0.05, max_delay=0.5)  # bounded: ~50 s at most
+    got: list[int] = []
+    with DimwatchClient(f"http://127.0.0.1:{port}", retry=patient) as watching:
+        with serve(settings, port=port) as first:
+            first.client.post("/v1/streams", json={"name": "sensors", "latent_dims": [2, 4]})
+            events = watching.watch("sensors")
+            watcher = threading.Thread(target=_collect_steps, args=(events, got, 5))
+            watcher.start()
+            wait_until(lambda: first.registry.get("sensors").hub.listening)
+            for seq in range(3):
+                watching.push("sensors", rows(10, seed=seq), seq=seq)
+            wait_until(lambda: len(got) == 3)
+        # The first server stopped (the watch got `end: shutdown` and reconnects); a new one on
+        # the same port and data restores the stream; the watch resumes after Last-Event-ID 3.
+        with serve(settings, port=port) as second:
+            wait_until(lambda: second.registry.get("sensors").hub.listening)
+            for seq in range(3, 5):
+                watching.push("sensors", rows(10, seed=seq), seq=seq)
+            watcher.join(timeout=60)
+        events.close()
+    assert got == [1, 2, 3, 4, 5]

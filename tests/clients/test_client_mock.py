@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clients import AsyncDimwatchClient, DimwatchClient, RetryPolicy, errors
-from clients.models import SelectionChangeEvent, StepEvent
+from clients.models import ResetEvent, SelectionChangeEvent, StepEvent
 from tests.clients import samples
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, max_delay=1.0)
@@ -274,7 +274,10 @@ def test_stream_array_draws_progress_on_stderr(capsys: pytest.CaptureFixture[str
     assert "2/2" in captured.err
 
 
-def _events_body() -> bytes:
+END = 'event: end\ndata: {"reason": "deleted"}\n\n'
+
+
+def _events_body(end: str = END) -> bytes:
     step = json.dumps(samples.SELECTION)
     change = json.dumps({"step": 121, "previous": 6, "best_latent_dim": 4})
     text = (
@@ -282,12 +285,63 @@ def _events_body() -> bytes:
         f"event: step\nid: 121\ndata: {step}\n\n"
         f"event: selection_change\ndata: {change}\n\n"
     )
-    return text.encode()
+    return (text + end).encode()
 
 
-def _events_response() -> httpx.Response:
+def _events_response(text: bytes | None = None) -> httpx.Response:
     return httpx.Response(
-        200, content=_events_body(), headers={"Content-Type": "text/event-stream; charset=utf-8"}
+        200,
+        content=_events_body() if text is None else text,
+        headers={"Content-Type": "text/event-stream; charset=utf-8"},
+    )
+
+
+def test_watch_reconnects_with_last_event_id_until_the_stream_is_deleted() -> None:
+    step = json.dumps({**samples.SELECTION, "step": 122})
+    server = Server(
+        _events_response(_events_body(end="")),  # the connection closes without an end
+        httpx.ReadError("connection reset"),
+        _events_response(f"event: step\nid: 122\ndata: {step}\n\n{END}".encode()),
+    )
+
+    events = list(server.client().watch("sensors"))
+
+    assert [r.headers.get("Last-Event-ID") for r in server.requests] == [None, "121", "121"]
+    assert [type(e).__name__ for e in events] == [
+        "StepEvent",
+        "SelectionChangeEvent",
+        "StepEvent",
+    ]
+    assert isinstance(events[2], StepEvent) and events[2].step == 122
+
+
+def test_watch_gives_up_after_the_attempts_in_a_row() -> None:
+    server = Server(*[httpx.ConnectError("refused")] * 3)
+
+    with pytest.raises(errors.ConnectionError, match="cannot reach dimwatch"):
+        list(server.client().watch("sensors"))
+
+    assert len(server.requests) == 3
+
+
+def test_watch_yields_reset_when_the_server_lost_events() -> None:
+    reset = {
+        "reason": "too_old",
+        "last_event_id": "3",
+        "step": 400,
+        "replayed_from": 144,
+        "message": "cannot resume after Last-Event-ID '3'",
+    }
+    server = Server(_events_response(f"event: reset\ndata: {json.dumps(reset)}\n\n{END}".encode()))
+
+    (event,) = list(server.client().watch("sensors"))
+
+    assert event == ResetEvent(
+        reason="too_old",
+        last_event_id="3",
+        step=400,
+        replayed_from=144,
+        message="cannot resume after Last-Event-ID '3'",
     )
 
 

@@ -42,12 +42,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def serve(settings: Settings, ready_timeout: float = 10.0) -> Iterator[Server]:
-    """The app for these settings under uvicorn in a thread, ready, with a client."""
+def serve(settings: Settings, ready_timeout: float = 60.0, port: int = 0) -> Iterator[Server]:
+    """The app for these settings under uvicorn in a thread, ready, with a client; on `port`
+    (0: a free one; a given one can be reused at once by the next server, for restarts).
+    ready_timeout is generous: CI is a busy 2-core machine and a ready server returns at once."""
     app = create_app(settings)
     # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections (else +40 ms each)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
