@@ -87,7 +87,8 @@ class StreamCreate(BaseModel):
     model_config = ConfigDict(
         **_REQUEST,
         json_schema_extra={
-            "examples": [{"name": "sensors"}, {"name": "s2", "latent_dims": [1, 3]}]
+            # the first fits the batch example (D = 3): examples are sent as they are by tools
+            "examples": [{"name": "sensors", "latent_dims": [1, 2]}, {"name": "s2", "dim": 10}]
         },
     )
 
@@ -110,7 +111,11 @@ class StreamCreate(BaseModel):
     collapse_threshold: float = Field(
         default=1.0, description="encoder entropy above which h collapsed"
     )
-    seed: int = Field(default=0, ge=0, lt=2**63, description="seeds initialisation and sampling")
+    # At most 2**53 - 1: exact in every JSON parser (JavaScript's numbers are doubles), and a
+    # bound a float comparison cannot misjudge (Schemathesis sent 2**63 + 190 as "< 2**63").
+    seed: int = Field(
+        default=0, ge=0, le=2**53 - 1, description="seeds initialisation and sampling"
+    )
     dim: int | None = Field(
         default=None, ge=2, description="data dimension D; null: the first batch's"
     )
@@ -410,7 +415,9 @@ class TransformIn(BaseModel):
     )
 
     data: list[Row] = Field(min_length=1, description="rows x D numbers, D as the stream's")
-    latent_dim: int | None = Field(default=None, description="a latent size H of the stream")
+    latent_dim: int | None = Field(
+        default=None, ge=1, description="one of the stream's latent sizes H; null: the best"
+    )
 
 
 class TransformOut(BaseModel):
