@@ -77,7 +77,7 @@ class ClusterBackend:
 
     async def close(self) -> None:
         for listening in self._hubs.values():
-            listening.hub.close()
+            listening.hub.close("shutdown")
         if self._c is not None:
             await self._c.close()
 
@@ -253,8 +253,16 @@ class ClusterBackend:
             hub = Hub()
 
             async def relay(msg: Msg) -> None:
-                end = (msg.headers or {}).get(layout.OP) == "end"
-                hub.publish(None if end else msg.data.decode())
+                if (msg.headers or {}).get(layout.OP) == "end":  # the stream was deleted
+                    hub.close("deleted")  # a closed hub ends later listeners at once: forget it
+                    gone = self._hubs.get(name)
+                    if gone is not None and gone.hub is hub:
+                        del self._hubs[name]
+                        await gone.subscription.unsubscribe()
+                    return
+                batch = json.loads(msg.data)
+                events = [(str(e), str(d)) for e, d in batch["events"]]
+                hub.publish(int(batch["step"]), lambda: events)
 
             subject = layout.events_subject(layout.token(name))
             listening = _Listening(hub, await self.c.nc.subscribe(subject, cb=relay))

@@ -226,8 +226,9 @@ class Partition:
             if not applied.duplicate:
                 owned.unsnapped += 1
                 self._check()
-                for message in views.step_events(applied):
-                    await self.c.nc.publish(layout.events_subject(tok), message.encode())
+                # One message per batch: its step and events (service/pubsub.py gives the ids).
+                events = {"step": applied.report.step, "events": views.step_events(applied)}
+                await self.c.nc.publish(layout.events_subject(tok), json.dumps(events).encode())
         owned.log_seq = seq
         return out
 
