@@ -39,6 +39,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "boost_learning_rate": 0.05,
     "standardize": False,
 }
+EPOCH = "1970-01-01T00:00:00Z"  # created_at of a stream whose row cannot be read
 
 
 @dataclass(frozen=True)
@@ -319,3 +320,32 @@ class LiveStream:
         return Unavailable(
             self.name, self.unavailable, self.config, self.dim, self.created_at, self.step
         )
+
+
+def restore(
+    store: Store,
+    name: str,
+    default_device: str,
+    history_limit: int,
+    gate: threading.Semaphore | None = None,
+) -> LiveStream | Unavailable | None:
+    """The stored stream `name` restored, or why it cannot be (never raises); None: no such
+    stream."""
+    stored: StoredStream | None = None
+    try:
+        stored = store.load_stream(name)
+        if stored is None:
+            return None
+        return LiveStream.restore(stored, store, default_device, history_limit, gate)
+    except Exception as exc:
+        log.exception("stream %r cannot be restored; serving it as unavailable", name)
+        reason = f"could not restore it ({exc})"
+    if stored is None:
+        try:
+            stored = store.load_row(name)
+        except Exception:
+            log.exception("stream %r: its row cannot be read", name)
+    if stored is None:
+        return Unavailable(name, reason, {}, None, EPOCH, 0)
+    config = {**LEGACY_DEFAULTS, **stored.config}
+    return Unavailable(name, reason, config, stored.dim, stored.created_at, stored.stored_step)

@@ -23,6 +23,17 @@ class Metrics:
             "Stored streams that cannot be served (restore or reload failed)",
             registry=r,
         )
+        self.memory = Gauge(
+            "dimwatch_memory_reserved_bytes",
+            "Memory budget reserved: by stream banks (resident) and batches in progress",
+            ["kind"],
+            registry=r,
+        )
+        self.memory_budget = Gauge(
+            "dimwatch_memory_budget_bytes",
+            "The memory budget (DIMWATCH_MEMORY_BUDGET_MB)",
+            registry=r,
+        )
         self.selection_changes = Counter(
             "dimwatch_selection_changes", "Times a stream's best latent size changed", registry=r
         )

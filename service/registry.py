@@ -29,19 +29,19 @@ import torch
 from starlette.concurrency import run_in_threadpool
 
 from service import views
+from service.budget import Budget, bank_bytes, batch_bytes
 from service.errors import ApiError, not_found
-from service.live import LEGACY_DEFAULTS, Applied, LiveStream, Unavailable
+from service.live import Applied, LiveStream, Unavailable, restore
 from service.metrics import Metrics
 from service.pubsub import Hub
 from service.schemas import StreamCreate
 from service.settings import Settings
-from service.store import Store, StoredStream
+from service.store import Store
 from streaming.bank import LinearVAEBank, resolve_device
 from streaming.config import BankConfig
 
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
-EPOCH = "1970-01-01T00:00:00Z"  # created_at of a stream whose row cannot be read
 COMMIT_WAITERS = 32  # pool threads beyond the training ones (they wait on group commits)
 
 
@@ -64,6 +64,7 @@ class _Job:
     fn: Callable[[], Any]
     future: "asyncio.Future[Any]"
     counted: bool  # counts against queue_depth (batches do; deletes and snapshots do not)
+    reserved: int = 0  # memory budget bytes of a batch, released when it is done
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Entry:
     pending: int = 0  # counted jobs queued or running
     hub: Hub = field(default_factory=Hub)
     task: "asyncio.Task[None] | None" = None
+    resident: int = 0  # memory budget bytes reserved for its bank
 
 
 class Registry:
@@ -91,6 +93,10 @@ class Registry:
             settings.workers + COMMIT_WAITERS, "dimwatch-worker", _init_worker
         )
         self._gate = threading.Semaphore(settings.workers)  # training steps at once
+        self.budget = Budget(settings.memory_budget_mb)
+        metrics.memory_budget.set(self.budget.limit)
+        metrics.memory.labels("resident").set_function(lambda: self.budget.resident)
+        metrics.memory.labels("transient").set_function(lambda: self.budget.transient)
         self._loader: asyncio.Task[None] | None = None
 
     @property
@@ -115,7 +121,11 @@ class Registry:
             return
         for restored in await asyncio.gather(*(self._run(self._restore, n) for n in names)):
             if isinstance(restored, LiveStream):
-                self._start(Entry(restored))
+                resident = (
+                    0 if restored.dim is None else bank_bytes(restored.bank_config, restored.dim)
+                )
+                self.budget.resident += resident  # stored streams come back, over budget or not
+                self._start(Entry(restored, resident=resident))
             elif restored is not None:
                 self._unavailable[restored.name] = restored
         self._count()
@@ -128,33 +138,14 @@ class Registry:
         )
 
     def _restore(self, name: str) -> LiveStream | Unavailable | None:
-        """The stream restored, or why it cannot be (never raises)."""
-        stored: StoredStream | None = None
-        try:
-            stored = self.store.load_stream(name)
-            if stored is None:
-                return None
-            s = self.settings
-            live = LiveStream.restore(stored, self.store, s.device, s.history_limit, self._gate)
-        except Exception as exc:
-            log.exception("stream %r cannot be restored; serving it as unavailable", name)
-            return self._broken(name, f"could not restore it ({exc})", stored)
-        try:
-            live.snapshot_if_due(s.snapshot_every)
-        except Exception:  # restored all the same; the next snapshot retries
-            log.exception("snapshot of stream %r failed", name)
-        return live
-
-    def _broken(self, name: str, reason: str, stored: StoredStream | None) -> Unavailable:
-        if stored is None:
+        s = self.settings
+        live = restore(self.store, name, s.device, s.history_limit, self._gate)
+        if isinstance(live, LiveStream):
             try:
-                stored = self.store.load_row(name)
-            except Exception:
-                log.exception("stream %r: its row cannot be read", name)
-        if stored is None:
-            return Unavailable(name, reason, {}, None, EPOCH, 0)
-        config = {**LEGACY_DEFAULTS, **stored.config}
-        return Unavailable(name, reason, config, stored.dim, stored.created_at, stored.stored_step)
+                live.snapshot_if_due(s.snapshot_every)
+            except Exception:  # restored all the same; the next snapshot retries
+                log.exception("snapshot of stream %r failed", name)
+        return live
 
     def _count(self) -> None:
         self.metrics.streams.set(len(self._streams))
@@ -200,6 +191,9 @@ class Registry:
                     job.future.set_result(result)
             finally:
                 entry.pending -= job.counted
+                self.budget.transient -= job.reserved
+            if job.reserved and entry.live.dim is None:  # its first batch failed: no bank yet
+                self._release(entry)
             if entry.live.unavailable is not None and not entry.live.deleted:
                 self._retire(entry)
 
@@ -212,10 +206,16 @@ class Registry:
         self._unavailable[entry.live.name] = entry.live.as_unavailable()
         entry.queue.put_nowait(None)
         entry.hub.close()
+        self._release(entry)
         self._count()
 
-    async def _submit(self, entry: Entry, fn: Callable[[], T], counted: bool = True) -> T:
-        if counted and entry.pending >= self.settings.queue_depth:
+    def _release(self, entry: Entry) -> None:
+        """Give the memory budget reserved for the stream's bank back."""
+        self.budget.resident -= entry.resident
+        entry.resident = 0
+
+    def _check_queue(self, entry: Entry) -> None:
+        if entry.pending >= self.settings.queue_depth:
             raise ApiError(
                 429,
                 "rate_limited",
@@ -223,9 +223,15 @@ class Registry:
                 f"queue_depth is {self.settings.queue_depth}; retry later",
                 headers={"Retry-After": "1"},
             )
+
+    async def _submit(
+        self, entry: Entry, fn: Callable[[], T], counted: bool = True, reserved: int = 0
+    ) -> T:
+        if counted:
+            self._check_queue(entry)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         entry.pending += counted
-        entry.queue.put_nowait(_Job(fn, future, counted))
+        entry.queue.put_nowait(_Job(fn, future, counted, reserved))
         return await future
 
     def _published(self, entry: Entry, applied: Applied) -> None:
@@ -271,12 +277,15 @@ class Registry:
         self.check_limits(spec, self.settings, len(self._streams) + len(self._unavailable))
         live = self.new_stream(spec, self.store, self.settings, self._gate)
         config, created_at = spec.model_dump(exclude={"name", "dim"}), live.created_at
-        entry = Entry(live)
+        resident = 0 if spec.dim is None else bank_bytes(live.bank_config, spec.dim)
+        self.budget.reserve_stream(spec.name, resident)
+        entry = Entry(live, resident=resident)
         self._streams[spec.name] = entry  # reserve the name while the row is written
         try:
             await self._run(self.store.create_stream, spec.name, config, spec.dim, created_at)
         except BaseException:
             del self._streams[spec.name]
+            self._release(entry)
             raise
         self._start(entry)
         return live
@@ -353,6 +362,7 @@ class Registry:
         entry.queue.put_nowait(None)
         entry.hub.close()
         del self._streams[name]
+        self._release(entry)
         self._count()
 
     async def _delete_unavailable(self, name: str) -> None:
@@ -367,9 +377,16 @@ class Registry:
     # -------------------------------------------------------------------------------- work
 
     async def push(self, name: str, x: np.ndarray, seq: int | None) -> Applied:
-        """Apply one batch in the stream's order; returns once it is durable."""
+        """Apply one batch in the stream's order; returns once it is durable. Its memory (and
+        its stream's bank's, for a first batch) is reserved from the budget until it is done."""
         entry = self.get(name)
         live, every = entry.live, self.settings.snapshot_every
+        self._check_queue(entry)
+        rows, dim = x.shape
+        bank = 0 if entry.resident else bank_bytes(live.bank_config, dim)
+        reserved = batch_bytes(live.bank_config, dim, rows)
+        self.budget.admit_batch(name, bank, reserved)
+        entry.resident += bank
 
         def job() -> Applied:
             applied = live.apply(x, seq)
@@ -379,7 +396,7 @@ class Registry:
                 log.exception("snapshot of stream %r failed", live.name)
             return applied
 
-        return await self._submit(entry, job)
+        return await self._submit(entry, job, reserved=reserved)
 
     async def read(self, name: str, fn: Callable[[LiveStream], T]) -> T:
         """Run a blocking read of the stream's bank off the loop, not behind its queue."""

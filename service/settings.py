@@ -1,10 +1,23 @@
 """Server settings, read from DIMWATCH_* environment variables (pydantic-settings)."""
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_memory_budget_mb() -> int:
+    """Half of this machine's memory (or of the container's limit, when that is lower)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            total = min(total, int(limit))
+    except (OSError, ValueError):
+        pass
+    return max(64, total // 2 // 2**20)
 
 
 class Settings(BaseSettings):
@@ -34,6 +47,10 @@ class Settings(BaseSettings):
     max_latent_dims: int = Field(default=16, ge=1)
     # mc_samples of a stream: Monte Carlo cost grows with it (422 limit_exceeded past it).
     max_mc_samples: int = Field(default=1_000, ge=1)
+    # MB that stream banks and batches in progress may take together (service/budget.py says
+    # how they are estimated); past it: 422 at creation, 413 or 429 for a batch. Default: half
+    # of the machine's (or the container's) memory.
+    memory_budget_mb: int = Field(default_factory=default_memory_budget_mb, ge=1)
     # Batches queued or running per stream; past it: 429 rate_limited with Retry-After.
     queue_depth: int = Field(default=64, ge=1)
     # History points kept per stream; older points are thinned to keep memory constant.
