@@ -6,8 +6,10 @@ Estimates, in bytes of float32 (shapes as in streaming/bank.py: M candidates pad
 latents, data dimension D, batches of B rows, S Monte Carlo samples):
 
     P          = M (2 D Hmax + D + 2 Hmax + 1)       parameters W, V, mu, b, tau, sigma
-    resident   = 4 P (parameters, gradients, two Adam moments; SGD: 2 P)    held while it lives
-    step       = 3 M B D + 4 M B Hmax + 3 P          the analytic step's temporaries
+    resident   = 4 P with Adam (parameters, gradients, two moments), 2 P with SGD, P + D with the
+                 natural step (parameters, running mean)                     held while it lives
+    step       = 3 M B D + 4 M B Hmax + 4 P          the step's temporaries (the natural step's
+               + M Hmax^2                            new W, rotation and balance; Adam's grads)
                + 6 S M B Hmax (estimator mc)          eps, d and their autograd buffers
     snapshot   = 6 P                                  state_bytes(): a copy, then its bytes
     batch      = max(step, snapshot) + 2 B D          held from admission until it is applied:
@@ -33,14 +35,15 @@ def parameters(config: BankConfig, dim: int) -> int:
 
 def bank_bytes(config: BankConfig, dim: int) -> int:
     """Parameters, gradients and optimizer state of a bank on data of dimension `dim`."""
-    copies = 4 if config.optimizer == "adam" else 2
-    return copies * parameters(config, dim) * FLOAT
+    p = parameters(config, dim)
+    resident = {"adam": 4 * p, "sgd": 2 * p}.get(config.optimizer, p + dim)
+    return resident * FLOAT
 
 
 def batch_bytes(config: BankConfig, dim: int, rows: int) -> int:
     """Memory a batch of `rows` rows holds from its admission to the end of its step."""
     m, hmax, p = len(config.latent_dims), max(config.latent_dims), parameters(config, dim)
-    step = 3 * m * rows * dim + 4 * m * rows * hmax + 3 * p
+    step = 3 * m * rows * dim + 4 * m * rows * hmax + 4 * p + m * hmax * hmax
     if config.estimator == "mc":
         step += 6 * config.mc_samples * m * rows * hmax
     return (max(step, 6 * p) + 2 * rows * dim) * FLOAT

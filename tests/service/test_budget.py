@@ -15,10 +15,12 @@ Make = Callable[..., AbstractContextManager[Server]]
 
 
 def test_estimates_follow_the_documented_formulas() -> None:
-    config = BankConfig(latent_dims=(2, 4, 6), estimator="mc", mc_samples=100)
-    assert parameters(config, 10) == 3 * (2 * 10 * 6 + 10 + 2 * 6 + 1)
-    assert bank_bytes(config, 10) == 4 * parameters(config, 10) * 4
-    step = 3 * 3 * 50 * 10 + 4 * 3 * 50 * 6 + 3 * parameters(config, 10) + 6 * 100 * 3 * 50 * 6
+    config = BankConfig(latent_dims=(2, 4, 6), estimator="mc", mc_samples=100, optimizer="adam")
+    p = 3 * (2 * 10 * 6 + 10 + 2 * 6 + 1)
+    assert parameters(config, 10) == p
+    assert bank_bytes(config, 10) == 4 * p * 4
+    assert bank_bytes(BankConfig(latent_dims=(2, 4, 6), optimizer="natural"), 10) == (p + 10) * 4
+    step = 3 * 3 * 50 * 10 + 4 * 3 * 50 * 6 + 4 * p + 3 * 6 * 6 + 6 * 100 * 3 * 50 * 6
     assert batch_bytes(config, 10, 50) == (step + 2 * 50 * 10) * 4
 
 
@@ -39,9 +41,14 @@ def test_batch_that_fits_only_later_is_rate_limited() -> None:
 
 def test_create_over_budget_refused_and_changes_nothing(make_server: Make) -> None:
     with make_server(memory_budget_mb=64) as server:
-        spec = {"name": "big", "dim": 1000, "latent_dims": [100, 200, 400, 800]}
+        spec = {
+            "name": "big",
+            "dim": 1000,
+            "latent_dims": [100, 200, 400, 800],
+            "optimizer": "adam",
+        }
         response = server.client.post("/v1/streams", json=spec)
-        need = bank_bytes(BankConfig(latent_dims=(100, 200, 400, 800)), 1000)
+        need = bank_bytes(BankConfig(latent_dims=(100, 200, 400, 800), optimizer="adam"), 1000)
         assert response.status_code == 422
         assert response.json() == {
             "error": "limit_exceeded",
@@ -58,7 +65,8 @@ def test_create_over_budget_refused_and_changes_nothing(make_server: Make) -> No
 def test_mc_batch_over_budget_refused_before_allocating(make_server: Make) -> None:
     with make_server(memory_budget_mb=64) as server:
         client = server.client
-        client.post("/v1/streams", json={"name": "mc", "estimator": "mc", "mc_samples": 1000})
+        spec = {"name": "mc", "estimator": "mc", "mc_samples": 1000, "optimizer": "adam"}
+        assert client.post("/v1/streams", json=spec).status_code == 201
         assert push(client, "mc", batch(rows=10, dim=8), seq=0).status_code == 200
         response = push(client, "mc", batch(rows=2000, dim=8), seq=1)  # eps: 1000 x 3 x 2000 x 6
         assert response.status_code == 413
