@@ -27,7 +27,7 @@ import numpy as np
 class ConvergenceTest:
     """Thresholds of the drift test."""
 
-    min_batches: int = 500  # batches since the (re)start before any candidate can converge
+    min_batches: int = 1000  # batches since the (re)start before any candidate can converge
     rows_per_parameter: float = 10.0  # ... and rows per parameter of the candidate (H D + 1)
     fast: float = 20.0  # batches in the fast average of F_ent
     slow: float = 200.0  # batches in the slow average of F_ent

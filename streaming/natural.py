@@ -34,9 +34,9 @@ from streaming import objectives
 class Schedule:
     """eta_t = max(floor, start / (1 + t / decay_batches)), t = batches since the (re)start."""
 
-    start: float = 0.05  # step size of the first batches
+    start: float = 0.3  # step size of the first batches after the start or a restart
     floor: float = 0.001  # smallest step size (how fast a stationary stream is still followed)
-    decay_batches: float = 300.0  # batches until eta has halved
+    decay_batches: float = 50.0  # batches until eta has halved (late: eta ~ 15 / t)
 
     def eta(self, t: int) -> float:
         return max(self.floor, self.start / (1.0 + t / self.decay_batches))
