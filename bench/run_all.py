@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-SCRIPTS = ["paper_fig3", "tracking", "baselines", "core_speed", "service_speed"]
+SCRIPTS = ["paper_fig3", "tracking", "baselines", "core_speed", "service_speed", "api_fuzz"]
 
 
 def main() -> None:
