@@ -30,6 +30,8 @@ from streaming.errors import InvalidBatchError, InvalidConfigError
 from streaming.preprocess import Scaler
 from streaming.report import ModelParams, ModelScore, StepReport, Training
 
+# what a refused Adam/SGD step restores: parameters, optimizer moments, generator state
+_Saved = tuple[dict[str, torch.Tensor], dict[Any, dict[str, Any]], torch.Tensor]
 STATE_VERSION = 2  # 2: natural optimizer state, scaler, convergence; 1 still loads
 PARAM_NAMES = ("W", "mu", "sigma_raw", "V", "b", "tau_raw")
 
@@ -165,7 +167,16 @@ class LinearVAEBank:
         return elbo
 
     def _gradient_step(self, x: torch.Tensor) -> torch.Tensor:
-        """One Adam/SGD step on the batch ELBO; undone unless every parameter stays finite."""
+        """One Adam/SGD step on the batch ELBO; undone (parameters, moments and the sampler's
+        generator) unless the ELBO, the gradients and the new parameters are all finite."""
+        saved = self._saved_state()
+        try:
+            return self._gradient_step_unchecked(x)
+        except InvalidBatchError:
+            self._restore_state(saved)
+            raise
+
+    def _gradient_step_unchecked(self, x: torch.Tensor) -> torch.Tensor:
         p = self._params
         if self.config.estimator == "analytic":
             detached = {k: v.detach() for k, v in p.items()}
@@ -180,34 +191,27 @@ class LinearVAEBank:
                 samples=self.config.mc_samples, generator=self._generator,
             )  # fmt: skip
             (-elbo.sum()).backward()
-        grads_now = [v.grad for v in p.values() if v.grad is not None]
-        _check_finite(x, elbo.detach(), *grads_now)
-        saved = self._saved_state()
+        _check_finite(x, elbo.detach(), *(v.grad for v in p.values() if v.grad is not None))
         self._optimizer.step()
-        try:
-            _check_finite(x, *(v.detach() for v in p.values()), *self._variances())
-        except InvalidBatchError:
-            self._restore_state(saved)
-            raise
+        _check_finite(x, *(v.detach() for v in p.values()), *self._variances())
         return elbo
 
-    def _saved_state(self) -> tuple[dict[str, torch.Tensor], dict[Any, dict[str, Any]]]:
+    def _saved_state(self) -> _Saved:
         params = {k: v.detach().clone() for k, v in self._params.items()}
         moments = {
             key: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
             for key, s in self._optimizer.state.items()
         }
-        return params, moments
+        return params, moments, self._generator.get_state()
 
-    def _restore_state(
-        self, saved: tuple[dict[str, torch.Tensor], dict[Any, dict[str, Any]]]
-    ) -> None:
-        params, moments = saved
+    def _restore_state(self, saved: _Saved) -> None:
+        params, moments, rng = saved
         with torch.no_grad():
             for k, v in params.items():
                 self._params[k].copy_(v)
         self._optimizer.state.clear()
         self._optimizer.state.update(moments)
+        self._generator.set_state(rng)
 
     def restart(self) -> None:
         """The stream changed: restart the natural step's schedule (Adam/SGD: forget the

@@ -2,6 +2,7 @@
 overflow, and the convergence flag, judged against the exact p-PCA optimum (docs/math.md)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,9 +138,17 @@ def test_repushing_the_same_rows_keeps_the_pick_on_stationary_data() -> None:
     assert set(tail) == {4}
 
 
-@pytest.mark.parametrize("optimizer", ["natural", "adam"])
-def test_overflowing_batch_is_refused_and_changes_nothing(optimizer: str) -> None:
-    bank = LinearVAEBank(4, BankConfig(latent_dims=(1, 2), optimizer=optimizer, device="cpu"))  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "config",
+    [
+        BankConfig(latent_dims=(1, 2), device="cpu"),
+        BankConfig(latent_dims=(1, 2), optimizer="adam", device="cpu"),
+        BankConfig(latent_dims=(1, 2), optimizer="adam", estimator="mc", mc_samples=3),
+    ],
+    ids=["natural", "adam", "adam-mc"],
+)
+def test_overflowing_batch_is_refused_and_changes_nothing(config: BankConfig) -> None:
+    bank = LinearVAEBank(4, replace(config, device="cpu"))
     rng = np.random.default_rng(6)
     for _ in range(3):
         bank.learn_many(rng.normal(size=(10, 4)).astype(np.float32))
@@ -150,6 +159,7 @@ def test_overflowing_batch_is_refused_and_changes_nothing(optimizer: str) -> Non
     with pytest.raises(InvalidBatchError, match="non-finite"):
         bank.learn_many(bad)
     assert bank.report() == before
+    assert bank.state_bytes() == state  # parameters, moments and the sampler's generator
     again = LinearVAEBank.from_bytes(state)
     good = rng.normal(size=(10, 4)).astype(np.float32)
     assert bank.learn_many(good) == again.learn_many(good)
