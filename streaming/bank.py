@@ -147,15 +147,18 @@ class LinearVAEBank:
         """The natural step (streaming/natural.py), committed only when every result is finite."""
         p = self._params
         eta = natural.SCHEDULE.eta(self.convergence.batches)
-        if self._moments is None or self._sigma2 is None:
-            c, W, sigma2 = natural.first_guess(x, p["W"].detach(), self._mask)
-            moments = natural.Moments(c, x.shape[0])
-        else:
-            moments = self._moments
-            c = moments.update(x, eta)
-            moments = natural.Moments(c, moments.rows + x.shape[0])
-            W, sigma2 = p["W"].detach(), self._sigma2
-        elbo, W, sigma2 = natural.step(x, c, W, sigma2, self._mask, eta)
+        try:  # eigh of a matrix with overflowed entries fails: that batch is refused too
+            if self._moments is None or self._sigma2 is None:
+                c, W, sigma2 = natural.first_guess(x, p["W"].detach(), self._mask)
+                moments = natural.Moments(c, x.shape[0])
+            else:
+                moments = self._moments
+                c = moments.update(x, eta)
+                moments = natural.Moments(c, moments.rows + x.shape[0])
+                W, sigma2 = p["W"].detach(), self._sigma2
+            elbo, W, sigma2 = natural.step(x, c, W, sigma2, self._mask, eta)
+        except torch.linalg.LinAlgError as exc:
+            raise _not_finite(x) from exc
         _check_finite(x, elbo, W, sigma2, c)
         V, b, _ = natural.encoder(W, sigma2, c, self._mask)
         with torch.no_grad():
@@ -481,10 +484,13 @@ class LinearVAEBank:
 
 def _check_finite(x: torch.Tensor, *results: torch.Tensor) -> None:
     """Refuse a step whose results are not all finite (the caller commits nothing)."""
-    if all(bool(torch.isfinite(r).all()) for r in results):
-        return
+    if not all(bool(torch.isfinite(r).all()) for r in results):
+        raise _not_finite(x)
+
+
+def _not_finite(x: torch.Tensor) -> InvalidBatchError:
     peak = float(x.abs().max())
-    raise InvalidBatchError(
+    return InvalidBatchError(
         f"this batch would make the model non-finite (largest |value| {peak:.3g}: its squares "
         "overflow float32 arithmetic, or the step size is too large); nothing was applied, "
         "rescale the data (or lower learning_rate)"

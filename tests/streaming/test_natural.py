@@ -165,6 +165,17 @@ def test_overflowing_batch_is_refused_and_changes_nothing(config: BankConfig) ->
     assert bank.learn_many(good) == again.learn_many(good)
 
 
+def test_first_batch_with_overflowing_values_is_refused() -> None:
+    """Schemathesis' row: its squares overflow, so the first guess's rotation (eigh) failed."""
+    bank = LinearVAEBank(7, BankConfig(device="cpu"))
+    state = bank.state_bytes()
+    row = np.array([[0, -0.99999, -4.9e-51, 2.7e38, -7.5e-163, 3.6e37, 1.4e16]], np.float32)
+    with pytest.raises(InvalidBatchError, match="non-finite"):
+        bank.learn_many(row)
+    assert bank.state_bytes() == state
+    assert bank.learn_many(np.ones((2, 7), np.float32)).step == 1
+
+
 def test_learning_rate_beyond_one_is_refused() -> None:
     with pytest.raises(InvalidConfigError, match="learning_rate"):
         BankConfig(learning_rate=1000.0, optimizer="adam")
