@@ -226,9 +226,11 @@ def set_threads(n: int) -> None:
 
 
 def make_learner(spec: str, dim: int, seed: int = 0, **bank: Any) -> Learner:
-    """A learner from a short spec: 'plain:lr=0.002' (LinearVAEBank, optionally opt=sgd) or
+    """A learner from a short spec: 'plain:lr=0.002' (LinearVAEBank, optionally opt=sgd),
     'adaptive:lr=0.002,boost_lr=0.05,decay=50,threshold=5,score_rate=1,reset=1,reset_every=25'
-    (streaming.adaptive). Extra keyword arguments go to BankConfig (estimator, bic_n, ...).
+    (streaming.adaptive), or 'default:' (what the service runs for a new stream:
+    AdaptiveBank(BankConfig()), the natural step; the other specs default to opt=adam, the
+    paper's recipe). Extra keyword arguments go to BankConfig (estimator, bic_n, ...).
     The spec's own defaults (lr 0.002, boost_lr 0.02, decay 50, threshold 5, score_rate 1,
     reset 1, reset_every 0, margin 0) are fixed here so that recorded specs keep their meaning;
     they are not AdaptiveConfig's defaults."""
@@ -238,6 +240,8 @@ def make_learner(spec: str, dim: int, seed: int = 0, **bank: Any) -> Learner:
 
     kind, _, rest = spec.partition(":")
     kv = dict(item.split("=") for item in rest.split(",") if item)
+    if kind == "default" and not kv:
+        return AdaptiveBank(dim, BankConfig(seed=seed, **{"device": "cpu", **bank}))
     config = BankConfig(
         learning_rate=float(kv.pop("lr", 0.002)),
         optimizer=kv.pop("opt", "adam"),  # type: ignore[arg-type]

@@ -7,8 +7,11 @@
 2. Cost of scoring three candidates: the data-free entropy BIC (Corollary 1) against the exact
    p-PCA log-likelihood (Eq. 26) of a window of 1,000 rows and an MC ELBO (100 samples) of a
    batch of 100 rows.
+3. The default natural step against the paper's Adam analytic step (issue 9), at D = 10 and 64,
+   B = 10, H = 2, 4, 6, for the plain bank and for the adaptive bank the service runs; the
+   measurements are interleaved in rounds (the machine is shared) and the median kept.
 
-    python -m bench.core_speed [--quick] [--device cpu] [--threads 1]
+    python -m bench.core_speed [--quick] [--device cpu] [--threads 1] [--only optimizers]
 """
 
 import argparse
@@ -22,6 +25,7 @@ import torch
 from bench.common import progress, set_threads, write_json
 from bench.naive import NaiveBank
 from streaming import entropy, objectives, ppca
+from streaming.adaptive import AdaptiveBank
 from streaming.bank import LinearVAEBank
 from streaming.config import BankConfig, Estimator
 from streaming.data import ppca_data
@@ -220,15 +224,49 @@ def breakdown(seconds: float, device: str) -> dict[str, float]:
     return out
 
 
+def optimizers(seconds: float, device: str, rounds: int = 5) -> list[dict[str, Any]]:
+    """Microseconds per batch of the natural step and the Adam analytic step, same run."""
+    rows = []
+    for dim in (10, 64):
+        x = ppca_data(5_000, dim, 4, seed=4)
+        batches = [x[i * 10 : (i + 1) * 10] for i in range(500)]
+        steps = {}
+        for kind in (LinearVAEBank, AdaptiveBank):
+            for opt in ("natural", "adam"):
+                bank = kind(dim, BankConfig(optimizer=opt, device=device))  # type: ignore[arg-type]
+                steps[(kind.__name__, opt)] = cycling(bank.learn_many, batches)
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
+        for _ in range(rounds):
+            for key, step in steps.items():
+                times[key].append(1e6 / rate(step, seconds / rounds))
+        for kind_name in ("LinearVAEBank", "AdaptiveBank"):
+            nat = float(np.median(times[(kind_name, "natural")]))
+            adam = float(np.median(times[(kind_name, "adam")]))
+            rows.append({"D": dim, "bank": kind_name, "natural_us": nat, "adam_us": adam,
+                         "natural_over_adam": nat / adam})  # fmt: skip
+            print(
+                f"D={dim:<3} {kind_name:<13} natural {nat:8.0f} us/batch  adam {adam:8.0f} "
+                f"us/batch  natural/adam {nat / adam:5.2f}",
+                flush=True,
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="0.3 s per measurement")
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=["optimizers"], help="run only this part")
     args = parser.parse_args()
     set_threads(args.threads)
     seconds = 0.3 if args.quick else args.seconds
+    progress("natural step vs Adam analytic step")
+    steps = optimizers(4 * seconds, args.device)
+    if args.only:
+        write_json(f"core_speed_optimizers_{args.device}", {"optimizers": steps})
+        return
     check = check_closed_form(args.device)
     parts = breakdown(seconds, args.device)
     progress(f"bank vs naive loop, {seconds} s per measurement, device {args.device}")
@@ -243,6 +281,7 @@ def main() -> None:
             "breakdown_us": parts,
             "speed": speed,
             "scoring": score,
+            "optimizers": steps,
         },
     )
 

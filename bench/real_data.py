@@ -177,10 +177,8 @@ def _first(flag: np.ndarray, gap: np.ndarray, i: int | None) -> dict[str, Any] |
 
 def windowed(case: Case, stream: np.ndarray, ex: dict[str, Any], stride: int) -> dict[str, Any]:
     """Exact p-PCA BIC and Minka's PCA(mle) on sliding windows, over the last 20% of batches."""
-    from sklearn.decomposition import PCA
-
     full = _z(load(case.dataset)) if case.standardize else load(case.dataset)
-    minka_full = int(PCA(n_components="mle", svd_solver="full").fit(full).n_components_)
+    minka_full = minka(full)
     n = stream.shape[0] // 10
     out: dict[str, Any] = {"minka_full_data_pick": minka_full}
     for w in WINDOWS:
@@ -195,7 +193,7 @@ def windowed(case: Case, stream: np.ndarray, ex: dict[str, Any], stride: int) ->
             t_bic += time.perf_counter() - start
             start = time.perf_counter()
             xm = _z(x) if case.standardize else x
-            minka_picks.append(int(PCA(n_components="mle", svd_solver="full").fit(xm).n_components_))
+            minka_picks.append(minka(xm))
             t_minka += time.perf_counter() - start
         bp, mp = np.array(bic_picks), np.array(minka_picks)
         out[str(w)] = {
@@ -208,6 +206,13 @@ def windowed(case: Case, stream: np.ndarray, ex: dict[str, Any], stride: int) ->
             "minka_ms": 1e3 * t_minka / len(ends),
         }
     return out
+
+
+def minka(x: np.ndarray) -> int:
+    """The latent size scikit-learn's PCA(n_components="mle") chooses (Minka 2000)."""
+    from sklearn.decomposition import PCA
+
+    return int(PCA(n_components="mle", svd_solver="full").fit(x).n_components_)
 
 
 def _z(x: np.ndarray) -> np.ndarray:
@@ -239,16 +244,24 @@ def run_case(case: Case, seeds: list[int], rows: int, stride: int) -> dict[str, 
 
 def print_run(case: Case, r: dict[str, Any]) -> None:
     stable = r["rows_until_right_and_stable"]
-    print(f"seed {r['seed']}: last-20% accuracy {r['last20_accuracy']:.4f}, right and stable "
-          f"from row {stable if stable is not None else 'never'}, picks per tenth "
-          f"{r['pick_mode_per_tenth']}, alarms {r['alarms']}, {r['ms_per_batch']:.2f} ms/batch")
+    print(
+        f"seed {r['seed']}: last-20% accuracy {r['last20_accuracy']:.4f}, right and stable "
+        f"from row {stable if stable is not None else 'never'}, picks per tenth "
+        f"{r['pick_mode_per_tenth']}, alarms {r['alarms']}, {r['ms_per_batch']:.2f} ms/batch"
+    )
     for rows, g in r["gap_pct"].items():
-        print(f"  gap % at {rows:>6} rows: " + "  ".join(
-            f"H={h}: {v:+.3f}" for h, v in zip(case.latent_dims, g, strict=True)))
+        print(
+            f"  gap % at {rows:>6} rows: "
+            + "  ".join(f"H={h}: {v:+.3f}" for h, v in zip(case.latent_dims, g, strict=True))
+        )
     fc = r["first_converged"]
-    print("  converged first (rows, |gap| % then): " + "  ".join(
-        f"{k}: " + ("never" if v is None else f"{v['rows']} ({v['gap_pct']:.3f})")
-        for k, v in fc.items()))
+    print(
+        "  converged first (rows, |gap| % then): "
+        + "  ".join(
+            f"{k}: " + ("never" if v is None else f"{v['rows']} ({v['gap_pct']:.3f})")
+            for k, v in fc.items()
+        )
+    )
     worst = r["max_gap_while_converged_pct"]
     print(f"  largest |gap| while converged: {'-' if worst is None else f'{worst:.3f}%'}; "
           f"converged at the end: {r['converged_at_end']}")  # fmt: skip
@@ -256,8 +269,8 @@ def print_run(case: Case, r: dict[str, Any]) -> None:
     for size in WINDOWS:
         v = w[str(size)]
         print(f"  window {size:>5}: exact BIC right {v['exact_bic_accuracy']:.3f} "
-              f"({v['exact_bic_ms']:.2f} ms) | Minka = own full-data pick {w['minka_full_data_pick']}"
-              f" {v['minka_vs_own_full_pick']:.3f}, = exact BIC pick "
+              f"({v['exact_bic_ms']:.2f} ms) | Minka = own full-data pick "
+              f"{w['minka_full_data_pick']} {v['minka_vs_own_full_pick']:.3f}, = exact BIC pick "
               f"{v['minka_vs_exact_bic_pick']:.3f}, mode {v['minka_mode']} "
               f"({v['minka_ms']:.2f} ms)")  # fmt: skip
 

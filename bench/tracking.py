@@ -12,7 +12,10 @@ Parts (all by default; pick with --part):
   bic_n     how BIC's N changes the picks: one run per stream, picks recomputed for every N from
             the recorded entropy ELBOs (N does not change training)
 
-    python -m bench.tracking [--quick] [--part curve] [--seeds 0 1 2]
+    python -m bench.tracking [--quick] [--part curve] [--seeds 0 1 2] [--settings SPEC ...]
+
+`--part full --settings default:` runs the service's new default (AdaptiveBank(BankConfig()),
+natural step) on the full paper stream against the paper's Adam baseline of the same seeds.
 """
 
 import argparse
@@ -159,7 +162,9 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--chunk", type=int, default=20_000, help="rows per chunk for curve")
-    parser.add_argument("--settings", nargs="+", help="learner specs for curve (default: all)")
+    parser.add_argument(
+        "--settings", nargs="+", help="learner specs for curve and full (default: SETTINGS, BEST)"
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, short chunks, few settings")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -181,17 +186,22 @@ def main() -> None:
         result["curve"] = part_grid(settings, ["D10 (6,2,4)"], args.seeds, args.chunk, base)
     if "full" in parts:
         progress("full: the best settings on the full paper stream")
-        result["full"] = part_grid(BEST, ["D10 (6,2,4)"], args.seeds, full_chunk, base)
+        best = args.settings or BEST
+        result["full"] = part_grid(best, ["D10 (6,2,4)"], args.seeds, full_chunk, base)
     if "streams" in parts:
         progress("streams: paper setting and best settings on other streams")
         names = [n for n in STREAMS if n != "D10 (6,2,4)"]
-        result["streams"] = part_grid([PAPER, *BEST], names, args.seeds, args.chunk, {})
+        specs = [PAPER, *(args.settings or BEST)]
+        result["streams"] = part_grid(specs, names, args.seeds, args.chunk, {})
     if "bic_n" in parts:
         progress("bic_n: picks for every N")
         result["bic_n"] = part_bic_n(args.seeds[0], args.chunk, BEST[0])
     name = "tracking_quick" if args.quick else "tracking"
     if args.part:  # a partial run does not overwrite the whole sweep's results
         name += "_" + "_".join(args.part)
+    if args.settings:  # nor does a run of other settings
+        name += "_" + "_".join(s.strip(":").replace(":", "_").replace(",", "_").replace("=", "")
+                               for s in args.settings)  # fmt: skip
     write_json(name, result)
     if "curve" in result:
         plot_curve(result["curve"], name)
