@@ -239,7 +239,8 @@ def run_case(case: Case, seeds: list[int], rows: int, stride: int) -> dict[str, 
         served["windows"] = windowed(case, stream, ex, stride)
         runs.append(served)
         print_run(case, served)
-    return {"case": case.__dict__ | {"name": case.name}, "exact": ex, "runs": runs}
+    about = {"name": case.name, "dim": x.shape[1], "dataset_rows": x.shape[0]}
+    return {"case": case.__dict__ | about, "exact": ex, "runs": runs}
 
 
 def print_run(case: Case, r: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Markdown tables for bench/RESULTS.md from the JSON files in bench/out/ (no new measurements).
 
-python -m bench.tables fig3 tracking baselines core_speed_cpu service_speed
+python -m bench.tables fig3 tracking baselines core_speed_cpu service_speed real_data
 """
 
 import json
@@ -131,6 +131,19 @@ def _pick_cells(chunks: list[dict[str, Any]], digits: int) -> str:
 def core_speed(name: str) -> None:
     data = load(name)
     print(machine_line(data), "\n")
+    if "optimizers" in data:
+        print(
+            "| D | bank | natural step (us/batch) | Adam analytic step (us/batch) "
+            "| natural / adam |"
+        )
+        print("|---|---|---|---|---|")
+        for r in data["optimizers"]:
+            print(
+                f"| {r['D']} | {r['bank']} | {r['natural_us']:.0f} | {r['adam_us']:.0f} | "
+                f"{r['natural_over_adam']:.2f} |"
+            )
+    if "speed" not in data:
+        return
     # Runs before the closed-form step entered the core also timed its prototype ("fast").
     has_fast = any("fast_batches_per_s" in r for r in data["speed"])
     head = "| estimator | D | B | bank batches/s | naive batches/s | bank / naive |"
@@ -177,6 +190,58 @@ def core_speed(name: str) -> None:
         )
 
 
+def real_data(name: str) -> None:
+    """bench/real_data.py: the cases, then per case and seed the served run against the exact
+    p-PCA answer, then the sliding-window alternatives."""
+    from bench.real_data import load as load_dataset
+
+    data = load(name)
+    print(machine_line(data), "\n")
+    print("| case | D | candidates | bic_n | exact LL_ML per H | exact pick | margin (% of abs LL) "
+          "| Minka full-data pick |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for c in data["cases"]:
+        k, e = c["case"], c["exact"]
+        lls = ", ".join(f"{v:.2f}" for v in e["loglik"])
+        dim = k.get("dim") or load_dataset(k["dataset"]).shape[1]
+        print(f"| {k['name']} | {dim} | {tuple(k['latent_dims'])} | {k['bic_n']} | {lls} | "
+              f"**{e['pick']}** | {e['margin_pct_of_ll']:.2f} | "
+              f"{c['runs'][0]['windows']['minka_full_data_pick']} |")  # fmt: skip
+    print("\n| case | seed | last-20% right | right and stable from row | abs gap % (max over H) at "
+          "20k / 50k / 100k | selection converged at row (abs gap % then) | largest abs gap "
+          "% while converged | alarms | ms/batch |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c in data["cases"]:
+        for r in c["runs"]:
+            gaps = " / ".join(f"{max(abs(g) for g in v):.3f}" for v in r["gap_pct"].values())
+            sel = r["first_converged"]["selection"]
+            conv = "never" if sel is None else f"{sel['rows']} ({sel['gap_pct']:.3f})"
+            print(f"| {c['case']['name']} | {r['seed']} | {r['last20_accuracy']:.4f} | "
+                  f"{fmt(r['rows_until_right_and_stable'], 0)} | {gaps} | {conv} | "
+                  f"{fmt(r['max_gap_while_converged_pct'], 3)} | {r['alarms']} | "
+                  f"{r['ms_per_batch']:.2f} |")  # fmt: skip
+    print("\n| case | window | exact BIC right (seeds) | exact BIC ms | Minka = own full pick | "
+          "Minka = exact BIC pick | Minka mode | Minka ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for c in data["cases"]:
+        for w in ("500", "2000"):
+            vs = [r["windows"][w] for r in c["runs"]]
+            cell = _joined(vs)
+            print(f"| {c['case']['name']} | {w} | {cell('exact_bic_accuracy')} | "
+                  f"{cell('exact_bic_ms', 2)} | {cell('minka_vs_own_full_pick')} | "
+                  f"{cell('minka_vs_exact_bic_pick')} | {vs[0]['minka_mode']} | "
+                  f"{cell('minka_ms', 1)} |")  # fmt: skip
+
+
+def _joined(rows: list[dict[str, Any]]) -> Any:
+    """cell(key, digits): the values of key over rows, joined by ' / '."""
+
+    def cell(key: str, digits: int = 3) -> str:
+        return " / ".join(f"{r[key]:.{digits}f}" for r in rows)
+
+    return cell
+
+
 def service_speed(name: str) -> None:
     data = load(name)
     print(machine_line(data), "\n")
@@ -210,6 +275,7 @@ def main() -> None:
         kind = "fig3" if kind.startswith("fig3") else kind
         kind = "baselines" if kind.startswith("baselines") else kind
         kind = "tracking" if kind.startswith("tracking") else kind
+        kind = "real_data" if kind.startswith("real_data") else kind
         print(f"\n<!-- {name} -->")
         {
             "fig3": fig3,
@@ -217,6 +283,7 @@ def main() -> None:
             "baselines": baselines,
             "core_speed": core_speed,
             "service_speed": service_speed,
+            "real_data": real_data,
         }[kind](name)
 
 
