@@ -207,7 +207,7 @@ def real_data(name: str) -> None:
         print(f"| {k['name']} | {dim} | {tuple(k['latent_dims'])} | {k['bic_n']} | {lls} | "
               f"**{e['pick']}** | {e['margin_pct_of_ll']:.2f} | "
               f"{c['runs'][0]['windows']['minka_full_data_pick']} |")  # fmt: skip
-    print("\n| case | seed | last-20% right | right and stable from row | abs gap % (max over H) at "
+    print("\n| case | seed | last-20% right | right and stable from row | abs gap % (max H) at "
           "20k / 50k / 100k | selection converged at row (abs gap % then) | largest abs gap "
           "% while converged | alarms | ms/batch |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
