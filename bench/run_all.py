@@ -1,8 +1,9 @@
 """Every benchmark, one after the other (`make bench`): python -m bench.run_all [--quick].
 
 The full run takes about two hours on two shared CPU cores (the tracking sweep and real_data
-are most of it); --quick takes a few minutes. Results go to bench/out/ (JSON and PNG); bench/RESULTS.md records
-the figures of runs that were actually made, with their commands and machines.
+are most of it); --quick takes a few minutes. Results go to bench/out/ (JSON and PNG);
+bench/RESULTS.md records the figures of runs that were actually made, with their commands and
+machines.
 """
 
 import argparse

@@ -133,14 +133,15 @@ def core_speed(name: str) -> None:
     print(machine_line(data), "\n")
     if "optimizers" in data:
         print(
-            "| D | bank | natural step (us/batch) | Adam analytic step (us/batch) "
-            "| natural / adam |"
+            "| D | bank | natural step (us/batch, median / fastest round) | Adam analytic step "
+            "(us/batch, median / fastest round) | natural / adam (median / fastest) |"
         )
         print("|---|---|---|---|---|")
         for r in data["optimizers"]:
             print(
-                f"| {r['D']} | {r['bank']} | {r['natural_us']:.0f} | {r['adam_us']:.0f} | "
-                f"{r['natural_over_adam']:.2f} |"
+                f"| {r['D']} | {r['bank']} | {r['natural_us']:.0f} / {r['natural_min_us']:.0f} | "
+                f"{r['adam_us']:.0f} / {r['adam_min_us']:.0f} | {r['natural_over_adam']:.2f} / "
+                f"{r['natural_over_adam_min']:.2f} |"
             )
     if "speed" not in data:
         return
