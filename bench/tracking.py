@@ -166,6 +166,9 @@ def main() -> None:
         "--settings", nargs="+", help="learner specs for curve and full (default: SETTINGS, BEST)"
     )
     parser.add_argument("--quick", action="store_true", help="one seed, short chunks, few settings")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="full/curve without the paper's baseline"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -177,7 +180,7 @@ def main() -> None:
         settings = args.settings or [PAPER, "plain:lr=0.02", *BEST[:1]]
     result: dict[str, Any] = {"seeds": args.seeds, "chunk_rows": args.chunk}
     base: dict[int, dict] = {}
-    if {"baseline", "curve", "full"} & set(parts):
+    if "baseline" in parts or ({"curve", "full"} & set(parts) and not args.no_baseline):
         progress("baseline: the paper's setting on full chunks")
         base = part_baseline(args.seeds, full_chunk)
         result["baseline"] = list(base.values())
