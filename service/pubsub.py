@@ -40,18 +40,17 @@ def _end(reason: str) -> str:
     return sse("end", json.dumps({"reason": reason}))
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Batch:
-    """The events of one applied batch, rendered once, on first use (often never)."""
+    """The events of one applied batch, rendered when read (often never). The text is not kept:
+    REPLAY rendered batches of a wide stream are about a megabyte, the reports they come from a
+    small part of that."""
 
     step: int
     render: Callable[[], Messages]
-    _wire: list[str] | None = None
 
     def wire(self) -> list[str]:
-        if self._wire is None:
-            self._wire = [sse(e, d, self.step if e == "step" else None) for e, d in self.render()]
-        return self._wire
+        return [sse(e, d, self.step if e == "step" else None) for e, d in self.render()]
 
 
 @dataclass(eq=False)
@@ -100,9 +99,11 @@ class Hub:
         to every listener."""
         batch = _Batch(step, render)
         self._recent.append(batch)
-        for listener in self._listeners:
-            for message in batch.wire():
-                listener.offer(message)
+        if self._listeners:
+            messages = batch.wire()  # once for every listener
+            for listener in self._listeners:
+                for message in messages:
+                    listener.offer(message)
 
     def subscribe(self, last_event_id: str | None, step: int) -> Listener:
         """A new listener (`step`: the stream's step as the caller read it), owed what it missed
