@@ -163,3 +163,28 @@ def test_watch_resumes_across_a_server_restart_with_last_event_id(tmp_path: Path
             watcher.join(timeout=60)
         events.close()
     assert got == [1, 2, 3, 4, 5]
+
+
+def test_create_waits_out_a_restoring_server_past_the_attempts(tmp_path: Path) -> None:
+    # The CLI's policy: 3 attempts. A server still restoring answers 503 not_ready + Retry-After
+    # more often than that; the create goes through once it is ready (item 8 of issue 10).
+    with serve(Settings(data_dir=tmp_path / "data")) as server:
+        server.registry.ready = False
+        metrics = server.app.state.metrics.registry
+
+        def refused() -> float:
+            found = metrics.get_sample_value("dimwatch_rejected_total", {"reason": "not_ready"})
+            return found or 0.0
+
+        def ready_after_four_refusals() -> None:
+            wait_until(lambda: refused() >= 4)
+            server.registry.ready = True
+
+        opener = threading.Thread(target=ready_after_four_refusals)
+        opener.start()
+        policy = RetryPolicy(attempts=3, backoff=0.0, max_delay=2.0)  # wait_ready: 60 s
+        with DimwatchClient(server.url, retry=policy) as client:
+            stream = client.create_stream("sensors", latent_dims=[2, 4])
+        opener.join(timeout=60)
+    assert stream.name == "sensors"
+    assert refused() >= 4
