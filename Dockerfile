@@ -5,7 +5,8 @@
 #   NVIDIA GPU:     docker build -t dimwatch:cuda --build-arg VARIANT=cuda .
 #
 # Both variants install the project exactly as docs/deployment.md documents: first torch (pinned as
-# in pyproject.toml) from the PyTorch index of the variant, then the project with its cluster extra.
+# in pyproject.toml) from the PyTorch index of the variant, then the project with its server and
+# cluster extras: `pip install --no-cache-dir ".[server,cluster]"` (nothing of test or bench).
 
 ARG VARIANT=cpu
 # The CUDA variant only needs the driver hooks of NVIDIA's "base" image: the CUDA torch wheel brings
@@ -37,12 +38,12 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # torch first, in its own layer: it is by far the largest download and changes least often.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
 COPY streaming ./streaming
 COPY service ./service
 COPY clients ./clients
-RUN pip install --no-cache-dir ".[cluster]" \
+RUN pip install --no-cache-dir ".[server,cluster]" \
     && pip uninstall -y pip setuptools
 
 # ---- runtime: the environment only; no sources, compilers, pip or caches -----------------------

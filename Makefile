@@ -1,4 +1,5 @@
-# dimwatch: `make run` starts the service, `make test` runs every check. Both install first.
+# dimwatch: `make run` starts the service, `make test` runs every check. Both install first, each
+# only what it needs: run the server extra, test the test extra (which includes the server).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,22 +8,25 @@ PORT ?= 8000
 DATA_DIR ?= data
 
 .PHONY: install run demo test lint bench clean
+.PRECIOUS: $(VENV)/.installed-%
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# $(VENV)/.installed-EXTRA: the venv with `pip install -e '.[EXTRA]'`, redone when pyproject changes.
+$(VENV)/.installed-%: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test,bench,cluster]'
+	$(BIN)/pip install -e '.[$*]'
 	touch $@
 
-install: $(BIN)/.installed
+install: $(VENV)/.installed-server
 
-run: install
+run: $(VENV)/.installed-server
+	@echo "dimwatch is $(BIN)/dimwatch; in another terminal, 'source $(VENV)/bin/activate' puts it on PATH"
 	$(BIN)/dimwatch serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-demo: install
+demo: $(VENV)/.installed-server
 	$(BIN)/dimwatch demo
 
-lint: install
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check streaming service clients tests bench
 	$(BIN)/ruff format --check streaming service clients tests bench
 	$(BIN)/mypy
@@ -30,7 +34,7 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
-bench: install
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run_all
 
 clean:

@@ -18,6 +18,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -386,7 +387,7 @@ def test_dockerfile_pip_installs_skip_cache() -> None:
 
 def test_dockerfile_torch_pin_matches_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = [dep for dep in project["dependencies"] if dep.startswith("torch")]
+    pins = [dep for dep in project["optional-dependencies"]["server"] if dep.startswith("torch")]
     torch_line = pip_install_lines()[0]
     assert shlex.split(torch_line)[3] == pins[0]
 
@@ -394,10 +395,23 @@ def test_dockerfile_torch_pin_matches_pyproject() -> None:
 def test_dockerfile_install_lines_are_documented() -> None:
     deployment = (ROOT / "docs" / "deployment.md").read_text()
     assert [line for line in pip_install_lines() if line not in deployment] == []
-    # The development install the page contrasts with is the one `make install` really runs.
-    development = "pip install -e '.[test,bench,cluster]'"
-    assert development in deployment
-    assert development in (ROOT / "Makefile").read_text()
+    # The development installs the page contrasts with are the ones make really runs.
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install -e '.[$*]'" in makefile
+    for target, extra in (("run", "server"), ("test", "test")):
+        assert f"make {target}` (`pip install -e '.[{extra}]'`)" in deployment
+
+
+def test_image_installs_the_server_and_cluster_extras_only() -> None:
+    project = pip_install_lines()[1]
+    assert shlex.split(project)[3:] == [".[server,cluster]"]
+
+
+def test_make_run_installs_the_server_and_make_test_the_test_extra() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    rules = dict(re.findall(r"^(\w+): (.*)$", makefile, flags=re.MULTILINE))
+    assert rules["run"] == "$(VENV)/.installed-server"
+    assert rules["lint"] == "$(VENV)/.installed-test" and rules["test"] == "lint"
 
 
 def test_readme_links_deployment_doc() -> None:
@@ -414,25 +428,50 @@ def test_dockerignore_excludes_secrets_and_keeps_sources() -> None:
     assert [p for p in sources if p in ignored] == []
 
 
-def test_wheel_includes_dashboard_files(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
+@dataclass(frozen=True)
+class Wheel:
+    path: Path
+    build_log: str  # pip's verbose output, the build backend's warnings included
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
+    out = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v"]
+    built = subprocess.run(
+        [*pip, "-w", str(out), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=120,
     )
-    (wheel,) = tmp_path.glob("dimwatch-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    (path,) = out.glob("dimwatch-*.whl")
+    return Wheel(path, built.stdout + built.stderr)
+
+
+def wheel_metadata(wheel: Wheel) -> list[tuple[str, str]]:
+    with zipfile.ZipFile(wheel.path) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        text = archive.read(name).decode()
+    header = text.split("\n\n", 1)[0]
+    return [(k, v) for k, _, v in (line.partition(": ") for line in header.splitlines())]
+
+
+def test_wheel_builds_without_deprecation_warnings(wheel: Wheel) -> None:
+    assert "deprecated" not in wheel.build_log.lower()
+    assert ("License-Expression", "MIT") in wheel_metadata(wheel)
+
+
+def test_wheel_requires_only_the_client_without_extras(wheel: Wheel) -> None:
+    requires = [v for k, v in wheel_metadata(wheel) if k == "Requires-Dist"]
+    plain = sorted(re.split(r"[<>=~ ;]", r)[0] for r in requires if "extra ==" not in r)
+    server = sorted(re.split(r"[<>=~ ;]", r)[0] for r in requires if 'extra == "server"' in r)
+    assert plain == ["httpx", "numpy", "rich"]
+    assert {"torch", "fastapi", "uvicorn"} <= set(server)
+    assert 'dimwatch[server,cluster]; extra == "test"' in requires
+
+
+def test_wheel_includes_dashboard_files(wheel: Wheel) -> None:
+    names = set(zipfile.ZipFile(wheel.path).namelist())
     dashboard = sorted(p.name for p in (ROOT / "clients" / "dashboard").iterdir())
     assert [n for n in dashboard if f"clients/dashboard/{n}" not in names] == []
