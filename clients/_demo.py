@@ -2,17 +2,24 @@
 server and report, per chunk, whether the entropy BIC picked the chunk's true dimension.
 """
 
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from clients import _requests as api
+from clients import errors
 from clients._progress import Upload
 from clients._render import ChunkSummary
 from clients.client import DimwatchClient
 from clients.models import Stream
+
+DEFAULT_URL = api.DEFAULT_URL  # where `dimwatch serve` and `make run` listen by default
+PROBE = api.RetryPolicy(attempts=1)  # one try: a server either answers at once or is not there
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,22 @@ class DemoOptions:
             mc_samples=100,
             optimizer="adam",
         )
+
+
+def is_serving(url: str, token: str | None) -> bool:
+    """Whether a dimwatch server answers /healthz at `url` (within a second)."""
+    try:
+        with DimwatchClient(url, token, timeout=1.0, retry=PROBE) as client:
+            return client.health().status == "ok"
+    except errors.DimwatchError:
+        return False
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary data folder for a demo's own server, deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix="dimwatch-demo-") as path:
+        yield Path(path)
 
 
 def create_demo_stream(client: DimwatchClient, name: str, options: DemoOptions) -> Stream:

@@ -18,6 +18,17 @@ def _h(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def provisional(selection: Selection) -> bool:
+    """A pick the server marks unconverged (`converged: false`); servers that do not say are
+    taken at their word."""
+    return getattr(selection, "converged", None) is False
+
+
+def _best(selection: Selection) -> str:
+    best = _h(selection.best_latent_dim)
+    return f"{best} (provisional: not converged yet)" if provisional(selection) else best
+
+
 def streams_table(streams: Sequence[Stream]) -> Table:
     """One row per stream: its size, progress and current choice of H."""
     table = Table(title="dimwatch streams", title_justify="left")
@@ -58,7 +69,10 @@ def stream_line(stream: Stream) -> str:
 
 def selection_table(selection: Selection, title: str = "") -> Table:
     """Every candidate's scores; the best H (lowest entropy BIC) highlighted."""
-    table = Table(title=title or f"step {selection.step}, {selection.rows_seen} rows")
+    title = (
+        title or f"step {selection.step}, {selection.rows_seen} rows, best H = {_best(selection)}"
+    )
+    table = Table(title=title)
     table.title_justify = "left"
     for name in ("H", "entropy ELBO", "entropy BIC", "batch BIC", "sigma^2", "active latents"):
         table.add_column(name, justify="right")
@@ -89,13 +103,14 @@ def push_summary(stream: str, summary: PushSummary) -> str:
         line += f"; {summary.duplicates} batches were applied before and skipped"
     if summary.last is not None:
         chosen = summary.last.selection
-        line += f"\nstep {chosen.step}, best H = {_h(chosen.best_latent_dim)}"
+        line += f"\nstep {chosen.step}, best H = {_best(chosen)}"
     return line
 
 
 def step_line(selection: Selection) -> Text:
     """`step 121  best H=4  BIC  H2 329.4 | H4 300.5*`: one line per applied batch."""
-    text = Text(f"step {selection.step:>7}  best H={_h(selection.best_latent_dim)}  BIC ")
+    mark = "?" if provisional(selection) else ""
+    text = Text(f"step {selection.step:>7}  best H={_h(selection.best_latent_dim)}{mark}  BIC ")
     for i, m in enumerate(selection.models):
         best = m.latent_dim == selection.best_latent_dim
         text.append(" | " if i else " ")

@@ -128,7 +128,11 @@ class DimwatchClient:
         return self._send(api.get_stream(name))
 
     def ensure_stream(self, name: str, **settings: Unpack[StreamSettings]) -> tuple[Stream, bool]:
-        """The stream, created with `settings` if absent; and whether this call created it."""
+        """The stream, created with `settings` if absent; and whether this call created it.
+
+        Safe to run again (`create_stream` raises ConflictError for an existing name); an
+        existing stream keeps its own settings, whatever `settings` says.
+        """
         try:
             return self.get_stream(name), False
         except errors.NotFoundError:
@@ -150,13 +154,14 @@ class DimwatchClient:
         stream: str,
         X: Any,
         batch_size: int = 10,
-        progress: bool = True,
+        progress: bool = False,
         start_seq: int | None = None,
     ) -> PushSummary:
         """Push X (N, D) in batches numbered `start_seq`, `start_seq + 1`, ...
 
         `start_seq=None` continues after the batches the stream has applied (its `step`).
         Re-running with the same `start_seq` after a failure skips what was applied already.
+        `progress=True` draws a progress bar on stderr (the CLI does; a library stays quiet).
         """
         seq = self.get_stream(stream).step if start_seq is None else start_seq
         rows = api.as_rows(X, "X")
@@ -309,7 +314,7 @@ class AsyncDimwatchClient:
         stream: str,
         X: Any,
         batch_size: int = 10,
-        progress: bool = True,
+        progress: bool = False,
         start_seq: int | None = None,
     ) -> PushSummary:
         """Push X (N, D) in numbered batches; see `DimwatchClient.stream_array`."""

@@ -339,6 +339,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+class DataDirInUse(RuntimeError):
+    """Another dimwatch server holds the data directory."""
+
+
 def _claim(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on data_dir/dimwatch.lock while the store is open: two servers on
     one store would interleave their logs. The kernel drops it when the process dies."""
@@ -347,8 +351,14 @@ def _claim(data_dir: Path) -> IO[str]:
         fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         owner.close()
-        raise RuntimeError(f"{data_dir} is in use by another dimwatch server") from None
+        raise DataDirInUse(f"{data_dir} is in use by another dimwatch server") from None
     return owner
+
+
+def check_free(data_dir: Path) -> None:
+    """Create data_dir if needed; DataDirInUse if another server holds it (as Store() would)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _claim(data_dir).close()
 
 
 _STREAM_TABLES = (

@@ -64,6 +64,9 @@ class BankConfig:
             raise InvalidConfigError(f"dim: expected a data dimension >= 2, got {dim}")
         too_big = [h for h in self.latent_dims if h >= dim]
         if too_big:
+            fits = list(range(1, min(dim, 4)))
             raise InvalidConfigError(
-                f"latent_dims: expected every H < D = {dim}, got {too_big} >= {dim}"
+                f"latent_dims: expected every H < D = {dim}, got {too_big} >= {dim}; use "
+                f"latent_dims below {dim} (e.g. {fits}) or rows of more than {max(too_big)} "
+                "columns"
             )

@@ -19,6 +19,12 @@ TOKEN = "client-test-token"
 NO_RETRY = RetryPolicy(attempts=1, wait_ready=0)
 
 
+@pytest.fixture(autouse=True)
+def _own_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dimwatch push` keeps its records under XDG_STATE_HOME: a fresh one per test."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @asynccontextmanager
 async def running_app(data_dir: Path, **settings: Any) -> AsyncIterator[ASGIApp]:
     """The real app with its lifespan running, for httpx.ASGITransport (which runs none).

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients import DimwatchClient
+from clients import DimwatchClient, _demo
 from clients.cli import main
 from tests.clients.conftest import TOKEN, rows
 
@@ -69,18 +69,17 @@ def test_push_latent_dims_too_large_for_the_file_creates_nothing(
 
     assert code == 1
     assert capsys.readouterr().err == (
-        "error: latent_dims: expected every H < D = 5, got [6] >= 5 (422 invalid_config)\n"
+        "error: latent_dims: expected every H < D = 5, got [6] >= 5; use latent_dims below 5 "
+        "(e.g. [1, 2, 3]) or rows of more than 6 columns (422 invalid_config)\n"
     )
     assert live_client.list_streams() == []
 
 
-def test_push_twice_continues_the_stream(
+def test_push_a_second_file_continues_the_stream(
     live_url: str, live_client: DimwatchClient, tmp_path: Path
 ) -> None:
-    file = _npy(tmp_path, rows(30))
-
-    assert _push(live_url, file) == 0
-    assert _push(live_url, file) == 0
+    assert _push(live_url, _npy(tmp_path, rows(30), "first.npy")) == 0
+    assert _push(live_url, _npy(tmp_path, rows(30, seed=1), "second.npy")) == 0
 
     assert live_client.get_stream("sensors").step == 6
 
@@ -143,7 +142,9 @@ def test_push_ragged_csv_fails_with_the_row(
     code = _push(live_url, str(path))
 
     assert code == 1
-    assert capsys.readouterr().err.startswith(f"error: {path}: expected comma-separated numbers (")
+    assert capsys.readouterr().err == (
+        f"error: {path}, line 2: 2 cells, expected 3 as on line 1 (the first row)\n"
+    )
 
 
 def test_push_a_missing_file_fails(live_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -338,15 +339,17 @@ def _demo_table_rows(out: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines]
 
 
-def test_demo_starts_a_server_and_prints_one_row_per_chunk(
-    capsys: pytest.CaptureFixture[str],
+def test_demo_without_a_server_starts_one_and_prints_one_row_per_chunk(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    nobody = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setattr(_demo, "DEFAULT_URL", nobody)
     flags = ["--chunk-size", "200", "--batch-size", "50", "--no-progress", "--stream", "d"]
 
     assert main(["demo", *flags]) == 0
 
     out = capsys.readouterr().out
-    assert "started an in-process dimwatch at http://127.0.0.1:" in out
+    assert out.startswith(f"no dimwatch server at {nobody}: started one in this process at ")
     table = _demo_table_rows(out)
     assert [(r[0], r[1], r[2]) for r in table] == [
         ("1", "200", "6"),
@@ -354,6 +357,23 @@ def test_demo_starts_a_server_and_prints_one_row_per_chunk(
         ("3", "200", "4"),
     ]
     assert all(r[3] in {"2", "4", "6"} and r[4].endswith("%") for r in table)
+
+
+def test_demo_uses_the_server_running_at_the_default_address(
+    live_url: str,
+    live_client: DimwatchClient,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(_demo, "DEFAULT_URL", live_url)  # where `dimwatch serve` listens
+    flags = ["--chunk-size", "100", "--batch-size", "50", "--no-progress", "--stream", "d"]
+
+    assert main(["demo", *flags]) == 0
+
+    assert capsys.readouterr().out.startswith(
+        f"replaying into the dimwatch server running at {live_url}\n"
+    )
+    assert live_client.get_stream("d").rows_seen == 300
 
 
 def test_demo_against_a_given_server_leaves_the_stream_there(

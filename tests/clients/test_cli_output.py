@@ -3,13 +3,10 @@
 import io
 
 import numpy as np
-import pytest
 from rich.console import Console, RenderableType
 
 from clients import _render
 from clients._demo import DemoOptions, summarize
-from clients._files import load_array
-from clients.errors import InputError
 from clients.models import PushSummary, Selection, SelectionChangeEvent
 from tests.clients import samples
 
@@ -93,18 +90,12 @@ def test_demo_options_paper_are_the_papers_settings() -> None:
     assert (paper.estimator, paper.mc_samples, paper.intrinsic_dims) == ("mc", 100, (6, 2, 4))
 
 
-def test_load_array_reads_csv_without_header() -> None:
-    rows = load_array("-", io.StringIO("1,2\n3,4\n"))
+def test_an_unconverged_pick_is_shown_as_provisional() -> None:
+    unconverged = Selection.from_json(samples.SELECTION)
+    object.__setattr__(unconverged, "converged", False)  # a server that marks it (issue 9)
 
-    assert rows.tolist() == [[1.0, 2.0], [3.0, 4.0]]
-    assert rows.dtype == np.float32
-
-
-def test_load_array_rejects_a_single_column() -> None:
-    with pytest.raises(InputError, match="stdin: expected at least 2 columns, got 1"):
-        load_array("-", io.StringIO("1\n2\n"))
-
-
-def test_load_array_rejects_empty_input() -> None:
-    with pytest.raises(InputError, match="stdin: no rows"):
-        load_array("-", io.StringIO("x,y\n"))
+    assert "best H = 4 (provisional: not converged yet)" in _text(
+        _render.selection_table(unconverged)
+    )
+    assert _render.step_line(unconverged).plain.startswith("step     121  best H=4?  BIC")
+    assert "provisional" not in _text(_render.selection_table(SELECTION))  # field absent

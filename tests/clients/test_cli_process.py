@@ -1,14 +1,6 @@
 """The installed `dimwatch` console script, run as processes: `serve` and client commands."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,82 +8,18 @@ import numpy as np
 import pytest
 
 from tests.clients.conftest import TOKEN, rows
-
-DIMWATCH = str(Path(sys.executable).parent / "dimwatch")
-START_TIMEOUT = 120.0  # seconds for `dimwatch serve` to import torch and answer /readyz
-COMMAND_TIMEOUT = 120.0  # seconds any client command may take
-
-
-@dataclass
-class Served:
-    url: str
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """This environment without any DIMWATCH_* setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIMWATCH_")}
-    return {**env, "COLUMNS": "200", **extra}
-
-
-def _wait_until_ready(served: Served) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise RuntimeError(f"dimwatch serve exited with {served.process.returncode}")
-        try:
-            if httpx.get(f"{served.url}/readyz", timeout=10).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("dimwatch serve did not become ready")
-
-
-@contextmanager
-def serve(args: list[str], env: dict[str, str], port: int, data_dir: Path) -> Iterator[Served]:
-    process = subprocess.Popen(
-        [DIMWATCH, "serve", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    served = Served(f"http://127.0.0.1:{port}", data_dir, process)
-    try:
-        _wait_until_ready(served)
-        yield served
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+from tests.clients.processes import Served, clean_env, dimwatch, free_port, serve
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`dimwatch serve` configured by flags, wanting TOKEN."""
-    port, data_dir = _free_port(), tmp_path_factory.mktemp("served")
+    port, data_dir = free_port(), tmp_path_factory.mktemp("served")
     flags = ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
-    with serve([*flags, "--token", TOKEN, "--device", "cpu"], _env(), port, data_dir) as served:
+    with serve(
+        [*flags, "--token", TOKEN, "--device", "cpu"], clean_env(), port, data_dir
+    ) as served:
         yield served
-
-
-def dimwatch(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [DIMWATCH, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=_env(**env),
-        timeout=COMMAND_TIMEOUT,
-    )
 
 
 def test_serve_creates_its_data_dir(server: Served) -> None:
@@ -132,7 +60,7 @@ def test_status_without_the_token_fails_readably(server: Served) -> None:
 
 
 def test_status_without_a_server_fails_readably() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
 
     done = dimwatch("status", "--url", url)
 
@@ -143,8 +71,8 @@ def test_status_without_a_server_fails_readably() -> None:
 
 
 def test_serve_reads_dimwatch_variables(tmp_path: Path) -> None:
-    port, data_dir = _free_port(), tmp_path / "from-env"
-    env = _env(DIMWATCH_PORT=str(port), DIMWATCH_DATA_DIR=str(data_dir))
+    port, data_dir = free_port(), tmp_path / "from-env"
+    env = clean_env(DIMWATCH_PORT=str(port), DIMWATCH_DATA_DIR=str(data_dir))
 
     with serve([], env, port, data_dir) as served:
         health = httpx.get(f"{served.url}/healthz", timeout=30)

@@ -25,6 +25,19 @@ def test_stream_array_round_trip_over_a_socket(live_client: DimwatchClient) -> N
     assert live_client.selection("sensors").best_latent_dim == stream.best_latent_dim
 
 
+def test_stream_array_draws_no_progress_bar_unless_asked(
+    live_client: DimwatchClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    live_client.create_stream("quiet", latent_dims=[2, 4])
+
+    live_client.stream_array("quiet", rows(30))  # a library call: nothing on the terminal
+    quiet = capfd.readouterr()
+    live_client.stream_array("quiet", rows(30), progress=True)
+
+    assert (quiet.out, quiet.err) == ("", "")
+    assert "30/30" in capfd.readouterr().err
+
+
 def _push_until(url: str, token: str | None, stop: threading.Event, batches: int) -> None:
     """Push numbered batches, slowly, until the watcher has what it needs (bounded)."""
     with DimwatchClient(url, token) as client:

@@ -91,7 +91,11 @@ def test_push_dim_given_at_creation_checked(client: httpx.Client) -> None:
 def test_push_dim_too_small_for_latents_rejected(client: httpx.Client) -> None:
     _stream(client)
     response = push(client, "s", batch(dim=5))
-    _error(response, 422, "invalid_config", "latent_dims: expected every H < D = 5, got [6] >= 5")
+    message = (
+        "latent_dims: expected every H < D = 5, got [6] >= 5; use latent_dims below 5 "
+        "(e.g. [1, 2, 3]) or rows of more than 6 columns"
+    )
+    _error(response, 422, "invalid_config", message)
     assert client.get("/v1/streams/s").json()["dim"] is None
 
 

@@ -85,7 +85,8 @@ def test_create_stream_bad_names_rejected(client: httpx.Client) -> None:
 def test_create_stream_invalid_config_rejected(client: httpx.Client) -> None:
     cases = {
         "latent_dims: expected distinct sizes, got [2, 2]": {"latent_dims": [2, 2]},
-        "latent_dims: expected every H < D = 4, got [4, 6] >= 4": {"dim": 4},
+        "latent_dims: expected every H < D = 4, got [4, 6] >= 4; use latent_dims below 4 "
+        "(e.g. [1, 2, 3]) or rows of more than 6 columns": {"dim": 4},
     }
     for message, config in cases.items():
         response = client.post("/v1/streams", json={"name": "a", **cast(dict[str, Any], config)})

@@ -1,0 +1,236 @@
+"""`dimwatch push` and `dimwatch delete` as processes against a real server: a push checks the
+whole file before sending, is safe to re-run, and says what to run when it cannot tell."""
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clients import DimwatchClient, errors
+from clients._local_server import local_server
+from tests.clients.conftest import NO_RETRY, rows
+from tests.clients.processes import DIMWATCH, clean_env, dimwatch, stop
+
+INTERRUPT_TIMEOUT = 60.0  # seconds for an interrupted push to have sent its first rows
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with local_server(tmp_path_factory.mktemp("push")) as base:
+        yield base
+
+
+@pytest.fixture
+def client(url: str) -> Iterator[DimwatchClient]:
+    with DimwatchClient(url, retry=NO_RETRY) as c:
+        yield c
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> str:
+    """A stream name of its own per test (the server is shared by the module)."""
+    return request.node.name.removeprefix("test_")[:60].replace("[", "-").rstrip("]")
+
+
+def csv(path: Path, data: np.ndarray, header: str | None = None) -> str:
+    lines = [",".join(f"{v:.5f}" for v in row) for row in data]
+    path.write_text("\n".join(([header] if header else []) + lines) + "\n")
+    return str(path)
+
+
+def test_push_nan_in_the_file_sends_nothing_and_names_line_and_column(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    data = rows(3000, dim=4)
+    file = csv(tmp_path / "rows.csv", data)
+    text = Path(file).read_text().splitlines()
+    text[1500] = "0.1,nan,0.3,0.4"  # line 1,501
+    Path(file).write_text("\n".join(text) + "\n")
+
+    done = dimwatch("push", name, file, "--url", url, "--latent-dims", "1,2")
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert (
+        done.stderr == f"error: {file}, line 1,501, column 2: expected a finite number, got 'nan'\n"
+    )
+    with pytest.raises(errors.NotFoundError):
+        client.get_stream(name)  # not even created
+
+
+def test_push_with_the_wrong_delimiter_says_which_to_pass(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("x;y;z\n1;2;3\n4;5;6\n")
+
+    done = dimwatch("push", name, str(path), "--url", url)
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: {path}, line 2: cells separated by semicolons, not commas: pass --delimiter ';'\n"
+    )
+    fixed = dimwatch(
+        "push", name, str(path), "--url", url, "--delimiter", ";", "--latent-dims", "1"
+    )
+    assert fixed.returncode == 0, fixed.stderr
+    assert client.get_stream(name).rows_seen == 2
+
+
+def test_push_the_same_file_again_sends_nothing(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    file = csv(tmp_path / "rows.csv", rows(40, dim=5), header="a,b,c,d,e")
+    flags = ["--url", url, "--latent-dims", "1,2", "--no-progress"]
+
+    first = dimwatch("push", name, file, *flags)
+    again = dimwatch("push", name, file, *flags)
+
+    assert (
+        first.returncode == 0 and first.stderr == f"{file}: skipped the header line 'a,b,c,d,e'\n"
+    )
+    assert again.returncode == 0
+    assert again.stdout == (
+        f"{file} is in {name!r} already (40 rows, pushed before); nothing sent. To add its rows "
+        f"once more: `dimwatch push {name} {file} --url {url} --latent-dims 1,2 --no-progress "
+        "--append`\n"
+    )
+    assert client.get_stream(name).rows_seen == 40
+
+
+def test_push_rerun_after_an_interrupt_continues_without_duplicates(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    file = csv(tmp_path / "rows.csv", rows(3000, dim=4))
+    args = [DIMWATCH, "push", name, file, "--url", url, "--latent-dims", "1,2", "--no-progress"]
+    pushing = subprocess.Popen(args, env=clean_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + INTERRUPT_TIMEOUT
+        while _rows_in(client, name) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pushing.send_signal(signal.SIGINT)  # Ctrl-C half-way
+        _, err = pushing.communicate(timeout=30)
+    finally:
+        stop(pushing)  # type: ignore[arg-type]
+    done = client.get_stream(name).rows_seen
+
+    again = dimwatch(*args[1:])
+
+    assert 100 <= done < 3000 and pushing.returncode == 130
+    assert err.startswith("error: interrupted; ")
+    assert err.endswith(f"rows of {file} went into {name!r}: run the same command again to "
+                        "continue where it stopped\n")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert f"continuing {file} at row {done + 1:,}: its first {done:,} rows are in" in again.stdout
+    assert client.get_stream(name).rows_seen == 3000
+
+
+def _rows_in(client: DimwatchClient, name: str) -> int:
+    try:
+        return client.get_stream(name).rows_seen
+    except errors.NotFoundError:
+        return 0
+
+
+def test_push_into_rows_pushed_elsewhere_refuses_with_both_commands(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    client.create_stream(name, latent_dims=[1, 2])
+    client.push(name, rows(20, dim=3))  # by the Python client: push has no record of it
+    file = csv(tmp_path / "rows.csv", rows(30, dim=3))
+
+    refused = dimwatch("push", name, file, "--url", url)
+    appended = dimwatch("push", name, file, "--url", url, "--append", "--no-progress")
+
+    command = f"dimwatch push {name} {file} --url {url}"
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"error: stream {name!r} holds 20 rows already and no push of this file into it is "
+        f"recorded here. To add all 30 rows of {file} after them: `{command} --append`; to "
+        f"continue {file} after the rows an earlier push of it left: `{command} --resume`\n"
+    )
+    assert appended.returncode == 0, appended.stderr
+    assert client.get_stream(name).rows_seen == 50
+
+
+def test_push_resume_continues_a_file_pushed_in_part_elsewhere(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    data = rows(50, dim=3)
+    client.create_stream(name, latent_dims=[1, 2])
+    client.stream_array(name, data[:20], batch_size=10)
+    file = csv(tmp_path / "rows.csv", data)
+
+    done = dimwatch("push", name, file, "--url", url, "--resume", "--no-progress")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"continuing {file} at row 21: its first 20 rows are in")
+    assert client.get_stream(name).rows_seen == 50
+
+
+def test_push_another_file_after_a_finished_push_appends(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    first = csv(tmp_path / "first.csv", rows(30, dim=3, seed=1))
+    second = csv(tmp_path / "second.csv", rows(20, dim=3, seed=2))
+    flags = ["--url", url, "--latent-dims", "1,2", "--no-progress"]
+
+    assert dimwatch("push", name, first, *flags).returncode == 0
+    done = dimwatch("push", name, second, *flags)
+
+    assert done.returncode == 0, done.stderr
+    assert f"adding 20 rows of {second} after the 30 rows of {name!r}" in done.stdout
+    assert client.get_stream(name).rows_seen == 50
+
+
+def test_push_a_stream_name_with_a_space_says_which_names_are_allowed(tmp_path: Path) -> None:
+    done = dimwatch("push", "my stream", str(tmp_path / "rows.csv"))
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "dimwatch push: error: argument stream: a stream name is 1-64 letters, digits, '.', '_' "
+        "or '-', starting with a letter or digit; got 'my stream'"
+    )
+
+
+def test_delete_without_yes_outside_a_terminal_deletes_nothing(
+    url: str, client: DimwatchClient, name: str
+) -> None:
+    client.create_stream(name)
+
+    done = dimwatch("delete", name, "--url", url)
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: not deleting stream {name!r} (0 rows, its models and history): pass --yes to "
+        "confirm\n"
+    )
+    assert client.get_stream(name).name == name
+
+
+def test_delete_yes_deletes_and_a_new_push_starts_afresh(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    file = csv(tmp_path / "rows.csv", rows(30, dim=3))
+    flags = ["--url", url, "--latent-dims", "1,2", "--no-progress"]
+    assert dimwatch("push", name, file, *flags).returncode == 0
+
+    deleted = dimwatch("delete", name, "--url", url, "--yes")
+    pushed = dimwatch("push", name, file, *flags)
+
+    assert (deleted.returncode, deleted.stdout) == (
+        0,
+        f"deleted stream {name!r} (30 rows, its models and history)\n",
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert client.get_stream(name).rows_seen == 30
+
+
+def test_delete_a_missing_stream_fails(url: str) -> None:
+    done = dimwatch("delete", "nope", "--url", url, "--yes")
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and done.stderr.endswith("(404 not_found)\n")
