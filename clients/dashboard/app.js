@@ -29,6 +29,8 @@ const state = {
   showBatch: true,
   hadError: false, // the event stream failed since it last opened: catch up on reopening
   tokenDeclined: false, // the token dialog was cancelled: do not reopen it on every poll
+  pinned: false, // the user picked the stream on display (a link, or #stream= in the address)
+  steps: new Map(), // name -> step at the previous poll: a stream whose step grew is being pushed to
 };
 
 /** Call fn at most once per `ms`; a call inside the quiet period runs at its end. */
@@ -91,10 +93,31 @@ async function refreshStreams() {
       scheduleRender();
     }
     showStreamList();
-    if (!state.name && state.streams.length > 0 && !hashStream()) selectStream(state.streams[0].name);
+    const followed = state.pinned ? null : activeStream(state.streams);
+    if (followed && followed !== state.name) selectStream(followed, { pinned: false });
   } catch (error) {
     handleError(error);
   }
+}
+
+/**
+ * The stream to follow: the one whose step grew since the last poll (the one on display if it
+ * did too), else, at the first poll, the most recently created one with the most steps.
+ */
+function activeStream(streams) {
+  const grew = streams.filter((s) => state.steps.has(s.name) && s.step > state.steps.get(s.name));
+  const first = state.steps.size === 0;
+  state.steps = new Map(streams.map((s) => [s.name, s.step]));
+  if (grew.some((s) => s.name === state.name)) return state.name;
+  if (grew.length > 0) return grew[0].name;
+  if (state.name || streams.length === 0 || !first) return null;
+  const newest = [...streams].sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+  return newest[0].name;
+}
+
+function showFollowNote() {
+  $("follow-note").hidden = state.pinned || state.streams.length === 0;
+  $("unpin").hidden = !state.pinned;
 }
 
 // ---- one stream -----------------------------------------------------------------------------
@@ -103,13 +126,16 @@ function hashStream() {
   return new URLSearchParams(window.location.hash.slice(1)).get("stream");
 }
 
-async function selectStream(name) {
+async function selectStream(name, { pinned = true } = {}) {
   state.generation += 1;
   const generation = state.generation;
   state.source?.close();
-  Object.assign(state, { name, stream: null, history: new History(MAX_POINTS), collapse: null, selection: null, source: null });
-  if (hashStream() !== name) window.history.replaceState(null, "", `#stream=${encodeURIComponent(name)}`);
+  Object.assign(state, { name, pinned, stream: null, history: new History(MAX_POINTS), collapse: null, selection: null, source: null });
+  // A pick is kept in the address (a reload stays on it); a followed stream is not.
+  const address = pinned ? `#stream=${encodeURIComponent(name)}` : window.location.pathname;
+  if ((hashStream() ?? null) !== (pinned ? name : null)) window.history.replaceState(null, "", address);
   showStreamList();
+  showFollowNote();
   showError("");
   try {
     const [stream, history, collapse, selection] = await Promise.all([
@@ -204,7 +230,7 @@ function connect(generation) {
 // ---- drawing --------------------------------------------------------------------------------
 
 function chartWidth(svg) {
-  return Math.max(320, Math.floor(svg.parentElement.getBoundingClientRect().width));
+  return Math.max(200, Math.floor(svg.parentElement.getBoundingClientRect().width));
 }
 
 function showStreamList() {
@@ -220,7 +246,7 @@ function render() {
   $("stream-view").hidden = !stream;
   if (!stream) return;
   $("stream-name").textContent = stream.name;
-  renderStats($("stats"), stream);
+  renderStats($("stats"), stream, state.selection?.converged === false);
   renderLegend($("legend"), stream.latent_dims, state.showBatch);
   const points = state.history.window(state.windowSteps);
   const changes = state.history.changes();
@@ -279,13 +305,21 @@ function wireControls() {
   });
   window.addEventListener("hashchange", () => {
     const name = hashStream();
-    if (name && name !== state.name) selectStream(name);
+    if (name) selectStream(name); // a click on a stream: stay on it
+  });
+  $("unpin").addEventListener("click", (event) => {
+    event.preventDefault();
+    state.pinned = false;
+    state.steps = new Map(); // follow from the next poll as on a fresh page
+    window.history.replaceState(null, "", window.location.pathname);
+    showFollowNote();
+    refreshStreams();
   });
   window.addEventListener("resize", scheduleRender);
 }
 
 wireControls();
 const initial = hashStream();
-if (initial) selectStream(initial);
+if (initial) selectStream(initial); // an address with #stream= is a pick
 refreshStreams();
 setInterval(refreshStreams, STREAM_POLL_MS);

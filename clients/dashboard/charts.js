@@ -39,6 +39,19 @@ export function niceTicks(lo, hi, count = 5) {
   return ticks;
 }
 
+/**
+ * Integer ticks for an x axis `pixels` wide: one per ~80 px, and at least two whenever the
+ * domain holds two integers (a narrow axis with one label cannot be read).
+ */
+export function axisTicks(lo, hi, pixels) {
+  const want = Math.max(2, Math.floor(pixels / 80));
+  let ticks = [];
+  for (let count = want; count <= want + 8 && ticks.length < 2; count += 1) {
+    ticks = niceTicks(lo, hi, count).filter(Number.isInteger);
+  }
+  return ticks;
+}
+
 /** Short label for an axis tick or a statistic: 12.5k, 1.2M, 0.0035, -3.21. */
 export function formatNumber(v) {
   if (v === null || v === undefined || !Number.isFinite(v)) return "–";
@@ -138,9 +151,8 @@ export function drawFrame(svg, opts) {
     svgEl("line", { x1: left, x2: right, y1: y(t), y2: y(t) }, grid);
     svgText(axes, left - 6, y(t), yTickLabel(t), { "text-anchor": "end", dy: "0.32em" });
   }
-  const xTickCount = Math.max(2, Math.floor((right - left) / 90));
-  const xTicks = opts.xTicks === false ? [] : niceTicks(opts.xDomain[0], opts.xDomain[1], xTickCount);
-  for (const t of xTicks.filter(Number.isInteger)) {
+  const xTicks = opts.xTicks === false ? [] : axisTicks(opts.xDomain[0], opts.xDomain[1], right - left);
+  for (const t of xTicks) {
     svgEl("line", { x1: x(t), x2: x(t), y1: bottom, y2: bottom + 4 }, axes);
     svgText(axes, x(t), bottom + 16, formatNumber(t), { "text-anchor": "middle" });
   }

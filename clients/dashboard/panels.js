@@ -25,10 +25,12 @@ export function renderStreamList(list, streams, currentName) {
   }
 }
 
-/** The stream's figures; the first one (id best-h) is the selected H. */
-export function renderStats(list, stream) {
+/** The stream's figures; the first one (id best-h) is the selected H, marked provisional while
+ * the server says its models have not converged. */
+export function renderStats(list, stream, provisional = false) {
+  const best = stream.best_latent_dim ?? "–";
   const stats = [
-    ["selected H", stream.best_latent_dim ?? "–"],
+    ["selected H", provisional && stream.best_latent_dim !== null ? `${best} (provisional)` : best],
     ["step", stream.step.toLocaleString("en-US")],
     ["rows seen", stream.rows_seen.toLocaleString("en-US")],
     ["data dim D", stream.dim ?? "–"],

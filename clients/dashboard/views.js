@@ -8,6 +8,11 @@ import { decimate, drawFrame, formatNumber, linePath, paddedExtent, quantile, sv
 export const PRIOR_ENTROPY = 0.5 * Math.log(2 * Math.PI * Math.E); // 1/2 log(2 pi e), docs/math.md
 
 const MARGIN = { top: 14, right: 18, bottom: 38, left: 66 };
+const NARROW = 520; // px: below this, charts use small margins and short labels
+
+function margin(width, extra = {}) {
+  return width < NARROW ? { ...MARGIN, left: 50, right: 10, ...extra } : { ...MARGIN, ...extra };
+}
 
 export function seriesClass(latentDims, h) {
   return `c${latentDims.indexOf(h) % 8}`;
@@ -48,7 +53,7 @@ export function drawBicChart(svg, { points, latentDims, changes, showBatch, widt
   const frame = drawFrame(svg, {
     width,
     height,
-    margin: MARGIN,
+    margin: margin(width),
     xDomain: stepDomain(points),
     yDomain: paddedExtent(yValues),
     xLabel: "step (one optimizer step per batch)",
@@ -91,7 +96,7 @@ export function drawSelectionChart(svg, { points, latentDims, changes, width }) 
   const frame = drawFrame(svg, {
     width,
     height,
-    margin: { ...MARGIN, top: 10 },
+    margin: margin(width, { top: 10 }),
     xDomain: stepDomain(points),
     yDomain: [-0.5, dims.length - 0.5],
     yTicks: dims.map((_, i) => i),
@@ -131,7 +136,7 @@ export function drawCollapseChart(svg, { collapse, latentDims, bestLatentDim, wi
   const frame = drawFrame(svg, {
     width,
     height,
-    margin: { ...MARGIN, bottom: 46, right: 150 },
+    margin: width < NARROW ? margin(width, { bottom: 46 }) : { ...MARGIN, bottom: 46, right: 150 },
     xDomain: [0, slots],
     xTicks: false,
     yDomain,
@@ -162,14 +167,15 @@ export function drawCollapseChart(svg, { collapse, latentDims, bestLatentDim, wi
     });
     const centre = frame.left + ((start + index) / 2) * slot;
     const selected = model.latent_dim === bestLatentDim;
-    svgText(svg, centre, frame.bottom + 15, `H=${model.latent_dim}${selected ? " (selected)" : ""}`, {
+    // A group narrower than its long labels (a phone) gets the short ones: "H=4", "2/4 active".
+    const roomy = (index - start) * slot >= 110;
+    const label = `H=${model.latent_dim}${selected && roomy ? " (selected)" : ""}`;
+    const note = roomy ? `${model.active_latents} of ${model.latent_dim} active` : `${model.active_latents}/${model.latent_dim} active`;
+    svgText(svg, centre, frame.bottom + 15, label, {
       class: `group-label${selected ? " selected" : ""}`,
       "text-anchor": "middle",
     });
-    svgText(svg, centre, frame.bottom + 28, `${model.active_latents} of ${model.latent_dim} active`, {
-      class: "group-note",
-      "text-anchor": "middle",
-    });
+    svgText(svg, centre, frame.bottom + 28, note, { class: "group-note", "text-anchor": "middle" });
     index += 1;
   }
   // Labels to the right of the plot; the lower line's label sits below it so the two never overlap.
@@ -178,9 +184,11 @@ export function drawCollapseChart(svg, { collapse, latentDims, bestLatentDim, wi
     [collapse.threshold, "threshold", `collapse threshold ${formatNumber(collapse.threshold)}`],
     [PRIOR_ENTROPY, "prior", `prior entropy ${PRIOR_ENTROPY.toFixed(3)}`],
   ];
+  const narrow = width < NARROW; // no room beside the plot: labels inside it, right-aligned
   for (const [value, cls, label] of refs) {
     svgEl("line", { x1: frame.left, x2: frame.right, y1: frame.y(value), y2: frame.y(value), class: `ref-line ${cls}` }, svg);
     const dy = value === low ? "1em" : "-0.35em";
-    svgText(svg, frame.right + 6, frame.y(value), label, { class: `ref-label ${cls}`, dy });
+    const at = narrow ? { x: frame.right - 2, anchor: "end" } : { x: frame.right + 6, anchor: "start" };
+    svgText(svg, at.x, frame.y(value), label, { class: `ref-label ${cls}`, dy, "text-anchor": at.anchor });
   }
 }

@@ -298,3 +298,95 @@ def test_pick_panel_shows_path_and_provisional_pick(
     assert "provisional" in (status.get_attribute("class") or "")
     tab.locator("#pick").screenshot(path=str(ARTIFACTS / "dashboard-pick.png"))
     assert console.errors == []
+
+
+# ---- a phone-sized screen, and following the stream being pushed to -------------------------
+
+PHONE = {"width": 375, "height": 812}
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[tuple[Page, Console]]:
+    context = browser.new_context(viewport=PHONE)
+    new_page = context.new_page()
+    new_page.set_default_timeout(TIMEOUT_MS)
+    console = Console(errors=[])
+    new_page.on("pageerror", lambda error: console.errors.append(f"uncaught: {error}"))
+    new_page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    yield new_page, console
+    context.close()
+
+
+def boxes(page: Page, selector: str) -> list[dict[str, float]]:
+    return page.eval_on_selector_all(
+        selector,
+        "nodes => nodes.map(n => { const b = n.getBoundingClientRect();"
+        " return {left: b.left, right: b.right, top: b.top, bottom: b.bottom}; })",
+    )
+
+
+def overlapping(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and (b["top"] < a["bottom"])
+    )
+
+
+def test_dashboard_at_375px_fits_the_screen_with_readable_charts(
+    open_server: LiveServer, phone: tuple[Page, Console]
+) -> None:
+    tab, console = phone
+    with open_server.client() as client:
+        for i in range(6):  # a list of streams longer than the screen is wide
+            response = client.post("/v1/streams", json={"name": f"phone-other-{i}"})
+            assert response.status_code == 201, response.text
+        create_stream(client, "phone", batches=150)
+    tab.goto(f"{open_server.url}/#stream=phone")
+    tab.locator("#connection.live").wait_for()
+    tab.locator("#collapse-chart rect.bar").first.wait_for()
+
+    width = tab.evaluate("document.documentElement.scrollWidth")
+    x_labels = tab.locator("#bic-chart .axis text[text-anchor='middle']:not(.axis-title)")
+    labels = boxes(tab, "#collapse-chart .group-label, #collapse-chart .group-note")
+    refs = boxes(tab, "#collapse-chart .ref-label")
+    best = boxes(tab, "#best-h")[0]
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-375.png"), full_page=True)
+
+    assert width <= PHONE["width"]  # no sideways scroll
+    assert x_labels.count() >= 2
+    assert [(i, j) for i, j in itertools.combinations(range(len(labels)), 2)
+            if overlapping(labels[i], labels[j])] == []  # fmt: skip
+    assert all(0 <= box["left"] and box["right"] <= PHONE["width"] for box in labels + refs)
+    assert best["bottom"] <= PHONE["height"]  # the selected H above the fold
+    assert console.errors == []
+
+
+def test_dashboard_follows_the_stream_being_pushed_to_until_one_is_picked(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "follow-older", batches=2)
+        create_stream(client, "follow-newer", batches=2)
+        tab.goto(f"{open_server.url}/")
+        tab.wait_for_function(
+            "document.querySelector('#stream-name').textContent === 'follow-newer'"
+        )
+        push_batches(client, "follow-older", 3, seed=5)  # now the older one is being pushed to
+        tab.wait_for_function(
+            "document.querySelector('#stream-name').textContent === 'follow-older'"
+        )
+        assert tab.locator("#follow-note").is_visible()
+        tab.locator(".stream-link", has_text="follow-newer").click()  # a pick
+        tab.locator("#connection.live").wait_for()
+        push_batches(client, "follow-older", 3, seed=6)
+        tab.wait_for_function(
+            "document.querySelector('.stream-link[href$=\"follow-older\"] .stream-meta')"
+            ".textContent.includes('step 8')"
+        )  # the next poll saw the push, and the page stays on the pick
+    assert tab.locator("#stream-name").text_content() == "follow-newer"
+    assert tab.locator("#unpin").is_visible()
+    assert console.errors == []
