@@ -19,9 +19,9 @@ def _h(value: int | None) -> str:
 
 
 def provisional(selection: Selection) -> bool:
-    """A pick the server marks unconverged (`converged: false`); servers that do not say are
-    taken at their word."""
-    return getattr(selection, "converged", None) is False
+    """A pick the server marks unconverged (`converged: false`); a server that does not say
+    (None) is taken at its word."""
+    return selection.converged is False
 
 
 def _best(selection: Selection) -> str:

@@ -468,7 +468,7 @@ def test_wheel_requires_only_the_client_without_extras(wheel: Wheel) -> None:
     server = sorted(re.split(r"[<>=~ ;]", r)[0] for r in requires if 'extra == "server"' in r)
     assert plain == ["httpx", "numpy", "rich"]
     assert {"torch", "fastapi", "uvicorn"} <= set(server)
-    assert 'dimwatch[server,cluster]; extra == "test"' in requires
+    assert 'dimwatch[cluster,server]; extra == "test"' in requires
 
 
 def test_wheel_includes_dashboard_files(wheel: Wheel) -> None:

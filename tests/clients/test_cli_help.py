@@ -7,7 +7,7 @@ import pytest
 from clients._parser import build_parser
 from tests.clients.processes import dimwatch
 
-COMMANDS = ["serve", "push", "status", "watch", "delete", "demo"]
+COMMANDS = ["serve", "worker", "push", "status", "watch", "delete", "demo"]
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
