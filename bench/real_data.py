@@ -202,17 +202,23 @@ def windowed(case: Case, stream: np.ndarray, ex: dict[str, Any], stride: int) ->
             "exact_bic_ms": 1e3 * t_bic / len(ends),
             "minka_vs_own_full_pick": float((mp == minka_full).mean()),
             "minka_vs_exact_bic_pick": float((mp == ex["pick"]).mean()),
-            "minka_mode": int(np.bincount(mp).argmax()),
+            "minka_failed": float((mp < 0).mean()),
+            "minka_mode": int(np.bincount(mp + 1).argmax()) - 1,
             "minka_ms": 1e3 * t_minka / len(ends),
         }
     return out
 
 
 def minka(x: np.ndarray) -> int:
-    """The latent size scikit-learn's PCA(n_components="mle") chooses (Minka 2000)."""
+    """The latent size scikit-learn's PCA(n_components="mle") chooses (Minka 2000); -1 where it
+    fails (its evidence takes logs of the spectrum: constant columns, e.g. digits' blank pixels,
+    raise ValueError "math domain error")."""
     from sklearn.decomposition import PCA
 
-    return int(PCA(n_components="mle", svd_solver="full").fit(x).n_components_)
+    try:
+        return int(PCA(n_components="mle", svd_solver="full").fit(x).n_components_)
+    except ValueError:
+        return -1
 
 
 def _z(x: np.ndarray) -> np.ndarray:

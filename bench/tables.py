@@ -222,8 +222,8 @@ def real_data(name: str) -> None:
                   f"{fmt(r['max_gap_while_converged_pct'], 3)} | {r['alarms']} | "
                   f"{r['ms_per_batch']:.2f} |")  # fmt: skip
     print("\n| case | window | exact BIC right (seeds) | exact BIC ms | Minka = own full pick | "
-          "Minka = exact BIC pick | Minka mode | Minka ms |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "Minka = exact BIC pick | Minka mode (-1: fails) | Minka fails | Minka ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in data["cases"]:
         for w in ("500", "2000"):
             vs = [r["windows"][w] for r in c["runs"] if "windows" in r]
@@ -231,6 +231,7 @@ def real_data(name: str) -> None:
             print(f"| {c['case']['name']} | {w} | {cell('exact_bic_accuracy')} | "
                   f"{cell('exact_bic_ms', 2)} | {cell('minka_vs_own_full_pick')} | "
                   f"{cell('minka_vs_exact_bic_pick')} | {vs[0]['minka_mode']} | "
+                  f"{' / '.join(str(v.get('minka_failed', 0.0)) for v in vs)} | "
                   f"{cell('minka_ms', 1)} |")  # fmt: skip
 
 
