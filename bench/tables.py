@@ -64,7 +64,8 @@ def tracking_rows(rows: list[dict[str, Any]], verdict: bool = True) -> None:
         acc = "/".join(f"{c['second_half_accuracy']:.3f}".rstrip("0").rstrip(".") for c in ch)
         noise = "/".join(f"{c['min_noise_ratio']:.0f}" for c in ch)
         std = "/".join(f"{c['min_std_ratio']:.1f}" for c in ch)
-        tail = f" {'yes' if r.get('passes') else 'no'} |" if verdict else ""
+        passed = {True: "yes", False: "no", None: "-"}[r.get("passes")]  # -: no baseline run
+        tail = f" {passed} |" if verdict else ""
         print(
             f"| {r['stream']} | `{r['setting']}` | {r['seed']} | {delays} | {acc} | {noise} | "
             f"{std} |" + tail
