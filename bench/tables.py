@@ -208,7 +208,7 @@ def real_data(name: str) -> None:
         dim = k.get("dim") or load_dataset(k["dataset"]).shape[1]
         print(f"| {k['name']} | {dim} | {tuple(k['latent_dims'])} | {k['bic_n']} | {lls} | "
               f"**{e['pick']}** | {e['margin_pct_of_ll']:.2f} | "
-              f"{c['runs'][0]['windows']['minka_full_data_pick']} |")  # fmt: skip
+              f"{c['runs'][0].get('windows', {}).get('minka_full_data_pick', '-')} |")  # fmt: skip
     print("\n| case | seed | last-20% right | right and stable from row | abs gap % (max H) at "
           "20k / 50k / 100k | selection converged at row (abs gap % then) | largest abs gap "
           "% while converged | alarms | ms/batch |")  # fmt: skip
@@ -222,12 +222,16 @@ def real_data(name: str) -> None:
                   f"{fmt(r['rows_until_right_and_stable'], 0)} | {gaps} | {conv} | "
                   f"{fmt(r['max_gap_while_converged_pct'], 3)} | {r['alarms']} | "
                   f"{r['ms_per_batch']:.2f} |")  # fmt: skip
+    if not any("windows" in r for c in data["cases"] for r in c["runs"]):
+        return
     print("\n| case | window | exact BIC right (seeds) | exact BIC ms | Minka = own full pick | "
           "Minka = exact BIC pick | Minka mode (-1: fails) | Minka fails | Minka ms |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for c in data["cases"]:
         for w in ("500", "2000"):
             vs = [r["windows"][w] for r in c["runs"] if "windows" in r]
+            if not vs:
+                continue
             cell = _joined(vs)
             print(f"| {c['case']['name']} | {w} | {cell('exact_bic_accuracy')} | "
                   f"{cell('exact_bic_ms', 2)} | {cell('minka_vs_own_full_pick')} | "
