@@ -121,8 +121,15 @@ def validation_message(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]
     return message, details
 
 
+STREAM_NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 def _msg(error: Any) -> str:
-    """pydantic's message, with float bounds written as floats (3.4028235e+38, not 39 digits)."""
+    """pydantic's message, with float bounds written as floats (3.4028235e+38, not 39 digits) and
+    a stream name's pattern in words."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "string_pattern_mismatch" and loc[-1:] == ("name",):
+        return f"expected a stream name of {STREAM_NAME_RULE}, got {json.dumps(error.get('input'))}"
     bounds = {k: v for k, v in error.get("ctx", {}).items() if isinstance(v, float)}
     if not bounds:
         return str(error.get("msg", ""))

@@ -82,6 +82,16 @@ def test_create_stream_bad_names_rejected(client: httpx.Client) -> None:
     assert client.get("/v1/streams").json() == {"data": [], "count": 0}
 
 
+def test_create_stream_name_with_a_space_is_explained_in_words(client: httpx.Client) -> None:
+    response = client.post("/v1/streams", json={"name": "my stream"})
+
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        "body.name: expected a stream name of 1-64 letters, digits, '.', '_' or '-', starting "
+        'with a letter or digit, got "my stream"'
+    )
+
+
 def test_create_stream_invalid_config_rejected(client: httpx.Client) -> None:
     cases = {
         "latent_dims: expected distinct sizes, got [2, 2]": {"latent_dims": [2, 2]},
