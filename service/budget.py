@@ -10,7 +10,8 @@ latents, data dimension D, batches of B rows, S Monte Carlo samples):
                  natural step (parameters, running mean)                     held while it lives
     step       = 3 M B D + 4 M B Hmax + 4 P          the step's temporaries (the natural step's
                + M Hmax^2                            new W, rotation and balance; Adam's grads)
-               + 6 S M B Hmax (estimator mc)          eps, d and their autograd buffers
+               + 7 S M B Hmax (estimator mc)          eps, d and their autograd buffers (~6x
+                                                      measured, one more for margin)
     snapshot   = 6 P                                  state_bytes(): a copy, then its bytes
     batch      = max(step, snapshot) + 2 B D          held from admission until it is applied:
                                                       the decoded rows and the request body
@@ -45,7 +46,7 @@ def batch_bytes(config: BankConfig, dim: int, rows: int) -> int:
     m, hmax, p = len(config.latent_dims), max(config.latent_dims), parameters(config, dim)
     step = 3 * m * rows * dim + 4 * m * rows * hmax + 4 * p + m * hmax * hmax
     if config.estimator == "mc":
-        step += 6 * config.mc_samples * m * rows * hmax
+        step += 7 * config.mc_samples * m * rows * hmax
     return (max(step, 6 * p) + 2 * rows * dim) * FLOAT
 
 

@@ -20,7 +20,7 @@ def test_estimates_follow_the_documented_formulas() -> None:
     assert parameters(config, 10) == p
     assert bank_bytes(config, 10) == 4 * p * 4
     assert bank_bytes(BankConfig(latent_dims=(2, 4, 6), optimizer="natural"), 10) == (p + 10) * 4
-    step = 3 * 3 * 50 * 10 + 4 * 3 * 50 * 6 + 4 * p + 3 * 6 * 6 + 6 * 100 * 3 * 50 * 6
+    step = 3 * 3 * 50 * 10 + 4 * 3 * 50 * 6 + 4 * p + 3 * 6 * 6 + 7 * 100 * 3 * 50 * 6
     assert batch_bytes(config, 10, 50) == (step + 2 * 50 * 10) * 4
 
 
