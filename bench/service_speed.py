@@ -20,7 +20,9 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -224,6 +226,54 @@ def part_commit(seconds: float, before: str, rounds: int) -> list[dict[str, Any]
     return rows
 
 
+STORE_PROBE = """
+import json, sys, tempfile, threading, time
+from pathlib import Path
+from service.history import Change
+from service.store import Store
+threads, seconds = int(sys.argv[1]), float(sys.argv[2])
+with tempfile.TemporaryDirectory() as folder:
+    store = Store(Path(folder))
+    for i in range(threads):
+        store.create_stream(f"s{i}", {}, 10, "2026-11-29T00:00:00Z")
+    counts, data, deadline = [0] * threads, bytes(400), time.perf_counter() + seconds
+    def append(i):
+        while time.perf_counter() < deadline:
+            counts[i] += 1
+            store.append_batch(f"s{i}", counts[i], 10, data, 10, Change(None, None))
+    start = time.perf_counter()
+    workers = [threading.Thread(target=append, args=(i,)) for i in range(threads)]
+    for w in workers: w.start()
+    for w in workers: w.join()
+    print(json.dumps({"appends_per_s": sum(counts) / (time.perf_counter() - start)}))
+    store.close()
+"""
+
+
+def part_store(seconds: float, before: str, rounds: int) -> list[dict[str, Any]]:
+    """Durable appends of 10 x 10 batches per second straight into the store (no HTTP, no
+    training), 1 and 16 threads each on its own stream: the commit path alone, before/after."""
+    rows = []
+    with checkout(before) as old:
+        for round_ in range(rounds):
+            for target, source in (("before", old), ("after", Path.cwd())):
+                for threads in (1, 16):
+                    out = subprocess.run(
+                        [sys.executable, "-c", STORE_PROBE, str(threads), str(seconds)],
+                        check=True, capture_output=True, text=True, cwd=source,
+                        env={**os.environ, "PYTHONPATH": str(source)},
+                    )  # fmt: skip
+                    r = {"target": target, "threads": threads, "round": round_}
+                    r.update(json.loads(out.stdout))
+                    rows.append(r)
+                    print(
+                        f"round {round_} store {target:<6} {threads:>2} threads "
+                        f"{r['appends_per_s']:8.1f} durable appends/s",
+                        flush=True,
+                    )
+    return rows
+
+
 def commit_table(rows: list[dict[str, Any]]) -> None:
     """Median over rounds per target and case, with the ratio to the no-op app's median."""
 
@@ -288,7 +338,7 @@ def part_memory(sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["load", "memory", "commit"], action="append")
+    parser.add_argument("--part", choices=["load", "memory", "commit", "store"], action="append")
     parser.add_argument("--before", default="b4631f6", help="baseline revision (part commit)")
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds (part commit)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per load phase")
@@ -303,6 +353,9 @@ def main() -> None:
         result["before"] = args.before
         result["commit"] = part_commit(seconds, args.before, args.rounds)
         commit_table(result["commit"])
+    if "store" in parts:
+        result["before"] = args.before
+        result["store"] = part_store(seconds, args.before, args.rounds)
     if "memory" in parts:
         sizes = (
             [(10, 200), (1000, 20), (10, 1000)]
