@@ -337,6 +337,9 @@ def restore(
         if stored is None:
             return None
         return LiveStream.restore(stored, store, default_device, history_limit, gate)
+    except KeyError as exc:  # a row of another schema
+        log.exception("stream %r cannot be restored; serving it as unavailable", name)
+        reason = f"could not restore it (stored setting {exc} missing)"
     except Exception as exc:
         log.exception("stream %r cannot be restored; serving it as unavailable", name)
         reason = f"could not restore it ({exc})"

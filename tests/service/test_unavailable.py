@@ -129,6 +129,16 @@ def test_device_missing_here_is_unavailable(tmp_path: Path, make_server: Make) -
         assert server.client.get("/v1/streams/t").json()["step"] == 2
 
 
+def test_row_of_another_schema_is_unavailable(tmp_path: Path, make_server: Make) -> None:
+    _fill(make_server, ("s",), batches=2)
+    sql = "UPDATE streams SET config = json_remove(config, '$.latent_dims') WHERE name = 's'"
+    _sql(tmp_path, sql)
+    with make_server(snapshot_every=3) as server:
+        reason = "could not restore it (stored setting 'latent_dims' missing)"
+        assert _reason(server.client, "s") == reason
+        assert server.client.get("/v1/streams/s").json() == _unavailable_body("s", reason)
+
+
 def test_replay_failing_part_way_is_unavailable_not_empty(
     tmp_path: Path, make_server: Make
 ) -> None:
