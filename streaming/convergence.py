@@ -8,8 +8,10 @@ itself. So a candidate is `converged` once
   - it has trained for at least `min_batches` batches and `rows_per_parameter` rows per
     parameter (H D + 1) since the start or the last restart, and
   - F_ent's fast average (about `fast` batches) and slow average (about `slow` batches) differ
-    by at most `tolerance` of |F_ent| (at least 1 nat): no drift left that the noise does not
-    explain.
+    by at most `tolerance` of |F_ent| (at least 1 nat): no drift left, and
+  - F_ent's mean absolute deviation from its slow average (over about `fast` batches) is within
+    the same tolerance: the step size has decayed enough that the noise of the online estimate
+    is small too; and this step's F_ent is within twice the tolerance of the slow average.
 
 It stays converged until the drift exceeds twice the tolerance or training restarts. The
 thresholds are calibrated on real data by bench/real_data.py (bench/RESULTS.md): no case there
@@ -44,6 +46,7 @@ class Convergence:
         self.rows = 0
         self.fast = np.zeros_like(self.params)
         self.slow = np.zeros_like(self.params)
+        self.spread = np.zeros_like(self.params)  # mean |F_ent - slow|
         self.flags = np.zeros(self.params.shape, dtype=bool)
 
     def restart(self) -> None:
@@ -57,17 +60,22 @@ class Convergence:
         if self.batches == 0:
             self.fast[:] = f_ent
             self.slow[:] = f_ent
+            self.spread[:] = np.abs(f_ent)  # unknown: as large as F_ent itself
         else:
             self.fast += (f_ent - self.fast) / t.fast
             self.slow += (f_ent - self.slow) / t.slow
+            self.spread += (np.abs(f_ent - self.slow) - self.spread) / t.fast
         self.batches += 1
         self.rows += rows
-        drift = np.abs(self.fast - self.slow) / np.maximum(1.0, np.abs(self.slow))
+        scale = np.maximum(1.0, np.abs(self.slow))
+        drift = np.maximum(np.abs(self.fast - self.slow), self.spread) / scale
         trained = (self.batches >= t.min_batches) & (
             self.rows >= t.rows_per_parameter * self.params
         )
         limit = np.where(self.flags, 2.0 * t.tolerance, t.tolerance)
-        self.flags = trained & (drift <= limit)
+        # and this step's F_ent itself near the settled value (a noise spike is not converged)
+        here = np.abs(f_ent - self.slow) / scale <= 2.0 * t.tolerance
+        self.flags = trained & (drift <= limit) & here
         return self.flags
 
     def state(self) -> dict[str, object]:
@@ -76,6 +84,7 @@ class Convergence:
             "rows": self.rows,
             "fast": self.fast.tolist(),
             "slow": self.slow.tolist(),
+            "spread": self.spread.tolist(),
             "flags": self.flags.tolist(),
         }
 
@@ -84,4 +93,6 @@ class Convergence:
         self.rows = int(state["rows"])  # type: ignore[call-overload]
         self.fast = np.array(state["fast"], dtype=np.float64)
         self.slow = np.array(state["slow"], dtype=np.float64)
+        spread = state.get("spread", np.abs(self.slow).tolist())  # not in the first v2 states
+        self.spread = np.array(spread, dtype=np.float64)
         self.flags = np.array(state["flags"], dtype=bool)

@@ -96,9 +96,12 @@ def encoder(
 def rotate(W: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """W Q with Q the eigenvectors of W^T W, largest first: W's columns become orthogonal,
     p(x) unchanged. Padded latents get eigenvalue -1 so they stay apart and last."""
-    gram = W.transpose(1, 2) @ W - torch.diag_embed(1.0 - mask)  # (M, Hmax, Hmax)
+    # float64: |w_h|^2 spans the data's eigenvalues (1e5 .. 1e-4 on raw real data); float32's
+    # eigh would mix the small columns with rounding noise of the large ones at every step
+    W64 = W.double()
+    gram = W64.transpose(1, 2) @ W64 - torch.diag_embed(1.0 - mask.double())  # (M, Hmax, Hmax)
     _, vecs = torch.linalg.eigh(gram)  # ascending
-    return (W @ vecs.flip(-1)) * mask[:, None, :]
+    return (W64 @ vecs.flip(-1)).to(W.dtype) * mask[:, None, :]
 
 
 def balance(W: torch.Tensor, second: torch.Tensor, eta: float) -> torch.Tensor:
