@@ -3,7 +3,9 @@
 Ingest: binary batches of 10 rows, D = 10, one client loop per stream (1, 4, 16, 64 streams)
 through one API node, with 1, 2 and 4 worker processes (16 partitions), each phase bounded in
 time; the same loads against today's single process (`dimwatch serve --data-dir`). Ratios: to
-one worker, and to the single process. The one-client p50 is the 1-stream row. Takeover: one
+one worker, and to the single process; the CPU time per batch of each process role (client, API
+node, workers, NATS; or the single server) says what limits a figure. The one-client p50 is the
+1-stream row. Takeover: one
 client pushes to one stream with seq while its owner is killed with SIGKILL; the takeover time is
 from the kill to the next acknowledged batch (lease time DIMWATCH_LEASE_SECONDS, default here 5).
 
@@ -48,9 +50,16 @@ def cluster_env(url: str) -> dict[str, str]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def cluster(workers: int) -> Iterator[tuple[Server, str]]:
-    """A fresh nats-server, `workers` worker processes and one API node (a child process)."""
+def cluster(workers: int) -> Iterator[tuple[Server, str, dict[str, list[int]]]]:
+    """A fresh nats-server, `workers` worker processes and one API node (a child process);
+    the pids of each role."""
     with tempfile.TemporaryDirectory(prefix="dimwatch-cluster-") as tmp:
         server = local.start(Path(tmp) / "nats")
         env = {**os.environ, **cluster_env(server.url)}
@@ -58,7 +67,12 @@ def cluster(workers: int) -> Iterator[tuple[Server, str]]:
         procs = [subprocess.Popen(command, env=env) for _ in range(workers)]
         try:
             with running_service(max_streams=1000, env=cluster_env(server.url)) as api:
-                yield api, server.url
+                roles = {
+                    "api": [api.pid],
+                    "workers": [p.pid for p in procs],
+                    "nats": [server.process.pid],
+                }
+                yield api, server.url, roles
         finally:
             for proc in procs:
                 proc.kill()
@@ -69,20 +83,29 @@ def cluster(workers: int) -> Iterator[tuple[Server, str]]:
 def ingest(seconds: float, workers: list[int], streams: list[int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
-    def run(target: str, url: str) -> None:
+    def run(target: str, url: str, roles: dict[str, list[int]]) -> None:
+        roles = {**roles, "client": [os.getpid()]}
         for s in streams:
+            before = {role: sum(map(cpu_seconds, pids)) for role, pids in roles.items()}
             r = asyncio.run(load(url, "binary", s, s, seconds, setup=True))
-            rows.append({"target": target, **r})
+            # CPU per batch of each role over the whole phase (set-up and warm-up included)
+            cpu = {
+                role: (sum(map(cpu_seconds, pids)) - before[role]) / r["requests"] * 1e3
+                for role, pids in roles.items()
+            }
+            rows.append({"target": target, **r, "cpu_ms_per_batch": cpu})
             progress(
                 f"{target:<10} streams={s:<3} {r['batches_per_s']:8.1f} batches/s  "
-                f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}"
+                f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  "
+                + "  ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+                + f"  load {os.getloadavg()[0]:.1f}"
             )
 
     with running_service(max_streams=1000) as single:
-        run("single", single.url)
+        run("single", single.url, {"server": [single.pid]})
     for w in workers:
-        with cluster(w) as (api, _):
-            run(f"workers={w}", api.url)
+        with cluster(w) as (api, _, roles):
+            run(f"workers={w}", api.url, roles)
     for r in rows:
         same = {x["target"]: x["batches_per_s"] for x in rows if x["streams"] == r["streams"]}
         r["vs_single"] = r["batches_per_s"] / same["single"]
@@ -95,7 +118,7 @@ def takeover() -> dict[str, Any]:
     """Kill the owner of a stream being pushed to; the time to the next acknowledged batch."""
     x = np.random.default_rng(0).standard_normal((10, 10)).astype(np.float32)
     headers = {"Content-Type": "application/octet-stream", "X-Dim": "10"}
-    with cluster(2) as (api, url), httpx.Client(base_url=api.url, timeout=60) as client:
+    with cluster(2) as (api, url, _), httpx.Client(base_url=api.url, timeout=60) as client:
         client.post("/v1/streams", json={"name": "t", "device": "cpu"}).raise_for_status()
         seq, killed_at, gap = 0, 0.0, None
         deadline = time.monotonic() + 120
