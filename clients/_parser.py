@@ -197,7 +197,7 @@ def _add_worker(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     worker = _command(
         commands,
         "worker",
-        "run a cluster worker (trains its streams; needs `pip install 'dimwatch[cluster]'`)",
+        "run a cluster worker (trains its streams; needs `pip install 'dimwatch[server,cluster]'`)",
         "Run a worker of a cluster: it leases partitions of the streams from NATS JetStream and\n"
         "trains them; API nodes (`dimwatch serve --nats URL`) answer the clients.\n"
         "docs/deployment.md describes cluster mode.",
@@ -207,6 +207,11 @@ def _add_worker(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     worker.add_argument("--nats", help="NATS server URL(s) (env DIMWATCH_NATS_URL) [none]")
     worker.add_argument(
         "--device", help="torch device of 'auto' streams (env DIMWATCH_DEVICE) [auto]"
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics on this port of DIMWATCH_HOST (env DIMWATCH_METRICS_PORT) [none]",
     )
 
 

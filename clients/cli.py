@@ -1,7 +1,7 @@
 """The `dimwatch` command: run the server, push data, look at streams, watch them, a demo.
 
     dimwatch serve [--host H] [--port P] [--data-dir DIR] [--device DEV] [--token T ...]
-    dimwatch serve --nats URL [...]         a cluster's API node (pip install 'dimwatch[cluster]')
+    dimwatch serve --nats URL [...]         a cluster's API node ('dimwatch[server,cluster]')
     dimwatch worker --nats URL [--device DEV]   a cluster's worker
     dimwatch push STREAM FILE [--batch-size B] [--append | --resume] [...]   FILE: .npy, .csv, -
     dimwatch status [STREAM]
@@ -95,7 +95,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from service.cluster.worker import run
     from service.settings import Settings
 
-    given = {"nats_url": args.nats, "device": args.device}
+    given = {"nats_url": args.nats, "device": args.device, "metrics_port": args.metrics_port}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if settings.nats_url is None:
         raise SystemExit("dimwatch worker: give --nats URL (or DIMWATCH_NATS_URL)")

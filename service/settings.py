@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=10.0, ge=1.0)
     # Cluster: JetStream replicas of the log, buckets and snapshots (3 on a 3-server cluster).
     nats_replicas: int = Field(default=1, ge=1, le=5)
+    # Cluster: port of a worker's Prometheus /metrics on `host` (None: no HTTP port at all).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Cluster: seconds an API node waits for the owning worker before answering 503.
     answer_timeout: float = Field(default=30.0, gt=0)
     # Log verbosity of the server and uvicorn.

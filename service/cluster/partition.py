@@ -27,7 +27,8 @@ from service import backend, views
 from service.cluster import layout
 from service.cluster.layout import Cluster, StreamRecord
 from service.errors import ApiError, from_core, not_found
-from service.live import LiveStream
+from service.live import Applied, LiveStream
+from service.metrics import Metrics
 from service.schemas import TransformIn
 from service.settings import Settings
 from streaming.errors import StreamingError
@@ -59,11 +60,12 @@ class Partition:
         cluster: Cluster,
         settings: Settings,
         pool: ThreadPoolExecutor,
+        metrics: Metrics,
         p: int,
         epoch: str,
         valid: Callable[[], bool],
     ) -> None:
-        self.c, self.settings, self.pool = cluster, settings, pool
+        self.c, self.settings, self.pool, self.metrics = cluster, settings, pool, metrics
         self.p, self.epoch, self.valid = p, epoch, valid
         self.streams: dict[str, Owned] = {}
         self.serving = False
@@ -225,12 +227,21 @@ class Partition:
             out = layout.answer(views.batch_out(applied))
             if not applied.duplicate:
                 owned.unsnapped += 1
+                self._count(applied)
                 self._check()
                 # One message per batch: its step and events (service/pubsub.py gives the ids).
                 events = {"step": applied.report.step, "events": views.step_events(applied)}
                 await self.c.nc.publish(layout.events_subject(tok), json.dumps(events).encode())
         owned.log_seq = seq
         return out
+
+    def _count(self, applied: Applied) -> None:
+        """This worker's /metrics: batches, rows, step time, selection changes."""
+        self.metrics.batches.inc()
+        self.metrics.rows.inc(applied.rows)
+        self.metrics.step_seconds.observe(applied.seconds)
+        if applied.previous_best not in (None, applied.report.best_latent_dim):
+            self.metrics.selection_changes.inc()
 
     async def _snapshot(self, tok: str, owned: Owned) -> None:
         """Object, then the record (CAS: fenced if another epoch claimed it), then the purge of

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 
 import nats.errors
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from prometheus_client import start_http_server
 
 from service.cluster import layout
 from service.cluster.layout import Cluster
 from service.cluster.partition import Fenced, Partition
+from service.metrics import Metrics
 from service.registry import _init_worker, _warm_up
 from service.settings import Settings
 
@@ -51,6 +53,7 @@ class Worker:
         # host-pid: an operator (or a test) finds the process behind a lease's epoch
         self.id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{socket.gethostname()}-{os.getpid()}")
         self.pool = ThreadPoolExecutor(settings.workers, "dimwatch-worker", _init_worker)
+        self.metrics = Metrics()
         self.held: dict[int, Held] = {}
         self._epochs = 0
         self._c: Cluster | None = None
@@ -64,6 +67,9 @@ class Worker:
         """Work until `stop` is set, then hand every partition over."""
         self._c = await layout.connect(self.settings, f"dimwatch-worker-{self.id}")
         await asyncio.get_running_loop().run_in_executor(self.pool, _warm_up)
+        if self.settings.metrics_port is not None:
+            registry = self.metrics.registry
+            start_http_server(self.settings.metrics_port, self.settings.host, registry)
         log.info("worker %s: connected, %d partitions", self.id, self.c.partitions)
         try:
             while not stop.is_set():
@@ -85,6 +91,7 @@ class Worker:
     async def _tick(self) -> None:
         await self._renew()
         await self.c.workers.put(f"w.{self.id}", b"1")
+        self.metrics.streams.set(sum(len(h.partition.streams) for h in self.held.values()))
         share = math.ceil(self.c.partitions / max(1, len(await layout.keys(self.c.workers))))
         if len(self.held) < share:
             await self._acquire(share - len(self.held))
@@ -119,7 +126,8 @@ class Worker:
             except KeyWrongLastSequenceError:
                 continue  # another worker was faster
             deadline = sent + LEASE_MARGIN * self.settings.lease_seconds
-            part = Partition(self.c, self.settings, self.pool, p, epoch, self._validity(p))
+            valid = self._validity(p)
+            part = Partition(self.c, self.settings, self.pool, self.metrics, p, epoch, valid)
             held = Held(part, revision, deadline)
             self.held[p] = held
             held.task = asyncio.create_task(self._own(p, part), name=f"partition:{p}")

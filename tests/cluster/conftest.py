@@ -36,7 +36,7 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
     server = local.start(tmp / "nats")
     running = Cluster(server.url, tmp)
     try:
-        running.worker()
+        running.worker(metrics_port=local.free_port())
         yield running
     finally:
         running.close()

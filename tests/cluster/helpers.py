@@ -33,6 +33,7 @@ class Cluster:
         self.url = url
         self.tmp = tmp
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.metrics_url = ""  # the last worker started with a metrics port
         self.env = {
             "DIMWATCH_NATS_URL": url,
             "DIMWATCH_PARTITIONS": "4",
@@ -55,10 +56,13 @@ class Cluster:
         }
         return Settings(**{**given, **overrides})
 
-    def worker(self) -> subprocess.Popen[bytes]:
+    def worker(self, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
         """Start a `dimwatch worker` process (its log in tmp/worker-N.log)."""
         command = [str(Path(sys.executable).parent / "dimwatch"), "worker"]
         env = {**os.environ, **self.env}
+        if metrics_port is not None:
+            env["DIMWATCH_METRICS_PORT"] = str(metrics_port)
+            self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         with (self.tmp / f"worker-{len(self.workers)}.log").open("wb") as out:
             process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
         self.workers.append(process)

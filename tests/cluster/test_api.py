@@ -2,6 +2,7 @@
 reads and events through any node, an honest /readyz while partitions have no owner."""
 
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,14 @@ def test_api_node_restart_keeps_every_batch(shared_cluster: Cluster, tmp_path: P
         for seq in range(5, 10):
             push_until_acknowledged(second.client, "r", sent["r"][seq], seq)
         got = state(second.client, "r")
+        api_metrics = second.client.get("/metrics").text
     assert got == reference(tmp_path, sent)["r"]
+    # /metrics per process: the second node pushed 5 batches; the worker applied all 10 (and
+    # whatever the module's other tests pushed before)
+    assert "dimwatch_batches_total 5.0" in api_metrics
+    worker_metrics = httpx.get(shared_cluster.metrics_url).text
+    applied = re.search(r"^dimwatch_batches_total (\S+)$", worker_metrics, re.MULTILINE)
+    assert applied is not None and float(applied.group(1)) >= 10
 
 
 def test_readyz_503_while_a_partition_changes_owner(cluster: Cluster) -> None:
