@@ -177,6 +177,19 @@ async function catchUp(generation) {
   refreshCollapseSoon();
 }
 
+async function reload(generation) {
+  const [history, selection] = await Promise.all([
+    getHistory(state.name),
+    getJson(streamPath(state.name, "/selection")),
+  ]);
+  if (generation !== state.generation) return;
+  state.history = new History(MAX_POINTS);
+  state.history.add(history);
+  state.selection = selection;
+  scheduleRender();
+  refreshCollapseSoon();
+}
+
 function connect(generation) {
   const source = openEvents(state.name);
   state.source = source;
@@ -199,6 +212,17 @@ function connect(generation) {
     showStreamList();
     scheduleRender();
     refreshCollapseSoon();
+  });
+  source.addEventListener("reset", () => {
+    // Some missed events are no longer kept by the server: read the whole history again.
+    reload(generation).catch(handleError);
+  });
+  source.addEventListener("end", (event) => {
+    if (JSON.parse(event.data).reason !== "deleted") return; // shutdown: the browser reconnects
+    source.close();
+    setConnection("ended");
+    showError(`Stream ${state.name} was deleted.`);
+    refreshStreams();
   });
   source.addEventListener("selection_change", (event) => {
     const change = JSON.parse(event.data);

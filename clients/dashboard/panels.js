@@ -35,8 +35,8 @@ export function renderStats(list, stream, provisional = false) {
     ["rows seen", stream.rows_seen.toLocaleString("en-US")],
     ["data dim D", stream.dim ?? "–"],
     ["candidates H", stream.latent_dims.join(", ")],
+    ["optimizer", stream.optimizer === "natural" ? "natural" : `${stream.optimizer} ${stream.learning_rate}`],
     ["estimator", stream.estimator],
-    ["learning rate", stream.learning_rate],
     ["BIC N", stream.bic_n],
     ["device", stream.device],
   ];

@@ -390,3 +390,17 @@ def test_dashboard_follows_the_stream_being_pushed_to_until_one_is_picked(
     assert tab.locator("#stream-name").text_content() == "follow-newer"
     assert tab.locator("#unpin").is_visible()
     assert console.errors == []
+
+
+def test_deleted_stream_ends_the_live_view(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "doomed", batches=2)
+        tab.goto(f"{open_server.url}/#stream=doomed")
+        tab.locator("#connection.live").wait_for()
+        assert client.delete("/v1/streams/doomed").status_code == 204
+    tab.locator("#connection.ended").wait_for()
+    assert tab.locator("#error").text_content() == "Stream doomed was deleted."
+    assert console.errors == []
