@@ -240,6 +240,40 @@ def test_sigkill_mid_stream_then_resume_matches_uninterrupted(tmp_path: Path) ->
         _assert_same_models(client, "s", _reference(data))
 
 
+def test_sigkill_with_streams_committing_together_loses_nothing(tmp_path: Path) -> None:
+    # Four streams push at once, so their batches share group commits and their snapshots
+    # (every 7 batches, in the snapshot file) interleave with other streams' commits.
+    names, data, log = ["a", "b", "c", "d"], _batches(40), tmp_path / "server.log"
+    acked: dict[str, list[int]] = {name: [] for name in names}
+    with _process(tmp_path / "data", log) as (proc, client):
+        for name in names:
+            client.post("/v1/streams", json={"name": name, **CONFIG})
+
+        def pusher(name: str) -> None:
+            with httpx.Client(base_url=client.base_url, timeout=30) as own:
+                try:
+                    for i, x in enumerate(data):
+                        if push(own, name, x, seq=i).status_code == 200:
+                            acked[name].append(i)
+                except httpx.HTTPError:
+                    return  # the server died under us: that is the point
+
+        threads = [threading.Thread(target=pusher, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: min(len(a) for a in acked.values()) >= 10, timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        for thread in threads:
+            thread.join(30)
+        proc.wait(30)
+    with _restarted(tmp_path / "data") as server:
+        for name in names:
+            assert acked[name] == list(range(len(acked[name])))
+            step = server.client.get(f"/v1/streams/{name}").json()["step"]
+            assert step in (len(acked[name]), len(acked[name]) + 1)
+            _assert_same_models(server.client, name, _reference(data[:step]))
+
+
 def test_failed_commit_leaves_stream_as_on_disk(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
