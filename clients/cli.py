@@ -60,11 +60,16 @@ def _given_settings(args: argparse.Namespace) -> StreamSettings:
 
 
 def _without_server(exc: ImportError, what: str) -> CommandError:
-    """The message for a client-only install asked to run a server; other errors re-raised."""
-    if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
+    """The message for an install without the extra a command needs (a client-only install
+    asked to serve, a worker without the cluster extra); other import errors re-raised."""
+    package = (exc.name or "").split(".")[0]
+    extra = "server" if package in SERVER_PACKAGES else "cluster" if package == "nats" else None
+    if extra is None:
         raise exc
+    extras = "server" if extra == "server" else "server,cluster"  # a cluster node serves too
     return CommandError(
-        f"{what} needs the server's packages (no {exc.name} here): pip install 'dimwatch[server]'"
+        f"{what} needs the {extra} extra's packages (no {exc.name} here): "
+        f"pip install 'dimwatch[{extras}]'"
     )
 
 
@@ -83,17 +88,26 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         "api_tokens": tuple(args.tokens) if args.tokens else None,
         "nats_url": args.nats,
     }
+    # Flags win; anything not given comes from DIMWATCH_* through Settings itself.
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if settings.nats_url is not None:  # an API node: the cluster extra, checked before starting
+        try:
+            import service.cluster.node  # noqa: F401
+        except ImportError as exc:
+            raise _without_server(exc, "`dimwatch serve --nats`") from None
     try:
-        # Flags win; anything not given comes from DIMWATCH_* through Settings itself.
-        run(Settings(**{k: v for k, v in given.items() if v is not None}))
+        run(settings)
     except StartupError as exc:
         raise CommandError(str(exc)) from None
     return 0
 
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
-    from service.cluster.worker import run
-    from service.settings import Settings
+    try:
+        from service.cluster.worker import run
+        from service.settings import Settings
+    except ImportError as exc:
+        raise _without_server(exc, "`dimwatch worker`") from None
 
     given = {"nats_url": args.nats, "device": args.device, "metrics_port": args.metrics_port}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})

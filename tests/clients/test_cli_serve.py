@@ -82,9 +82,29 @@ def test_serve_without_the_server_extra_says_what_to_install(tmp_path: Path) -> 
     )
 
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr.startswith("error: `dimwatch serve` needs the server's packages (no ")
+    assert done.stderr.startswith("error: `dimwatch serve` needs the server extra's packages (no ")
     assert done.stderr.endswith("here): pip install 'dimwatch[server]'\n")
     assert done.stderr.count("\n") == 1
+
+
+def test_cluster_commands_without_the_cluster_extra_say_what_to_install() -> None:
+    hide_nats = WITHOUT_SERVER.replace(
+        '{"torch", "fastapi", "starlette", "uvicorn", "pydantic"}', '{"nats"}'
+    )
+    for command in (["worker"], ["serve"]):
+        done = subprocess.run(
+            [sys.executable, "-c", hide_nats, *command, "--nats", "nats://127.0.0.1:1"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
+
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr == (
+            f"error: `dimwatch {command[0]}{' --nats' if command == ['serve'] else ''}` needs "
+            "the cluster extra's packages (no nats here): pip install 'dimwatch[server,cluster]'\n"
+        )
 
 
 def test_client_commands_work_without_the_server_extra(live_url: str) -> None:
