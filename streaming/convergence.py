@@ -33,7 +33,7 @@ class ConvergenceTest:
     rows_per_parameter: float = 10.0  # ... and rows per parameter of the candidate (H D + 1)
     fast: float = 20.0  # batches in the fast average of F_ent
     slow: float = 200.0  # batches in the slow average of F_ent
-    tolerance: float = 0.01  # largest |fast - slow| / max(1, |F_ent|) that counts as settled
+    tolerance: float = 0.005  # largest |fast - slow| / max(1, |F_ent|) that counts as settled
 
 
 class Convergence:
