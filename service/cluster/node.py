@@ -16,7 +16,12 @@ import numpy as np
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import (
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
 from service import views
 from service.cluster import layout
@@ -199,7 +204,8 @@ class ClusterBackend:
             try:
                 await self.c.js.publish(subject, data, headers=headers)
                 return
-            except (NatsTimeout, NoRespondersError):
+            # the log's leader is gone or being elected (6-8 s on R3): retry, then 503
+            except (NatsTimeout, NoRespondersError, NoStreamResponseError, ServiceUnavailableError):
                 await asyncio.sleep(0.2 * (attempt + 1))
         raise unavailable("the log (JetStream) did not acknowledge the request")
 
