@@ -90,8 +90,8 @@ def retry_delay(
     if response is not None:
         retry_after = parse_retry_after(response)
         if response.status_code == 503 and retry_after is not None:
-            fits = retry_after <= policy.max_delay and elapsed + retry_after <= policy.wait_ready
-            return retry_after if fits else None
+            wait = min(retry_after, policy.max_delay)  # sooner than asked is only another 503
+            return wait if elapsed + wait <= policy.wait_ready else None
         if response.status_code != 429 or attempt >= policy.attempts:
             return None
         if retry_after is None:

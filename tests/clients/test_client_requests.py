@@ -211,6 +211,12 @@ def test_retry_delay_resends_a_503_past_the_attempts_within_wait_ready() -> None
     assert _delay(11, idempotent=False, response=not_ready, elapsed=19.5) is None
 
 
+def test_retry_delay_caps_a_503_retry_after_at_max_delay() -> None:
+    # A restoring server asks for 5 s; the policy waits at most 3 s and asks again (a watch
+    # with a short max_delay used to give up here while the server restarted).
+    assert _delay(1, response=_response(503, None, **{"Retry-After": "5"})) == 3.0
+
+
 def test_retry_delay_does_not_retry_a_503_without_retry_after() -> None:
     assert _delay(1, response=_response(503)) is None
 
