@@ -8,20 +8,15 @@ Creating a stream writes its record (the settings, checked here as the embedded 
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 import numpy as np
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import (
-    KeyWrongLastSequenceError,
-    NoStreamResponseError,
-    NotFoundError,
-    ServiceUnavailableError,
-)
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 
 from service import views
 from service.cluster import layout
@@ -44,7 +39,7 @@ from service.schemas import (
 from service.settings import Settings
 
 READ_TIMEOUT = 5.0  # seconds a read waits for the owner (a frozen owner: then 503)
-PUBLISH_TRIES = 5  # publishes of one batch (same Nats-Msg-Id) before 503
+PUBLISH_RETRY_SECONDS = 0.25  # between publishes of one batch while JetStream is away
 HEADROOM = 1024  # bytes of a log message beyond its data (headers), under max_payload
 
 
@@ -200,14 +195,17 @@ class ClusterBackend:
         return layout.parse(answer)
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        for attempt in range(PUBLISH_TRIES):
+        """Publish until JetStream acknowledges (the same Nats-Msg-Id: stored once), through a
+        stream leader's election (no responders, timeouts) for up to answer_timeout."""
+        deadline = time.monotonic() + self.settings.answer_timeout
+        while True:
             try:
                 await self.c.js.publish(subject, data, headers=headers)
                 return
-            # the log's leader is gone or being elected (6-8 s on R3): retry, then 503
-            except (NatsTimeout, NoRespondersError, NoStreamResponseError, ServiceUnavailableError):
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise unavailable("the log (JetStream) did not acknowledge the request")
+            except nats.errors.Error as exc:  # NoStreamResponseError, timeouts, reconnecting
+                if time.monotonic() > deadline:
+                    raise unavailable(f"the log (JetStream) did not acknowledge: {exc}") from None
+                await asyncio.sleep(PUBLISH_RETRY_SECONDS)
 
     async def _on_answer(self, msg: Msg) -> None:
         future = self._waiting.get(msg.subject.rsplit(".", 1)[1])
@@ -241,7 +239,7 @@ class ClusterBackend:
         payload = json.dumps(request).encode()
         try:
             msg = await self.c.nc.request(layout.read_subject(p), payload, timeout=timeout)
-        except (NoRespondersError, NatsTimeout):
+        except nats.errors.Error:  # no responders, timeouts, a reconnecting connection
             raise unavailable(
                 f"partition {p} has no serving worker (starting or changing owner)"
             ) from None
