@@ -127,6 +127,7 @@ class AdaptiveBank:
         rep = self.bank.learn_many(X)
         batch = np.array([s.batch_elbo for s in rep.models], dtype=np.float64)
         alarmed = self._update_alarm(batch - self._f_ent, rep.rows)
+        resets = self.resets
         if alarmed:
             self._on_alarm(starts=self.alarm_length == 0)
             self.alarm_length += 1
@@ -138,7 +139,8 @@ class AdaptiveBank:
         self._f_ent = np.array([s.entropy_elbo for s in rep.models])
         r = self.adaptive.score_rate
         self._score = (1 - r) * self._score + r * self._f_ent
-        rep = self._scored(self.bank.report() if alarmed else rep)
+        # a restart reset the convergence flags and counters: score anew only then
+        rep = self._scored(self.bank.report() if self.resets != resets else rep)
         bic = np.array([s.bic for s in rep.models])
         if self._pick < 0 or bic.min() < bic[self._pick] - self.adaptive.switch_margin:
             self._pick = int(bic.argmin())

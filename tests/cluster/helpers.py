@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -141,6 +142,23 @@ def push_until_acknowledged(client: httpx.Client, name: str, x: np.ndarray, seq:
         if time.monotonic() > deadline:
             raise AssertionError(f"seq {seq} not acknowledged within {PUSH_SECONDS} s")
         time.sleep(0.05)
+
+
+def start_pusher(
+    client: httpx.Client, sent: dict[str, list[np.ndarray]], acknowledged: dict[str, int]
+) -> threading.Thread:
+    """A thread that pushes every stream's batches in turn, seq by seq, each until acknowledged,
+    counting them in `acknowledged`."""
+
+    def pusher() -> None:
+        for seq in range(len(next(iter(sent.values())))):
+            for name, xs in sent.items():
+                push_until_acknowledged(client, name, xs[seq], seq)
+                acknowledged[name] += 1
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    return thread
 
 
 def batches(name: str, count: int, rows: int = 5, dim: int = 8) -> list[np.ndarray]:

@@ -3,13 +3,19 @@ to a single-process run of the same batches, and its step equals the acknowledge
 
 import os
 import signal
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.cluster.helpers import Cluster, batches, push_until_acknowledged, reference, state
+from tests.cluster.helpers import (
+    Cluster,
+    batches,
+    push_until_acknowledged,
+    reference,
+    start_pusher,
+    state,
+)
 from tests.service.helpers import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -31,14 +37,7 @@ def test_worker_killed_mid_stream_another_takes_over(cluster: Cluster, tmp_path:
     with cluster.api() as api:
         _create(api.client, NAMES)
 
-        def pusher() -> None:
-            for seq in range(COUNT):
-                for name in NAMES:
-                    push_until_acknowledged(api.client, name, sent[name][seq], seq)
-                    acknowledged[name] += 1
-
-        thread = threading.Thread(target=pusher)
-        thread.start()
+        thread = start_pusher(api.client, sent, acknowledged)
         wait_until(lambda: acknowledged["s0"] >= 7 or not thread.is_alive(), 60)
         os.kill(cluster.owner_pid("s0"), signal.SIGKILL)  # batches in flight, some unsnapshotted
         thread.join(180)

@@ -3,7 +3,6 @@ no acknowledged batch is lost, none is applied twice."""
 
 import asyncio
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,13 @@ import nats
 import pytest
 
 from service.cluster import layout, local
-from tests.cluster.helpers import Cluster, batches, push_until_acknowledged, reference, state
+from tests.cluster.helpers import (
+    Cluster,
+    batches,
+    reference,
+    start_pusher,
+    state,
+)
 from tests.service.helpers import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -59,14 +64,7 @@ def test_log_leader_killed_loses_no_acknowledged_batch(
             for name in NAMES:
                 assert api.client.post("/v1/streams", json={"name": name}).status_code == 201
 
-            def pusher() -> None:
-                for seq in range(COUNT):
-                    for name in NAMES:
-                        push_until_acknowledged(api.client, name, sent[name][seq], seq)
-                        acknowledged[name] += 1
-
-            thread = threading.Thread(target=pusher)
-            thread.start()
+            thread = start_pusher(api.client, sent, acknowledged)
             wait_until(lambda: acknowledged["n0"] >= 6 or not thread.is_alive(), 60)
             leader = asyncio.run(_log_leader(url))
             victim = three_servers[int(leader.removeprefix("n"))]
