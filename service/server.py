@@ -95,10 +95,19 @@ def build_server(settings: Settings) -> Server:
 
 
 def bind(settings: Settings) -> socket.socket:
-    """The listening socket of settings' host and port; StartupError saying why not."""
+    """The listening socket of settings' host and port; StartupError saying why not.
+
+    The socket is made with proto=IPPROTO_TCP, as asyncio makes the ones it binds itself: asyncio
+    turns Nagle's algorithm off (TCP_NODELAY) only on connections of a socket whose proto says
+    TCP, and a socket made with proto 0 gave every request on a kept-alive connection a ~40 ms
+    stall (Nagle holding the answer's second segment until the client's delayed ACK). TCP_NODELAY
+    is also set here, for transports that do not set it themselves (Linux passes it on to every
+    accepted connection).
+    """
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((settings.host, settings.port))
     except OSError as exc:

@@ -1,8 +1,11 @@
 """`dimwatch serve` when it cannot start, and what it logs; `dimwatch demo` finding a server."""
 
+import http.client
 import socket
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -141,3 +144,38 @@ def test_demo_replays_into_dimwatch_url(live_url: str, live_client: DimwatchClie
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"replaying into the dimwatch server at {live_url}\n")
     assert live_client.get_stream("env").rows_seen == 150
+
+
+def median_request_seconds(url: str, keep_alive: bool, requests: int = 15) -> float:
+    """Median seconds of GET url/healthz with http.client: one kept-alive connection for all
+    requests, or a new connection for each."""
+    host, port = url.removeprefix("http://").split(":")
+    times = []
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    for _ in range(requests):
+        if not keep_alive:
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        start = time.perf_counter()
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        response.read()
+        times.append(time.perf_counter() - start)
+        assert response.status == 200
+        if not keep_alive:
+            conn.close()
+    conn.close()
+    return statistics.median(times)
+
+
+def test_serve_answers_a_kept_alive_connection_without_a_stall(tmp_path: Path) -> None:
+    # A socket made with proto 0 got no TCP_NODELAY from asyncio: every request after the first
+    # on a kept-alive connection waited ~40 ms for the client's delayed ACK (Nagle), ~20x a new
+    # connection's time. The kept-alive connection must be the faster of the two.
+    port, data_dir = free_port(), tmp_path / "data"
+    with serve(["--port", str(port), "--data-dir", str(data_dir)], clean_env(), port, data_dir):
+        url = f"http://127.0.0.1:{port}"
+        median_request_seconds(url, keep_alive=True, requests=3)  # warm the route
+        new = median_request_seconds(url, keep_alive=False)
+        kept = median_request_seconds(url, keep_alive=True)
+
+    assert kept < 2 * new, f"kept-alive {kept * 1e3:.1f} ms vs new connection {new * 1e3:.1f} ms"
