@@ -1,0 +1,331 @@
+"""The learner: one stream's candidate linear VAEs, trained online and scored after every batch.
+
+    learner = Learner(dim, StreamSpec(latent_dims=(2, 4, 6)))
+    report = learner.learn_many(X)          # one update of every candidate with the batch X
+    report.best_latent_dim, report.models   # the pick and every candidate's scores
+
+A batch flows through the pipeline stage (standardize: the running z-scores, streaming/
+preprocess.py), the update rule (streaming/rules.py: the subspace fit by default, or Adam/SGD),
+the one scoring path (streaming/scores.py: entropy ELBO, BIC, collapse), the change detector
+(streaming/control.py, which restarts the rule when the stream changes) and the convergence
+test (streaming/convergence.py). Reads (report, encode, reconstruct, params) cost a read: the
+report a step computed is kept, and the models are read from the rule. Bad input raises
+InvalidBatchError and changes nothing.
+"""
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from streaming import legacy, rules, scores
+from streaming.arrays import Array
+from streaming.control import ChangeDetector
+from streaming.convergence import Convergence
+from streaming.errors import InvalidBatchError, InvalidConfigError
+from streaming.gradient import GradientRule
+from streaming.preprocess import Scaler
+from streaming.report import ModelParams, StepReport, Training
+from streaming.rules import SubspaceRule, UpdateRule
+from streaming.spec import StreamSpec
+
+STATE_VERSION = 3  # 3: the learner; 1 and 2 (LinearVAEBank, AdaptiveBank) load by migration
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as torch understands it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfigError(f"device: {name!r} requested but CUDA is not available here")
+    return device
+
+
+def make_rule(dim: int, spec: StreamSpec, device: torch.device) -> UpdateRule:
+    return GradientRule(dim, spec, device) if spec.gradient else SubspaceRule(dim, spec, device)
+
+
+@dataclass
+class _Counters:
+    step: int = 0  # batches learned
+    rows_seen: int = 0
+    last_rows: int = 0
+    pick: int = -1  # index of the held pick (-1: none yet)
+    restarts: int = 0
+
+
+class Learner:
+    """Online linear VAEs for every H in spec.latent_dims on data of dimension `dim`."""
+
+    def __init__(self, dim: int, spec: StreamSpec | None = None) -> None:
+        self.spec = spec if spec is not None else StreamSpec()
+        self.spec.check_dim(dim)
+        self.dim = dim
+        self.device = resolve_device(self.spec.device)
+        m, hmax = len(self.spec.latent_dims), max(self.spec.latent_dims)
+        self._mask = (np.arange(hmax)[None, :] < np.array(self.spec.latent_dims)[:, None]) * 1.0
+        self.rule = make_rule(dim, self.spec, self.device)
+        self.arrays = self.rule.arrays
+        self.scaler = Scaler.empty(self.arrays, dim) if self.spec.standardize else None
+        self.detector = ChangeDetector(m, dim) if self.spec.adaptive else None
+        self.convergence = Convergence(m)
+        self.counters = _Counters()
+        self._host = self._read_host(None)  # sigma^2, batch ELBO, tau^2 of the current models
+        self._report = self._make_report()
+
+    @property
+    def config(self) -> StreamSpec:
+        return self.spec
+
+    @property
+    def step(self) -> int:
+        return self.counters.step
+
+    @property
+    def rows_seen(self) -> int:
+        return self.counters.rows_seen
+
+    # ----------------------------------------------------------------------------- learning
+
+    def learn_many(self, X: np.ndarray | torch.Tensor) -> StepReport:
+        """One update of every candidate with the batch X (B, D); returns the new report.
+
+        Raises InvalidBatchError, leaving the learner untouched, unless X is a non-empty 2-D
+        array of finite numbers with D columns whose update gives finite results. X is never
+        modified."""
+        x = self._as_batch(X)
+        scaler = None if self.scaler is None else self.scaler.updated(x)
+        if scaler is not None:
+            x = scaler.transform(x)
+        if not self.arrays.numpy and self.spec.gradient:
+            x = x.float()  # the gradient rules train in float32
+        rows = x.shape[0]
+        f_prev = self._f_ent()
+        expected = self.rule.expected_gap()
+        before = self.rule.rows
+        stepped = self.rule.step(x)  # raises with nothing changed
+        self.scaler = scaler
+        c = self.counters
+        c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
+        self._host = self._read_host(stepped.batch_elbo, stepped.row_var)
+        gap = self._host[:, 1] - f_prev
+        alarmed = False
+        if self.detector is not None:
+            armed = bool(np.isfinite(expected).all())
+            alarmed, started = self.detector.observe(gap - expected, rows, armed)
+            if self.rule.adjust(alarmed, started):
+                c.restarts += 1
+                self.convergence.restart()
+        row_var = None if stepped.row_var is None else self._host[:, 2]
+        self.convergence.update(
+            gap,
+            row_var,
+            rows,
+            before,
+            self.rule.rows,
+            self._f_ent(),
+            self.rule.trusted,
+            not alarmed,
+        )
+        self._report = self._make_report()
+        return self._report
+
+    def _read_host(self, batch: Array | None, row_var: Array | None = None) -> np.ndarray:
+        tau2, sigma2 = self.rule.variances()
+        return scores.to_host(self.arrays, tau2, sigma2, batch, row_var)
+
+    def _f_ent(self) -> np.ndarray:
+        return np.array([s.entropy_elbo for s in self._report.models])
+
+    def _make_report(self) -> StepReport:
+        models = scores.model_scores(
+            self.spec, self.dim, self._host, self._mask, self.convergence.flags
+        )
+        c = self.counters
+        c.pick = scores.pick(np.array([s.bic for s in models]), c.pick, self.spec.switch_margin)
+        d = self.detector
+        training = Training(
+            alarmed=d is not None and d.alarmed,
+            step_size=self.rule.step_size,
+            alarms=0 if d is None else d.alarms,
+            restarts=c.restarts,
+            batches_since_restart=self.convergence.batches,
+        )
+        return StepReport(
+            step=c.step,
+            rows=c.last_rows,
+            rows_seen=c.rows_seen,
+            best_latent_dim=models[c.pick].latent_dim,
+            models=models,
+            dim=self.dim,
+            training=training,
+        )
+
+    def _as_batch(self, X: Any) -> Array:
+        """X as float64 rows of the rule's array library, after the checks every batch passes:
+        2-D, at least one row, D columns, numbers that are finite as float32 (the data's
+        precision: the service stores float32)."""
+        if not isinstance(X, torch.Tensor | np.ndarray):
+            raise InvalidBatchError(
+                f"expected a 2-D numpy array or torch tensor, got {type(X).__name__}"
+            )
+        if X.ndim != 2:
+            raise InvalidBatchError(
+                f"expected a 2-D batch (rows, {self.dim}), got shape {tuple(X.shape)}"
+            )
+        if X.shape[0] < 1:
+            raise InvalidBatchError("expected at least one row, got an empty batch")
+        if X.shape[1] != self.dim:
+            raise InvalidBatchError(f"expected {self.dim} columns, got {X.shape[1]}")
+        try:
+            x = self.arrays.asarray(X, "float32")
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InvalidBatchError(f"expected numbers, got dtype {X.dtype}") from exc
+        if not self.arrays.finite(x):
+            raise InvalidBatchError("expected finite numbers, got NaN or Inf")
+        return x.astype(np.float64) if self.arrays.numpy else x.double()
+
+    # ----------------------------------------------------------------------------- reading
+
+    def report(self) -> StepReport:
+        """The report of the last step (or of the initial models): no re-scoring."""
+        return self._report
+
+    @property
+    def best_latent_dim(self) -> int:
+        """The held pick: the lowest entropy BIC, switched to only once it beats the previous
+        pick's BIC by more than spec.switch_margin."""
+        return self._report.best_latent_dim
+
+    def _index(self, latent_dim: int | None) -> tuple[int, int]:
+        h = self.best_latent_dim if latent_dim is None else latent_dim
+        try:
+            return self.spec.latent_dims.index(h), h
+        except ValueError:
+            raise InvalidConfigError(
+                f"latent_dim: expected one of {list(self.spec.latent_dims)}, got {h}"
+            ) from None
+
+    @torch.no_grad()
+    def encode(self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None) -> np.ndarray:
+        """Posterior means nu = V x + b (B, H) of the named model (None: the pick) for raw rows
+        X (standardized first when the learner standardizes)."""
+        i, h = self._index(latent_dim)
+        _, _, V, b = self._model(i, h)
+        return self._finite_result(self._pre(X) @ V.T + b, "projection")
+
+    @torch.no_grad()
+    def reconstruct(
+        self, X: np.ndarray | torch.Tensor, latent_dim: int | None = None
+    ) -> np.ndarray:
+        """Decoder means W nu + mu (B, D) of the posterior means of the named model, in the
+        units of X (raw rows in, raw rows out when the learner standardizes)."""
+        i, h = self._index(latent_dim)
+        W, mu, V, b = self._model(i, h)
+        out = (self._pre(X) @ V.T + b) @ W.T + mu
+        if self.scaler is not None:
+            out = self.scaler.inverse(out)
+        return self._finite_result(out, "reconstruction")
+
+    def _model(self, i: int, h: int) -> tuple[Array, ...]:
+        """Candidate i's W, mu, V, b as float64 arrays of the rule's library."""
+        parts = self.rule.model(i, h)
+        return tuple(p.detach().double() if isinstance(p, torch.Tensor) else p for p in parts)
+
+    def _pre(self, X: np.ndarray | torch.Tensor) -> Array:
+        x = self._as_batch(X)
+        return x if self.scaler is None else self.scaler.transform(x)
+
+    def _finite_result(self, out: Array, what: str) -> np.ndarray:
+        """out (B, K) as float32 on the host, or InvalidBatchError naming the first row whose
+        values overflow float32 (the data's own precision)."""
+        host = self.arrays.host(out).astype(np.float32)
+        finite = np.isfinite(host).all(1)
+        if not finite.all():
+            raise InvalidBatchError(
+                f"row {int(np.argmin(finite))}: the {what} overflows float32; "
+                "expected values of the scale the stream was trained on"
+            )
+        return host
+
+    @torch.no_grad()
+    def params(self, latent_dim: int | None = None) -> ModelParams:
+        """The parameters (W, mu, sigma^2, V, b, tau^2) of the named model (None: the pick);
+        with standardize, those of the model of the z-scores, with the scaler's mean and scale."""
+        i, h = self._index(latent_dim)
+        W, mu, V, b = (self.arrays.host(p) for p in self._model(i, h))
+        scaler = self.scaler
+        return ModelParams(
+            latent_dim=h,
+            dim=self.dim,
+            W=W.tolist(),
+            mu=mu.tolist(),
+            sigma2=float(self._host[i, 0]),
+            V=V.tolist(),
+            b=b.tolist(),
+            tau2=self._host[i, 3 : 3 + h].tolist(),
+            standardized=scaler is not None,
+            scaler_mean=None if scaler is None else self.arrays.host(scaler.mean).tolist(),
+            scaler_scale=None if scaler is None else self.arrays.host(scaler.scale).tolist(),
+        )
+
+    def resident_bytes(self) -> int:
+        """Bytes the learner's state holds (what the memory budget reserves per stream)."""
+        return resident_bytes(self.spec, self.dim)
+
+    # ----------------------------------------------------------------------------- persistence
+
+    def state_bytes(self) -> bytes:
+        """The whole state; from_bytes continues bit-identically."""
+        c = self.counters
+        state = {
+            "version": STATE_VERSION,
+            "dim": self.dim,
+            "spec": self.spec.to_record(),
+            "rule": self.rule.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state(),
+            "detector": None if self.detector is None else self.detector.state(),
+            "convergence": self.convergence.state(),
+            "counters": [c.step, c.rows_seen, c.last_rows, c.pick, c.restarts],
+            "batch_elbo": self._host[:, 1].tolist(),
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: str | None = None) -> "Learner":
+        """Rebuild a learner from state_bytes() (or a LinearVAEBank/AdaptiveBank state of
+        earlier releases, migrated: streaming/legacy.py). device overrides the stored one."""
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if state.get("version") != STATE_VERSION:
+            state = legacy.migrate(state)
+        spec = StreamSpec.from_record(state["spec"])
+        if device is not None:
+            spec = spec.replace(device=device)
+        learner = cls(int(state["dim"]), spec)
+        learner._load(state)
+        return learner
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.rule.load_state_dict(state["rule"])
+        if state["scaler"] is not None:
+            self.scaler = Scaler.from_state(self.arrays, state["scaler"])
+        if self.detector is not None and state["detector"] is not None:
+            self.detector.load(state["detector"])
+        self.convergence.load(state["convergence"])
+        c = self.counters
+        c.step, c.rows_seen, c.last_rows, c.pick, c.restarts = (int(v) for v in state["counters"])
+        self._host = self._read_host(self.arrays.asarray(state["batch_elbo"]))
+        self._report = self._make_report()
+
+
+def resident_bytes(spec: StreamSpec, dim: int) -> int:
+    """Bytes a learner with these settings holds on data of dimension `dim`: its rule's state,
+    the scaler's and the kept report's numbers (the memory budget reserves this per stream)."""
+    m, hmax = len(spec.latent_dims), max(spec.latent_dims)
+    scaler = 16 * dim if spec.standardize else 0
+    return rules.resident_bytes(spec, dim) + scaler + 8 * m * (hmax + 3) + 2048

@@ -1,0 +1,225 @@
+"""Update rules: how a learner's candidates move with each batch (as torch.optim's optimizers
+are to a module). The learner (streaming/learner.py) owns the data path, the scoring and the
+selection; a rule owns its parameters and their update, and answers in a few numbers per
+candidate. Two rules implement the protocol:
+
+    SubspaceRule   (optimizer "subspace", the default): the exact p-PCA fit of every candidate
+                   from one tracked principal subspace (streaming/subspace.py)
+    GradientRule   (optimizer "adam" / "sgd", streaming/gradient.py): torch.optim steps on the
+                   batch ELBO of stacked linear VAEs, the paper's recipe
+
+A change detector (streaming/control.py) drives a rule through `adjust`, as a learning-rate
+scheduler drives an optimizer: it does not wrap it.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from streaming import subspace
+from streaming.arrays import Array, Arrays
+from streaming.errors import InvalidBatchError
+from streaming.spec import StreamSpec
+
+
+@dataclass(frozen=True)
+class Stepped:
+    """What a rule says about the batch it learned (before its step changed anything)."""
+
+    batch_elbo: Array  # (M,) the batch's ELBO per row under each candidate; NaN before any
+    row_var: Array | None  # (M,) variance over the batch's rows of their log-likelihood
+
+
+class UpdateRule(Protocol):
+    """One stream's candidates (M of them, padded to Hmax latents) and how they learn."""
+
+    trusted: bool  # its entropy ELBO reaches the exact optimum: `converged` can be reported
+    arrays: Arrays  # the array library it computes with (numpy or torch, one device)
+
+    def step(self, x: Array) -> Stepped:
+        """Learn the batch x (B, D) (validated, finite; float64 arrays of its library, or
+        float32 tensors for the gradient rules); InvalidBatchError, with nothing changed, when
+        the result would not be finite."""
+        ...
+
+    def variances(self) -> tuple[Array, Array]:
+        """(tau^2 (M, Hmax), sigma^2 (M,)): what the entropy ELBO reads; 1 on padded tau^2."""
+        ...
+
+    def model(self, i: int, h: int) -> tuple[Array, ...]:
+        """Candidate i (H = h): decoder W (D, H), mu (D,), encoder V (H, D), b (H,)."""
+        ...
+
+    def adjust(self, alarmed: bool, started: bool) -> bool:
+        """The change detector's verdict after a step: a change is seen now (alarmed), and
+        it was first seen now (started). True when the rule restarted its training."""
+        ...
+
+    @property
+    def rows(self) -> float:
+        """Rows the current estimate rests on (since the start or the last restart)."""
+        ...
+
+    @property
+    def step_size(self) -> float:
+        """The weight of the last batch (subspace), or the next step's learning rate."""
+        ...
+
+    def expected_gap(self) -> np.ndarray:
+        """(M,) the batch ELBO minus the entropy ELBO a batch of unchanged data gives on
+        average (the detector's zero); NaN while the estimate is too young to tell a change
+        from its own youth."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def resident_bytes(self) -> int:
+        """Bytes its state holds."""
+        ...
+
+
+def resident_bytes(spec: StreamSpec, dim: int) -> int:
+    """Bytes a rule's state holds for these settings on data of dimension `dim`."""
+    m, hmax = len(spec.latent_dims), max(spec.latent_dims)
+    if spec.gradient:  # parameters, gradients and, for Adam, two moments (float32)
+        p = m * (2 * dim * hmax + dim + 2 * hmax + 1)
+        return 4 * p * (4 if spec.optimizer == "adam" else 2)
+    return 8 * subspace.resident_floats(dim, subspace.directions(dim, spec.latent_dims))
+
+
+def step_bytes(spec: StreamSpec, dim: int, rows: int) -> int:
+    """Working memory of one step of `rows` rows, or of a snapshot (a copy of the state, then
+    its bytes), whichever is larger, plus the decoded rows and the request body (bytes)."""
+    m, hmax = len(spec.latent_dims), max(spec.latent_dims)
+    body = 8 * rows * dim
+    if spec.gradient:
+        p = m * (2 * dim * hmax + dim + 2 * hmax + 1)
+        need = 3 * m * rows * dim + 4 * m * rows * hmax + 4 * p + m * hmax * hmax
+        if spec.estimator == "mc":
+            need += 7 * spec.mc_samples * m * rows * hmax  # eps, d and autograd buffers
+        return 4 * max(need, 6 * p) + body
+    k = subspace.directions(dim, spec.latent_dims)
+    state = subspace.resident_floats(dim, k)
+    # rows in float64, x U and the centred copies, the new state, the widening's Gram, basis
+    # and small eigenproblem, the rows' log-likelihoods
+    need = 3 * (rows + 1) * (dim + k) + state + (rows + 1) ** 2 + 2 * dim * k + 4 * k * k
+    need += 2 * m * rows + (rows + 1) * dim
+    return 8 * max(need, 2 * state) + body
+
+
+class SubspaceRule:
+    """Optimizer "subspace": see streaming/subspace.py. Trusted for convergence."""
+
+    trusted = True
+
+    def __init__(self, dim: int, spec: StreamSpec, device: torch.device) -> None:
+        self.arrays = ar = Arrays.fastest(device)
+        dims = spec.latent_dims
+        self.dim, self.latent_dims = dim, dims
+        hmax = max(dims)
+        mask = (np.arange(hmax)[None, :] < np.array(dims)[:, None]) * 1.0  # (M, Hmax)
+        last = mask - np.pad(mask[:, 1:], ((0, 0), (0, 1)))  # 1 at each candidate's H
+        self._dims, self._mask, self._last = (ar.asarray(a) for a in (dims, mask, last))
+        h = np.array(dims, dtype=np.float64)
+        self._params = h * dim - h * (h - 1) / 2 + dim + 1  # P of each candidate
+        self.state = subspace.new(ar, dim, subspace.directions(dim, dims), spec.seed)
+        self._fit = self._fitted(self.state)
+        self._last_rows = 0
+        self._nan = ar.asarray(np.full(len(dims), np.nan))
+
+    def _fitted(self, s: subspace.Subspace) -> subspace.Fit:
+        return subspace.fit(self.arrays, s, self._dims, self._mask, self._last)
+
+    def step(self, x: Array) -> Stepped:
+        ar = self.arrays
+        s = self.state
+        xu = subspace.project(s, x)
+        elbo, row_var = self._nan, None
+        if s.n > 0:
+            ll = subspace.loglik(s, self._fit, x, xu)  # (B, M) under the model before
+            if x.shape[0] > 1:
+                row_var, elbo = ar.var_mean(ll)
+            else:
+                elbo = ll[0]
+        new = subspace.updated(ar, s, x, xu)
+        fit = self._fitted(new)
+        if not ar.finite(new.M.sum() + new.T + fit.const.sum()):
+            raise not_finite(x)
+        self.state, self._fit, self._last_rows = new, fit, x.shape[0]
+        return Stepped(elbo, row_var)
+
+    def variances(self) -> tuple[Array, Array]:
+        return self._fit.tau2, self._fit.sigma2
+
+    def model(self, i: int, h: int) -> tuple[Array, ...]:
+        return subspace.decoder(self.arrays, self.state, self._fit, i, h)
+
+    def adjust(self, alarmed: bool, started: bool) -> bool:
+        if started:
+            self.state = subspace.restarted(self.state)
+        return started
+
+    @property
+    def rows(self) -> float:
+        return self.state.n
+
+    @property
+    def step_size(self) -> float:
+        return self._last_rows / self.state.n if self.state.n > 0 else 1.0
+
+    def expected_gap(self) -> np.ndarray:
+        """Out of sample, a row's log-likelihood under a fit to n rows falls short of the fit's
+        in-sample value by about P / n (P = H D - H (H - 1) / 2 + D + 1 parameters: half for
+        the fit's optimism, half for its error on new rows). NaN until n reaches the largest
+        candidate's P: before, the fit's youth dominates the gap."""
+        n = self.state.n
+        if n < self._params.max():
+            return self._params * np.nan
+        return -self._params / n
+
+    def state_dict(self) -> dict[str, Any]:
+        s, tensor = self.state, self.arrays.tensor
+        return {
+            "U": tensor(s.U),
+            "M": tensor(s.M),
+            "G": None if s.G is None else tensor(s.G),
+            "c": tensor(s.c),
+            "T": tensor(s.T),
+            "n": s.n,
+            "since": s.since,
+            "last_rows": self._last_rows,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ar = self.arrays
+        G = state["G"]
+        s = subspace.Subspace(
+            ar.asarray(state["U"]),
+            ar.asarray(state["M"]),
+            None if G is None else ar.asarray(G),
+            ar.asarray(state["c"]),
+            ar.asarray(state["T"]),
+            float(state["n"]),
+            float(state["since"]),
+            self.state.evals,
+            self.state.R,
+        )
+        self.state = subspace._eig(ar, s)
+        self._fit = self._fitted(self.state)
+        self._last_rows = int(state["last_rows"])
+
+    def resident_bytes(self) -> int:
+        return 8 * subspace.resident_floats(*self.state.U.shape)
+
+
+def not_finite(x: Array) -> InvalidBatchError:
+    peak = float(abs(x).max())
+    return InvalidBatchError(
+        f"this batch would make the model non-finite (largest |value| {peak:.3g}: its squares "
+        "overflow the arithmetic, or the step size is too large); nothing was applied, "
+        "rescale the data (or lower learning_rate)"
+    )

@@ -1,0 +1,240 @@
+"""The subspace update (the default rule): every candidate's exact p-PCA fit from one tracked
+principal subspace of the running covariance (docs/math.md, "The subspace update").
+
+At a stationary point the linear VAE of H latents is probabilistic PCA (Tipping & Bishop 1999):
+W's columns span the top-H eigenvectors of the data covariance C, sigma^2 is the mean of the
+other D - H eigenvalues, and the exact posterior has tau_h^2 = sigma^2 / l_h. Every candidate
+H <= Hmax is therefore a function of C's top Hmax eigenpairs and its trace. This module keeps
+them for the rows seen so far in O(D K) numbers, K = Hmax + OVERSAMPLE:
+
+    U (D, K)   an orthonormal basis                    c (D,)  the running mean
+    M (K, K)   U^T C U  (C around c, weights 1/n)      T       tr C (exact)
+    G (D, K)   C U, kept to widen the basis            n       rows since the (re)start
+
+A batch folds in exactly as the running covariance would (Chan et al.'s merge: the batch's
+centred rows plus one row for the shift of the mean), costing two (B, D) x (D, K) products.
+While U is fixed, M and G are exact; the candidates' eigenvalues are those of M (Rayleigh-Ritz
+in span U), whose K x K eigen-decomposition is taken after every batch. U itself moves at
+rebases, spaced geometrically in rows (when the rows since the last one reach n / REBASE_EVERY):
+Rayleigh-Ritz on span(U, (I - U U^T) C U), one block-Krylov step, with the unknown variance of
+the new directions set to the tail's mean rho = (T - tr M) / (D - K). Until n reaches
+WARM_ROWS_PER_DIRECTION K rows, each batch's own directions widen the basis instead
+(incremental SVD, Ross et al. 2008), so the first rows define the subspace. With D <= K +
+FULL_MARGIN the whole covariance is kept (U = I): the fit is then exact for the rows seen.
+
+Everything is float64: real data in raw units span 12 orders of magnitude of variance
+(bench/RESULTS.md, raw breast cancer), beyond float32's precision. Arrays are numpy's on the
+CPU and torch's on an accelerator (streaming/arrays.py); every function takes them as they come.
+"""
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from streaming.arrays import Array, Arrays
+
+OVERSAMPLE = 8  # directions tracked beyond the largest candidate
+FULL_MARGIN = 8  # D <= K + FULL_MARGIN: keep the whole covariance
+REBASE_EVERY = 8.0  # rebase when rows since the last rebase reach n / REBASE_EVERY
+WARM_ROWS_PER_DIRECTION = 4  # batches widen the basis with their own directions until n >= 4 K
+RANK_TOL = 1e-24  # a widening direction needs a squared norm above this share of the total
+MIN_VARIANCE = 1e-12  # sigma^2 >= MIN_VARIANCE tr(C) / D: data in an exact subspace
+LOG_2PI = math.log(2 * math.pi)
+
+
+def directions(dim: int, latent_dims: tuple[int, ...]) -> int:
+    """K: the directions tracked for these candidates on data of dimension `dim` (D when the
+    whole covariance is kept)."""
+    k = max(latent_dims) + OVERSAMPLE
+    return dim if dim <= k + FULL_MARGIN else k
+
+
+@dataclass(frozen=True)
+class Subspace:
+    """The tracked state (float64 arrays of one device). Never modified: `updated` returns a
+    new one, so a step whose result is not finite leaves the old one untouched."""
+
+    U: Array  # (D, K) orthonormal; the identity when the whole covariance is kept
+    M: Array  # (K, K) U^T C U
+    G: Array | None  # (D, K) C U; None when the whole covariance is kept
+    c: Array  # (D,) running mean
+    T: Array  # () trace of C
+    n: float  # rows since the (re)start
+    since: float  # rows since the last rebase
+    evals: Array  # (K,) eigenvalues of M, descending
+    R: Array  # (K, K) their eigenvectors (columns)
+
+    @property
+    def full(self) -> bool:
+        return self.G is None
+
+    @property
+    def warm(self) -> bool:
+        """Still in the first rows, where batches widen the basis themselves."""
+        return not self.full and self.n < WARM_ROWS_PER_DIRECTION * self.U.shape[1]
+
+
+def new(ar: Arrays, dim: int, k: int, seed: int) -> Subspace:
+    """Nothing seen yet: a seeded random orthonormal basis (drawn on the host, so that every
+    device starts from the same numbers), or the identity when k == dim."""
+    if k == dim:
+        U = ar.eye(dim)
+    else:
+        draw = np.random.default_rng(seed).standard_normal((dim, k))
+        U = ar.asarray(np.linalg.qr(draw)[0])
+    G = None if k == dim else ar.zeros(dim, k)
+    return Subspace(U, ar.zeros(k, k), G, ar.zeros(dim), ar.zeros(), 0.0, 0.0, ar.zeros(k),
+                    ar.eye(k))  # fmt: skip
+
+
+def project(s: Subspace, x: Array) -> Array:
+    """x U (B, K): the rows in the basis (x itself when the whole covariance is kept)."""
+    return x if s.full else x @ s.U
+
+
+def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
+    """The state after the rows x (B, D) float64, xu = project(s, x); s is unchanged."""
+    rows = x.shape[0]
+    n1 = s.n + rows
+    a, b = s.n / n1, 1.0 / n1
+    xbar = x.mean(0)
+    shift = math.sqrt(s.n * rows / n1)  # the row that moves the old mean to the new one
+    zc = ar.cat([x - xbar, ((xbar - s.c) * shift)[None]])  # (B + 1, D) centred rows
+    T = s.T * a + (zc * zc).sum() * b
+    c = s.c + (xbar - s.c) * (rows / n1)
+    if s.warm:
+        return _eig(ar, _widened(ar, s, zc, a, b, c, T, n1))
+    if s.full:  # the covariance itself
+        M = s.M * a + (zc.T @ zc) * b
+        return _eig(ar, Subspace(s.U, M, None, c, T, n1, 0.0, s.evals, s.R))
+    zcu = ar.cat([xu - xu.mean(0), zc[-1:] @ s.U])  # (B + 1, K) the same rows in the basis
+    M = s.M * a + (zcu.T @ zcu) * b  # (K, K)
+    assert s.G is not None
+    G = s.G * a + (zc.T @ zcu) * b  # (D, K)
+    out = Subspace(s.U, M, G, c, T, n1, s.since + rows, s.evals, s.R)
+    if out.since >= out.n / REBASE_EVERY:
+        out = _rebased(ar, out)
+    return _eig(ar, out)
+
+
+def restarted(s: Subspace) -> Subspace:
+    """Forget every row: the next batch starts the estimate anew (a detected change)."""
+    return replace(s, n=0.0, since=0.0)
+
+
+def _tail(ar: Arrays, s: Subspace) -> Array:
+    """rho: the mean variance of the D - K directions outside the basis."""
+    d, k = s.U.shape
+    return ar.xp.clip(s.T - ar.xp.diagonal(s.M).sum(), 0.0, None) / (d - k)
+
+
+def _widened(
+    ar: Arrays, s: Subspace, zm: Array, a: float, b: float, c: Array, T: Array, n1: float
+) -> Subspace:
+    """Rayleigh-Ritz on span(U, the rows' directions outside U) of a M~ + b zm^T zm (zm (m, D):
+    the centred rows and the mean-shift row); the top K directions are kept."""
+    U = s.U
+    d, k = U.shape
+    pm = zm @ U  # (m, K)
+    q, rq = _orth_rows(ar, zm - pm @ U.T, k, d - k)  # (D, q), (q, m): the rows outside span U
+    nq = q.shape[1]
+    top = ar.cat([s.M * a + (pm.T @ pm) * b, (pm.T @ rq.T) * b], 1)
+    bottom = ar.cat([(rq @ pm) * b, (rq @ rq.T) * b + ar.eye(nq) * (_tail(ar, s) * a)], 1)
+    big = ar.cat([top, bottom])  # (K + q, K + q)
+    return _rotated(ar, replace(s, c=c, T=T, n=n1, since=0.0), ar.cat([U, q], 1), big)
+
+
+def _rebased(ar: Arrays, s: Subspace) -> Subspace:
+    """Rayleigh-Ritz on span(U, (I - U U^T) C U) with the new directions' variance rho."""
+    assert s.G is not None
+    d, k = s.U.shape
+    gp = s.G - s.U @ s.M  # (D, K): C U outside span U (exact)
+    q, cross = _orth_rows(ar, gp.T, k, d - k)  # cross = Q^T C U (q, K)
+    nq = q.shape[1]
+    big = ar.cat([ar.cat([s.M, cross.T], 1), ar.cat([cross, ar.eye(nq) * _tail(ar, s)], 1)])
+    return _rotated(ar, replace(s, since=0.0), ar.cat([s.U, q], 1), big)
+
+
+def _orth_rows(ar: Arrays, rows: Array, k: int, room: int) -> tuple[Array, Array]:
+    """An orthonormal basis Q (D, q) of the span of `rows` (m, D), at most min(k, room) of its
+    strongest directions, and Q^T rows^T (q, m). Through the Gram matrix (m, m): directions of
+    negligible norm (rank deficiency, rounding) are dropped."""
+    xp = ar.xp
+    w, v = xp.linalg.eigh(rows @ rows.T)  # ascending
+    w, v = ar.flip(w, 0), ar.flip(v, 1)
+    keep = min(int((w > RANK_TOL * float(xp.clip(w.sum(), 1e-300, None))).sum()), k, room)
+    w, v = w[:keep], v[:, :keep]
+    root = xp.sqrt(w)
+    return rows.T @ (v / root), root[:, None] * v.T  # Q^T rows^T = W^{1/2} V^T
+
+
+def _rotated(ar: Arrays, s: Subspace, basis: Array, big: Array) -> Subspace:
+    """Keep the top K eigenvectors of `big` (the covariance in `basis`, (D, K + q))."""
+    k = s.U.shape[1]
+    w, v = ar.xp.linalg.eigh((big + big.T) * 0.5)
+    w, v = ar.flip(w, 0)[:k], ar.flip(v, 1)[:, :k]
+    U = basis @ v  # (D, K)
+    return replace(s, U=U, M=ar.xp.diag(w), G=U * w)
+
+
+def _eig(ar: Arrays, s: Subspace) -> Subspace:
+    w, v = ar.xp.linalg.eigh(s.M)  # ascending
+    return Subspace(s.U, s.M, s.G, s.c, s.T, s.n, s.since, ar.flip(w, 0), ar.flip(v, 1))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Every candidate's p-PCA fit: M candidates padded to Hmax latents, and what the density
+    of a row needs: log p(x) = -1/2 (const + sum_h y_h^2 coef_h + |x - c|^2 / sigma^2)."""
+
+    ell: Array  # (M, Hmax) the model's variance along latent h: max(l_h, sigma^2); 1 padded
+    sigma2: Array  # (M,)
+    tau2: Array  # (M, Hmax) exact posterior variances sigma^2 / ell; 1 on padded latents
+    coef: Array  # (Hmax, M) 1 / ell - 1 / sigma^2 on real latents, 0 on padded ones
+    const: Array  # (M,) D log 2 pi + log det C
+
+
+def fit(ar: Arrays, s: Subspace, dims: Array, mask: Array, last: Array) -> Fit:
+    """The maximum-likelihood p-PCA of each candidate H on the tracked covariance:
+    sigma^2_H = (T - sum_{h<=H} l_h) / (D - H), latents along U R. dims (M,) float; mask
+    (M, Hmax) 1 on real latents; last (M, Hmax) 1 on each candidate's last latent."""
+    xp = ar.xp
+    d = s.U.shape[0]
+    hmax = mask.shape[1]
+    lam = xp.clip(s.evals[:hmax], 0.0, None)  # (Hmax,)
+    top = (xp.cumsum(lam, 0)[None, :] * last).sum(1)  # (M,) sum of the top H
+    floor = MIN_VARIANCE * s.T / d + 1e-300
+    sigma2 = xp.maximum((s.T - top) / (d - dims), floor)  # (M,)
+    sigma2 = xp.where(s.T > 0, sigma2, 1.0)  # nothing seen yet: unit variances
+    ell = xp.maximum(lam[None, :], sigma2[:, None]) * mask + (1 - mask)  # (M, Hmax)
+    inv = 1 / ell
+    tau2 = sigma2[:, None] * inv * mask + (1 - mask)
+    coef = ((inv - 1 / sigma2[:, None]) * mask).T
+    const = d * LOG_2PI + (xp.log(ell) * mask).sum(1) + (d - dims) * xp.log(sigma2)
+    return Fit(ell, sigma2, tau2, coef, const)
+
+
+def loglik(s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
+    """log p(x_r) per row under every candidate's fit (B, M): the p-PCA density
+    N(c, U_H diag(ell) U_H^T + sigma^2 (I - U_H U_H^T)), xu = project(s, x)."""
+    d = x - s.c  # (B, D)
+    y = (d if s.full else xu - s.c @ s.U) @ s.R[:, : f.coef.shape[0]]  # (B, Hmax) latents
+    quad = (y * y) @ f.coef + (d * d).sum(1)[:, None] / f.sigma2  # (B, M)
+    return (f.const + quad) * -0.5
+
+
+def decoder(ar: Arrays, s: Subspace, f: Fit, i: int, h: int) -> tuple[Array, ...]:
+    """Candidate i's linear VAE (H = h latents): W (D, H) = U_H diag(ell - sigma^2)^(1/2)
+    with orthogonal columns, mu = c, and the exact posterior's V (H, D), b (H,)."""
+    basis = s.R[:, :h] if s.full else s.U @ s.R[:, :h]  # (D, H)
+    ell, sigma2 = f.ell[i, :h], f.sigma2[i]
+    scale = ar.xp.sqrt(ar.xp.clip(ell - sigma2, 0.0, None))  # |w_h|
+    W = basis * scale
+    V = (basis * (scale / ell)).T  # M^-1 W^T = diag(|w|/ell) basis^T
+    return W, s.c, V, -(V @ s.c)
+
+
+def resident_floats(dim: int, k: int) -> int:
+    """Numbers held: U, G (D K each, G only when k < D), M and R (K^2 each), c, evals, T."""
+    return dim * k * (1 if k == dim else 2) + 2 * k * k + dim + k + 1
