@@ -41,7 +41,7 @@ class Budget:
 
     def _held(self) -> str:
         return (
-            f"{_mb(self.resident)} is held by stream banks and {_mb(self.transient)} by batches "
+            f"{_mb(self.resident)} is held by stream learners and {_mb(self.transient)} by batches "
             f"in progress, of the memory budget {_mb(self.limit)} (DIMWATCH_MEMORY_BUDGET_MB)"
         )
 
@@ -51,9 +51,8 @@ class Budget:
             raise ApiError(
                 422,
                 "limit_exceeded",
-                f"stream {name!r} needs about {_mb(need)} for its bank (parameters, gradients, "
-                f"optimizer state); {self._held()}; use fewer or smaller latent sizes, or delete "
-                "streams",
+                f"stream {name!r} needs about {_mb(need)} for its learner's state; "
+                f"{self._held()}; use fewer or smaller latent sizes, or delete streams",
             )
         self.resident += need
 
@@ -66,7 +65,7 @@ class Budget:
                 413,
                 "limit_exceeded",
                 f"this batch of stream {name!r} needs about {_mb(need)} (its step's working "
-                f"memory{' and the bank' if bank else ''}); {self._held()}; send fewer rows",
+                f"memory{' and the learner' if bank else ''}); {self._held()}; send fewer rows",
             )
         if self.resident + self.transient + need > self.limit:
             raise ApiError(

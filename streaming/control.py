@@ -58,7 +58,7 @@ class ChangeDetector:
             return False, False
         raw = gap
         spread = WINSOR * np.sqrt(self.row_var / rows)
-        gap = np.clip(gap, -spread, spread)
+        gap = np.minimum(np.maximum(gap, -spread), spread)
         self.gap = (1 - GAP_RATE) * self.gap + GAP_RATE * gap
         if self.alarm_length >= MAX_ALARM_BATCHES:
             self.row_var = np.maximum(self.row_var, self.alarm_var)

@@ -73,7 +73,7 @@ class Learner:
         self.detector = ChangeDetector(m, dim) if self.spec.adaptive else None
         self.convergence = Convergence(m)
         self.counters = _Counters()
-        self._host = self._read_host(None)  # sigma^2, batch ELBO, tau^2 of the current models
+        self._scores = self._score(None)  # of the current models
         self._report = self._make_report()
 
     @property
@@ -103,15 +103,15 @@ class Learner:
         if not self.arrays.numpy and self.spec.gradient:
             x = x.float()  # the gradient rules train in float32
         rows = x.shape[0]
-        f_prev = self._f_ent()
+        f_prev = self._scores.f_ent
         expected = self.rule.expected_gap()
         before = self.rule.rows
         stepped = self.rule.step(x)  # raises with nothing changed
         self.scaler = scaler
         c = self.counters
         c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
-        self._host = self._read_host(stepped.batch_elbo, stepped.row_var)
-        gap = self._host[:, 1] - f_prev
+        s = self._scores = self._score(stepped.batch_elbo, stepped.row_var)
+        gap = s.host[:, 1] - f_prev
         alarmed = False
         if self.detector is not None:
             armed = bool(np.isfinite(expected).all())
@@ -119,33 +119,26 @@ class Learner:
             if self.rule.adjust(alarmed, started):
                 c.restarts += 1
                 self.convergence.restart()
-        row_var = None if stepped.row_var is None else self._host[:, 2]
+        row_var = None if stepped.row_var is None else s.host[:, 2]
+        rule = self.rule
         self.convergence.update(
-            gap,
-            row_var,
-            rows,
-            before,
-            self.rule.rows,
-            self._f_ent(),
-            self.rule.trusted,
-            not alarmed,
+            gap, row_var, rows, before, rule.rows, s.f_ent, rule.trusted, not alarmed
         )
         self._report = self._make_report()
         return self._report
 
-    def _read_host(self, batch: Array | None, row_var: Array | None = None) -> np.ndarray:
+    def _score(self, batch: Array | None, row_var: Array | None = None) -> scores.Scores:
         tau2, sigma2 = self.rule.variances()
-        return scores.to_host(self.arrays, tau2, sigma2, batch, row_var)
-
-    def _f_ent(self) -> np.ndarray:
-        return np.array([s.entropy_elbo for s in self._report.models])
+        host = scores.to_host(self.arrays, tau2, sigma2, batch, row_var)
+        return scores.scored(self.spec, self.dim, host, self._mask)
 
     def _make_report(self) -> StepReport:
-        models = scores.model_scores(
-            self.spec, self.dim, self._host, self._mask, self.convergence.flags
-        )
+        s, flags = self._scores, self.convergence.flags
+        models = scores.model_scores(self.spec, s, flags)
         c = self.counters
-        c.pick = scores.pick(np.array([s.bic for s in models]), c.pick, self.spec.switch_margin)
+        # hysteresis while the scores settle; once every candidate has converged, the lowest BIC
+        margin = 0.0 if flags.all() else self.spec.switch_margin
+        c.pick = scores.pick(s.bic, c.pick, margin)
         d = self.detector
         training = Training(
             alarmed=d is not None and d.alarmed,
@@ -181,7 +174,8 @@ class Learner:
         if X.shape[1] != self.dim:
             raise InvalidBatchError(f"expected {self.dim} columns, got {X.shape[1]}")
         try:
-            x = self.arrays.asarray(X, "float32")
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+                x = self.arrays.asarray(X, "float32")
         except (TypeError, ValueError, RuntimeError) as exc:
             raise InvalidBatchError(f"expected numbers, got dtype {X.dtype}") from exc
         if not self.arrays.finite(x):
@@ -242,7 +236,8 @@ class Learner:
     def _finite_result(self, out: Array, what: str) -> np.ndarray:
         """out (B, K) as float32 on the host, or InvalidBatchError naming the first row whose
         values overflow float32 (the data's own precision)."""
-        host = self.arrays.host(out).astype(np.float32)
+        with np.errstate(over="ignore"):
+            host = self.arrays.host(out).astype(np.float32)
         finite = np.isfinite(host).all(1)
         if not finite.all():
             raise InvalidBatchError(
@@ -263,10 +258,10 @@ class Learner:
             dim=self.dim,
             W=W.tolist(),
             mu=mu.tolist(),
-            sigma2=float(self._host[i, 0]),
+            sigma2=float(self._scores.host[i, 0]),
             V=V.tolist(),
             b=b.tolist(),
-            tau2=self._host[i, 3 : 3 + h].tolist(),
+            tau2=self._scores.host[i, 3 : 3 + h].tolist(),
             standardized=scaler is not None,
             scaler_mean=None if scaler is None else self.arrays.host(scaler.mean).tolist(),
             scaler_scale=None if scaler is None else self.arrays.host(scaler.scale).tolist(),
@@ -290,7 +285,7 @@ class Learner:
             "detector": None if self.detector is None else self.detector.state(),
             "convergence": self.convergence.state(),
             "counters": [c.step, c.rows_seen, c.last_rows, c.pick, c.restarts],
-            "batch_elbo": self._host[:, 1].tolist(),
+            "batch_elbo": self._scores.host[:, 1].tolist(),
         }
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -301,8 +296,13 @@ class Learner:
         """Rebuild a learner from state_bytes() (or a LinearVAEBank/AdaptiveBank state of
         earlier releases, migrated: streaming/legacy.py). device overrides the stored one."""
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        if state.get("version") != STATE_VERSION:
+        version = state.get("version")
+        if "bank" in state or version in legacy.VERSIONS:
             state = legacy.migrate(state)
+        elif version != STATE_VERSION:
+            raise InvalidConfigError(
+                f"state: expected version {STATE_VERSION} (or {legacy.VERSIONS}), got {version}"
+            )
         spec = StreamSpec.from_record(state["spec"])
         if device is not None:
             spec = spec.replace(device=device)
@@ -319,7 +319,7 @@ class Learner:
         self.convergence.load(state["convergence"])
         c = self.counters
         c.step, c.rows_seen, c.last_rows, c.pick, c.restarts = (int(v) for v in state["counters"])
-        self._host = self._read_host(self.arrays.asarray(state["batch_elbo"]))
+        self._scores = self._score(self.arrays.asarray(state["batch_elbo"]))
         self._report = self._make_report()
 
 

@@ -21,6 +21,7 @@ from streaming.convergence import Convergence
 from streaming.spec import StreamSpec
 
 DEFAULT_BOOST = 0.05
+VERSIONS = (1, 2)  # LinearVAEBank's state versions
 
 
 def migrate(state: dict[str, Any]) -> dict[str, Any]:

@@ -122,8 +122,8 @@ class SubspaceRule:
         self.dim, self.latent_dims = dim, dims
         hmax = max(dims)
         mask = (np.arange(hmax)[None, :] < np.array(dims)[:, None]) * 1.0  # (M, Hmax)
-        last = mask - np.pad(mask[:, 1:], ((0, 0), (0, 1)))  # 1 at each candidate's H
-        self._dims, self._mask, self._last = (ar.asarray(a) for a in (dims, mask, last))
+        self._top_of = ar.asarray(np.array(dims) - 1, "int64")
+        self._noise_dims, self._mask = ar.asarray(dim - np.array(dims)), ar.asarray(mask)
         h = np.array(dims, dtype=np.float64)
         self._params = h * dim - h * (h - 1) / 2 + dim + 1  # P of each candidate
         self.state = subspace.new(ar, dim, subspace.directions(dim, dims), spec.seed)
@@ -132,7 +132,7 @@ class SubspaceRule:
         self._nan = ar.asarray(np.full(len(dims), np.nan))
 
     def _fitted(self, s: subspace.Subspace) -> subspace.Fit:
-        return subspace.fit(self.arrays, s, self._dims, self._mask, self._last)
+        return subspace.fit(self.arrays, s, self._top_of, self._noise_dims, self._mask)
 
     def step(self, x: Array) -> Stepped:
         ar = self.arrays

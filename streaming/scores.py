@@ -7,6 +7,7 @@ whose BIC is lower by at most `switch_margin` (hysteresis).
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,39 +30,43 @@ def to_host(
     return ar.host(ar.cat([*(c[:, None] for c in cols), tau2], 1))
 
 
-def model_scores(
-    spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray, flags: np.ndarray
-) -> tuple[ModelScore, ...]:
-    """Every candidate's scores from to_host's array, with its converged flag."""
+class Scores(NamedTuple):
+    """Every candidate's data-free scores, float64 arrays (M,) but ent (M, Hmax)."""
+
+    host: np.ndarray  # to_host's array: sigma^2, batch ELBO, row variance, tau^2
+    f_ent: np.ndarray  # entropy ELBO (Eq. 20)
+    bic: np.ndarray  # its BIC (Eq. 27)
+    batch_bic: np.ndarray  # the BIC of the batch ELBO
+    ent: np.ndarray  # (M, Hmax) encoder entropies (Eq. 24)
+    s_reg: np.ndarray  # (Eq. 23, 72)
+    s_rec: np.ndarray
+
+
+def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Scores:
+    """The scores of to_host's array (one set of float64 numpy operations for every H)."""
     sigma2, batch, tau2 = host[:, 0], host[:, 1], host[:, 3:]
-    dims = np.array(spec.latent_dims)
-    n = spec.bic_n
     s_reg, s_rec = entropy.s_reg(tau2, mask), entropy.s_rec(sigma2, dim)
-    f_ent = entropy.entropy_elbo(tau2, sigma2, mask, dim)  # Eq. 20
-    bic = entropy.bic(f_ent, dims, dim, n)  # Eq. 27
-    batch_bic = entropy.bic(batch, dims, dim, n)
-    ent = entropy.encoder_entropies(tau2)  # Eq. 24
-    threshold = spec.collapse_threshold
+    f_ent = s_reg + s_rec  # Eq. 20: entropy.entropy_elbo, its two terms kept for the report
+    both = entropy.bic(np.stack([f_ent, batch]), np.array(spec.latent_dims), dim, spec.bic_n)
+    return Scores(host, f_ent, both[0], both[1], entropy.encoder_entropies(tau2), s_reg, s_rec)
+
+
+def model_scores(spec: StreamSpec, s: Scores, flags: np.ndarray) -> tuple[ModelScore, ...]:
+    """Every candidate's report entry, with its converged flag."""
+    sigma2, batch, tau2 = s.host[:, 0], s.host[:, 1], s.host[:, 3:]
+    collapsed_all = (s.ent > spec.collapse_threshold).tolist()
+    rows = zip(spec.latent_dims, s.f_ent.tolist(), s.bic.tolist(), batch.tolist(),
+               s.batch_bic.tolist(), sigma2.tolist(), tau2.tolist(), s.ent.tolist(),
+               collapsed_all, s.s_reg.tolist(), s.s_rec.tolist(), flags.tolist(),
+               strict=True)  # fmt: skip
     models = []
-    for i, h in enumerate(spec.latent_dims):
-        collapsed = tuple(bool(e > threshold) for e in ent[i, :h])
-        has_batch = bool(np.isfinite(batch[i]))
+    for h, f, b, e, eb, s2, t2, en, col, sr, sc, flag in rows:
+        collapsed = tuple(col[:h])
+        has_batch = e == e  # not NaN
+        batch_elbo, batch_bic = (e, eb) if has_batch else (None, None)
         models.append(
-            ModelScore(
-                latent_dim=h,
-                entropy_elbo=float(f_ent[i]),
-                bic=float(bic[i]),
-                batch_elbo=float(batch[i]) if has_batch else None,
-                batch_bic=float(batch_bic[i]) if has_batch else None,
-                sigma2=float(sigma2[i]),
-                tau2=tuple(tau2[i, :h].tolist()),
-                encoder_entropies=tuple(ent[i, :h].tolist()),
-                collapsed=collapsed,
-                active_latents=h - sum(collapsed),
-                s_reg=float(s_reg[i]),
-                s_rec=float(s_rec[i]),
-                converged=bool(flags[i]),
-            )
+            ModelScore(h, f, b, batch_elbo, batch_bic, s2, tuple(t2[:h]), tuple(en[:h]),
+                       collapsed, h - sum(collapsed), sr, sc, flag)  # fmt: skip
         )
     return tuple(models)
 

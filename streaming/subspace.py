@@ -98,17 +98,18 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     rows = x.shape[0]
     n1 = s.n + rows
     a, b = s.n / n1, 1.0 / n1
-    xbar = x.mean(0)
+    xbar = ar.mean0(x)
+    move = xbar - s.c
     shift = math.sqrt(s.n * rows / n1)  # the row that moves the old mean to the new one
-    zc = ar.cat([x - xbar, ((xbar - s.c) * shift)[None]])  # (B + 1, D) centred rows
+    zc = ar.cat([x - xbar, (move * shift)[None]])  # (B + 1, D) centred rows
     T = s.T * a + (zc * zc).sum() * b
-    c = s.c + (xbar - s.c) * (rows / n1)
+    c = s.c + move * (rows / n1)
     if s.warm:
         return _eig(ar, _widened(ar, s, zc, a, b, c, T, n1))
     if s.full:  # the covariance itself
         M = s.M * a + (zc.T @ zc) * b
         return _eig(ar, Subspace(s.U, M, None, c, T, n1, 0.0, s.evals, s.R))
-    zcu = ar.cat([xu - xu.mean(0), zc[-1:] @ s.U])  # (B + 1, K) the same rows in the basis
+    zcu = ar.cat([xu - ar.mean0(xu), zc[-1:] @ s.U])  # (B + 1, K) the same rows in the basis
     M = s.M * a + (zcu.T @ zcu) * b  # (K, K)
     assert s.G is not None
     G = s.G * a + (zc.T @ zcu) * b  # (D, K)
@@ -186,33 +187,32 @@ def _eig(ar: Arrays, s: Subspace) -> Subspace:
 @dataclass(frozen=True)
 class Fit:
     """Every candidate's p-PCA fit: M candidates padded to Hmax latents, and what the density
-    of a row needs: log p(x) = -1/2 (const + sum_h y_h^2 coef_h + |x - c|^2 / sigma^2)."""
+    of a row needs: log p(x) = -1/2 (const + sum_h y_h^2 coef_h + |x - c|^2 / sigma^2). A
+    padded latent reads as one more direction of the noise (ell = sigma^2): tau^2 = 1 there,
+    coef = 0, and const's sum over Hmax latents counts it with the D - Hmax noise directions."""
 
-    ell: Array  # (M, Hmax) the model's variance along latent h: max(l_h, sigma^2); 1 padded
+    ell: Array  # (M, Hmax) the model's variance along latent h: max(l_h, sigma^2)
     sigma2: Array  # (M,)
-    tau2: Array  # (M, Hmax) exact posterior variances sigma^2 / ell; 1 on padded latents
-    coef: Array  # (Hmax, M) 1 / ell - 1 / sigma^2 on real latents, 0 on padded ones
+    tau2: Array  # (M, Hmax) exact posterior variances sigma^2 / ell
+    coef: Array  # (Hmax, M) 1 / ell - 1 / sigma^2
     const: Array  # (M,) D log 2 pi + log det C
 
 
-def fit(ar: Arrays, s: Subspace, dims: Array, mask: Array, last: Array) -> Fit:
+def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) -> Fit:
     """The maximum-likelihood p-PCA of each candidate H on the tracked covariance:
-    sigma^2_H = (T - sum_{h<=H} l_h) / (D - H), latents along U R. dims (M,) float; mask
-    (M, Hmax) 1 on real latents; last (M, Hmax) 1 on each candidate's last latent."""
+    sigma^2_H = (T - sum_{h<=H} l_h) / (D - H), latents along U R. top_of (M,) int: the index
+    H - 1 of each candidate's last latent; noise_dims (M,) D - H; mask (M, Hmax) 1 on real
+    latents."""
     xp = ar.xp
-    d = s.U.shape[0]
-    hmax = mask.shape[1]
-    lam = xp.clip(s.evals[:hmax], 0.0, None)  # (Hmax,)
-    top = (xp.cumsum(lam, 0)[None, :] * last).sum(1)  # (M,) sum of the top H
-    floor = MIN_VARIANCE * s.T / d + 1e-300
-    sigma2 = xp.maximum((s.T - top) / (d - dims), floor)  # (M,)
-    sigma2 = xp.where(s.T > 0, sigma2, 1.0)  # nothing seen yet: unit variances
-    ell = xp.maximum(lam[None, :], sigma2[:, None]) * mask + (1 - mask)  # (M, Hmax)
+    d, hmax = s.U.shape[0], mask.shape[1]
+    lam = s.evals[:hmax]  # (Hmax,) descending
+    top = xp.cumsum(lam, 0)[top_of]  # (M,) sum of the top H eigenvalues
+    floor = s.T * (MIN_VARIANCE / d) + 1e-300
+    sigma2 = xp.maximum((s.T - top) / noise_dims, floor) if s.n > 0 else noise_dims * 0 + 1
+    ell = xp.maximum(lam * mask, sigma2[:, None])  # (M, Hmax); sigma^2 on padded latents
     inv = 1 / ell
-    tau2 = sigma2[:, None] * inv * mask + (1 - mask)
-    coef = ((inv - 1 / sigma2[:, None]) * mask).T
-    const = d * LOG_2PI + (xp.log(ell) * mask).sum(1) + (d - dims) * xp.log(sigma2)
-    return Fit(ell, sigma2, tau2, coef, const)
+    const = d * LOG_2PI + xp.log(ell).sum(1) + (d - hmax) * xp.log(sigma2)
+    return Fit(ell, sigma2, sigma2[:, None] * inv, (inv - 1 / sigma2[:, None]).T, const)
 
 
 def loglik(s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
