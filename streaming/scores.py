@@ -65,8 +65,21 @@ def model_scores(spec: StreamSpec, s: Scores, flags: np.ndarray) -> tuple[ModelS
         has_batch = e == e  # not NaN
         batch_elbo, batch_bic = (e, eb) if has_batch else (None, None)
         models.append(
-            ModelScore(h, f, b, batch_elbo, batch_bic, s2, tuple(t2[:h]), tuple(en[:h]),
-                       collapsed, h - sum(collapsed), sr, sc, flag)  # fmt: skip
+            ModelScore(
+                h,
+                f,
+                b,
+                batch_elbo,
+                batch_bic,
+                s2,
+                tuple(t2[:h]),
+                tuple(en[:h]),
+                collapsed,
+                h - sum(collapsed),
+                sr,
+                sc,
+                flag,
+            )
         )
     return tuple(models)
 
