@@ -8,7 +8,8 @@ spell the same way (`xp.linalg.eigh`, `xp.cumsum(a, 0)`, `xp.where`, `xp.maximum
 `a @ b`, `a.sum(0)`, ...) plus the helpers below for the ones they spell differently.
 """
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,15 +24,15 @@ class Arrays:
 
     device: torch.device
     numpy: bool
+    xp: Any = field(init=False, repr=False, compare=False)  # the module: numpy or torch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "xp", np if self.numpy else torch)
 
     @classmethod
     def fastest(cls, device: torch.device) -> "Arrays":
         """numpy on the CPU, torch elsewhere."""
         return cls(device, device.type == "cpu")
-
-    @property
-    def xp(self) -> Any:
-        return np if self.numpy else torch
 
     @property
     def float64(self) -> Any:
@@ -56,25 +57,33 @@ class Arrays:
     def cat(self, parts: list[Array], axis: int = 0) -> Array:
         return np.concatenate(parts, axis) if self.numpy else torch.cat(parts, axis)
 
-    def flip(self, a: Array, axis: int) -> Array:
-        """a reversed along axis 0 or 1 (a view with numpy)."""
-        if not self.numpy:
-            return torch.flip(a, (axis,))
-        return a[::-1] if axis == 0 else a[:, ::-1]
+    def flip(self, a: Array) -> Array:
+        """a reversed along its last axis (a view with numpy)."""
+        return a[..., ::-1] if self.numpy else torch.flip(a, (-1,))
 
-    def mean0(self, a: Array) -> Array:
-        """The mean over axis 0 (numpy's ufunc reduce: a fifth of ndarray.mean's overhead)."""
-        return np.add.reduce(a, 0) / a.shape[0] if self.numpy else a.mean(0)
+    def mean_rows(self, a: Array) -> Array:
+        """(S, B, X) -> (S, 1, X): the mean over the rows of each stream."""
+        return self.sum_rows(a)[:, None] / a.shape[1]
+
+    def sum_rows(self, a: Array) -> Array:
+        """(S, B, X) -> (S, X): the sum over the rows of each stream."""
+        return np.add.reduce(a, 1) if self.numpy else a.sum(1)
+
+    def per_stream(self, v: np.ndarray, ndim: int = 3) -> Any:
+        """Host numbers (S,) shaped (S, 1, ...) to scale arrays of `ndim` axes per stream; one
+        stream's as a Python number (the same float64 product; on torch nothing is copied to
+        the device)."""
+        return float(v[0]) if v.shape[0] == 1 else v.reshape((-1,) + (1,) * (ndim - 1))
 
     def clip0(self, a: Array) -> Array:
         """max(a, 0) elementwise."""
         return np.maximum(a, 0.0) if self.numpy else a.clamp_min(0.0)
 
     def var_mean(self, a: Array) -> tuple[Array, Array]:
-        """(variance, mean) over axis 0 (the variance with 1 / n)."""
-        mean = self.mean0(a)
+        """(S, B, X) -> (variance, mean) (S, X) over the rows of each stream (1 / B)."""
+        mean = self.mean_rows(a)
         d = a - mean
-        return self.mean0(d * d), mean
+        return self.sum_rows(d * d) / a.shape[1], mean[:, 0]
 
     def host(self, a: Array) -> np.ndarray:
         """a as a float64 numpy array on the host (one device-to-host copy)."""
@@ -87,4 +96,7 @@ class Arrays:
         return torch.from_numpy(np.array(a)) if self.numpy else a.detach().cpu()
 
     def finite(self, a: Array) -> bool:
-        return bool(self.xp.isfinite(a).all())
+        """Every element finite (numpy: through one float64 sum, which NaN and inf survive)."""
+        if self.numpy:
+            return math.isfinite(np.add.reduce(a, axis=None, dtype=np.float64))
+        return bool(torch.isfinite(a).all())

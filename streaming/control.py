@@ -19,9 +19,8 @@ hold the alarm forever. The detector listens only once the rule's estimate rests
 (`armed`), before which the gap is dominated by the fit's own youth, not by the stream.
 """
 
+import math
 from typing import Any
-
-import numpy as np
 
 GAP_RATE = 0.1  # weight of a new batch in the fast average of the gap
 NOISE_RATE = 0.01  # weight of a new batch in the estimate of the gap's noise
@@ -29,18 +28,19 @@ THRESHOLD = 5.0  # alarm when the fast gap exceeds this many standard errors
 MAX_ALARM_BATCHES = 200  # an alarm lasting this long ends; the noise adopts its level
 WINSOR = 3.0  # a batch's gap is clipped to this many of its standard deviations
 
-_ARRAYS = ("gap", "row_var", "alarm_var")
+_LISTS = ("gap", "row_var", "alarm_var")
 
 
 class ChangeDetector:
-    """Per-candidate state of the detector (float64 arrays (M,))."""
+    """Per-candidate state of the detector (M floats each: a handful of candidates, where
+    Python's arithmetic costs less than numpy's dispatch)."""
 
     def __init__(self, m: int, dim: int) -> None:
-        self.gap = np.zeros(m)  # fast average of the gap
+        self.gap = [0.0] * m  # fast average of the gap
         # per-row variance of the gap; starts at D/2, the variance of a Gaussian
         # log-likelihood of D dimensions under its own model (1/2 chi^2_D)
-        self.row_var = np.full(m, dim / 2.0)
-        self.alarm_var = self.row_var.copy()  # the same, learnt during the current alarm
+        self.row_var = [dim / 2.0] * m
+        self.alarm_var = list(self.row_var)  # the same, learnt during the current alarm
         self.alarm_length = 0  # consecutive alarmed batches (0: quiet)
         self.alarms = 0  # alarms raised, counting runs of consecutive alarmed batches once
 
@@ -48,30 +48,36 @@ class ChangeDetector:
     def alarmed(self) -> bool:
         return self.alarm_length > 0
 
-    def observe(self, gap: np.ndarray, rows: int, armed: bool) -> tuple[bool, bool]:
-        """Fold in one batch's gaps (M,) of `rows` rows; -> (alarmed, the alarm starts now).
+    def observe(self, gaps: list[float], rows: int, armed: bool) -> tuple[bool, bool]:
+        """Fold in one batch's gaps (M) of `rows` rows; -> (alarmed, the alarm starts now).
         A gap that is not a number (no model before the first batch), or an unarmed detector,
         is quiet and teaches nothing."""
-        if not armed or not np.isfinite(gap).all():
+        if not armed or not all(math.isfinite(g) for g in gaps):
             self.alarm_length = 0
-            self.gap[:] = 0.0  # listening starts from a clean slate
+            self.gap = [0.0] * len(gaps)  # listening starts from a clean slate
             return False, False
-        raw = gap
-        spread = WINSOR * np.sqrt(self.row_var / rows)
-        gap = np.minimum(np.maximum(gap, -spread), spread)
-        self.gap = (1 - GAP_RATE) * self.gap + GAP_RATE * gap
         if self.alarm_length >= MAX_ALARM_BATCHES:
-            self.row_var = np.maximum(self.row_var, self.alarm_var)
-            self.gap[:] = 0.0
+            self.row_var = [max(v, a) for v, a in zip(self.row_var, self.alarm_var, strict=True)]
+        ended = self.alarm_length >= MAX_ALARM_BATCHES
         # standard error of the fast average of per-batch means of `rows` rows
-        se = np.sqrt(self.row_var / rows * GAP_RATE / (2 - GAP_RATE))
-        alarmed = bool((np.abs(self.gap) > THRESHOLD * se).any())
+        se_scale = GAP_RATE / (2 - GAP_RATE) / rows
+        clipped, alarmed = [], False
+        for i, raw in enumerate(gaps):
+            var = self.row_var[i]
+            spread = WINSOR * math.sqrt(var / rows)
+            g = min(max(raw, -spread), spread)
+            clipped.append(g)
+            fast = 0.0 if ended else (1 - GAP_RATE) * self.gap[i] + GAP_RATE * g
+            self.gap[i] = fast
+            alarmed = alarmed or abs(fast) > THRESHOLD * math.sqrt(var * se_scale)
         if not alarmed:
-            self.row_var = (1 - NOISE_RATE) * self.row_var + NOISE_RATE * rows * gap**2
-            self.alarm_var = self.row_var.copy()
+            self.row_var = [(1 - NOISE_RATE) * v + NOISE_RATE * rows * g * g
+                            for v, g in zip(self.row_var, clipped, strict=True)]  # fmt: skip
+            self.alarm_var = list(self.row_var)
         else:
             # unclipped: a gap the models keep (not noise) must end up explained by the level
-            self.alarm_var = (1 - NOISE_RATE) * self.alarm_var + NOISE_RATE * rows * raw**2
+            self.alarm_var = [(1 - NOISE_RATE) * a + NOISE_RATE * rows * g * g
+                              for a, g in zip(self.alarm_var, gaps, strict=True)]  # fmt: skip
         starts = alarmed and self.alarm_length == 0
         self.alarms += starts
         self.alarm_length = self.alarm_length + 1 if alarmed else 0
@@ -79,13 +85,13 @@ class ChangeDetector:
 
     def state(self) -> dict[str, Any]:
         return {
-            **{k: getattr(self, k).tolist() for k in _ARRAYS},
+            **{k: list(getattr(self, k)) for k in _LISTS},
             "alarm_length": self.alarm_length,
             "alarms": self.alarms,
         }
 
     def load(self, state: dict[str, Any]) -> None:
-        for k in _ARRAYS:
-            setattr(self, k, np.array(state[k], dtype=np.float64))
+        for k in _LISTS:
+            setattr(self, k, [float(v) for v in state[k]])
         self.alarm_length = int(state["alarm_length"])
         self.alarms = int(state["alarms"])

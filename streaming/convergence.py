@@ -25,69 +25,71 @@ of the rows at which every candidate is in fact within 1% and never while one is
 report converged: Adam's and SGD's F_ent can sit still far from it.
 """
 
+import math
 from typing import Any
-
-import numpy as np
 
 TOLERANCE = 0.01  # largest certified |F_ent - LL*| / max(1, |F_ent|)
 Z = 1.0  # standard errors of the noise of n rows in the bound
 MIN_BATCHES = 4  # batches since the (re)start before any flag
 
-_ARRAYS = ("gap", "row_var", "flags", "error")
+_LISTS = ("gap", "row_var", "error")
 
 
 class Convergence:
-    """Per-candidate state (float64 arrays (M,))."""
+    """Per-candidate state (M floats each: Python's arithmetic, cheaper than numpy's dispatch
+    for a handful of candidates)."""
 
     def __init__(self, m: int) -> None:
         self.batches = 0  # since the (re)start
-        self.gap = np.zeros(m)  # average of the gap (batch ELBO - F_ent before it) times n
-        self.row_var = np.zeros(m)  # average variance of a row's log-likelihood
-        self.error = np.full(m, np.inf)  # the bound on |F_ent - LL*|
-        self.flags = np.zeros(m, dtype=bool)
+        self.gap = [0.0] * m  # average of the gap (batch ELBO - F_ent before it) times n
+        self.row_var = [0.0] * m  # average variance of a row's log-likelihood
+        self.error = [math.inf] * m  # the bound on |F_ent - LL*|
+        self.flags = [False] * m
 
     def restart(self) -> None:
         """Training restarted (a change of the stream): nothing is converged any more."""
+        m = len(self.flags)
         self.batches = 0
-        self.gap[:] = 0.0
-        self.row_var[:] = 0.0
-        self.error[:] = np.inf
-        self.flags[:] = False
+        self.gap, self.row_var = [0.0] * m, [0.0] * m
+        self.error, self.flags = [math.inf] * m, [False] * m
 
     def update(
         self,
-        gap: np.ndarray,
-        row_var: np.ndarray | None,
+        gaps: list[float],
+        row_var: list[float] | None,
         rows: int,
         before: float,
         n: float,
-        f_ent: np.ndarray,
+        f_ent: list[float],
         trusted: bool,
         quiet: bool,
-    ) -> np.ndarray:
-        """Fold in one batch: its gaps (M,) (NaN before any model), the variance of its rows'
-        log-likelihoods (M,) (None: one row), its `rows`, the rows the fit rested on before it
-        and rests on now (n), the new F_ent (M,). -> the flags."""
-        if not np.isfinite(gap).all():
+    ) -> list[bool]:
+        """Fold in one batch: its gaps (M) (NaN before any model), the variances of its rows'
+        log-likelihoods (M) (None: one row), its `rows`, the rows the fit rested on before it
+        and rests on now (n), the new F_ent (M). -> the flags."""
+        if not all(math.isfinite(g) for g in gaps):
             return self.flags
-        var = gap**2 * rows if row_var is None else row_var
+        variances = [g * g * rows for g in gaps] if row_var is None else row_var
         # an average over about the last half of the rows (all of them at first)
         weight = min(1.0, max(1.0 / (self.batches + 1), 2.0 * rows / max(n, 1.0)))
-        self.gap += (gap * before - self.gap) * weight
-        self.row_var += (var - self.row_var) * weight
         self.batches += 1
         n = max(n, 1.0)
-        self.error = 0.5 * np.abs(self.gap) / n + Z * np.sqrt(self.row_var / n)
-        scale = np.maximum(1.0, np.abs(f_ent))
-        # once converged, a candidate stays so while its bound is within twice the tolerance
-        ok = self.error <= np.where(self.flags, 2.0, 1.0) * TOLERANCE * scale
-        self.flags = ok & trusted & quiet & (self.batches >= MIN_BATCHES)
+        may = trusted and quiet and self.batches >= MIN_BATCHES
+        for i, (g, v, f) in enumerate(zip(gaps, variances, f_ent, strict=True)):
+            self.gap[i] += (g * before - self.gap[i]) * weight
+            self.row_var[i] += (v - self.row_var[i]) * weight
+            self.error[i] = 0.5 * abs(self.gap[i]) / n + Z * math.sqrt(self.row_var[i] / n)
+            # once converged, a candidate stays so while its bound is within twice the tolerance
+            limit = (2.0 if self.flags[i] else 1.0) * TOLERANCE * max(1.0, abs(f))
+            self.flags[i] = may and self.error[i] <= limit
         return self.flags
 
     def state(self) -> dict[str, Any]:
-        return {"batches": self.batches, **{k: getattr(self, k).tolist() for k in _ARRAYS}}
+        lists = {k: list(getattr(self, k)) for k in _LISTS}
+        return {"batches": self.batches, "flags": list(self.flags), **lists}
 
     def load(self, state: dict[str, Any]) -> None:
         self.batches = int(state["batches"])
-        for k in _ARRAYS:
-            setattr(self, k, np.array(state[k], dtype=bool if k == "flags" else np.float64))
+        for k in _LISTS:
+            setattr(self, k, [float(v) for v in state[k]])
+        self.flags = [bool(v) for v in state["flags"]]

@@ -23,7 +23,6 @@ second moment for ~1000 steps and would shrink every later step just when the mo
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.functional import softplus
@@ -151,8 +150,8 @@ class GradientRule:
     def rows(self) -> float:
         return self._rows
 
-    def expected_gap(self) -> np.ndarray:
-        return np.zeros(self._mask.shape[0])
+    def expected_gap(self) -> list[float] | None:
+        return [0.0] * self._mask.shape[0]
 
     # ----------------------------------------------------------------------------- reading
 

@@ -74,6 +74,7 @@ class Learner:
         self.convergence = Convergence(m)
         self.counters = _Counters()
         self._scores = self._score(None)  # of the current models
+        self._f_ent = self._scores.f_ent.tolist()
         self._report = self._make_report()
 
     @property
@@ -103,26 +104,26 @@ class Learner:
         if not self.arrays.numpy and self.spec.gradient:
             x = x.float()  # the gradient rules train in float32
         rows = x.shape[0]
-        f_prev = self._scores.f_ent
-        expected = self.rule.expected_gap()
-        before = self.rule.rows
-        stepped = self.rule.step(x)  # raises with nothing changed
+        rule = self.rule
+        f_prev, expected, before = self._f_ent, rule.expected_gap(), rule.rows
+        stepped = rule.step(x)  # raises with nothing changed
         self.scaler = scaler
         c = self.counters
         c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
         s = self._scores = self._score(stepped.batch_elbo, stepped.row_var)
-        gap = s.host[:, 1] - f_prev
+        batch, self._f_ent = s.host[:, 1].tolist(), s.f_ent.tolist()
+        gaps = [b - f for b, f in zip(batch, f_prev, strict=True)]
         alarmed = False
         if self.detector is not None:
-            armed = bool(np.isfinite(expected).all())
-            alarmed, started = self.detector.observe(gap - expected, rows, armed)
-            if self.rule.adjust(alarmed, started):
+            armed = expected is not None
+            gap = gaps if expected is None else [g - e for g, e in zip(gaps, expected, strict=True)]
+            alarmed, started = self.detector.observe(gap, rows, armed)
+            if rule.adjust(alarmed, started):
                 c.restarts += 1
                 self.convergence.restart()
-        row_var = None if stepped.row_var is None else s.host[:, 2]
-        rule = self.rule
+        row_var = None if stepped.row_var is None else s.host[:, 2].tolist()
         self.convergence.update(
-            gap, row_var, rows, before, rule.rows, s.f_ent, rule.trusted, not alarmed
+            gaps, row_var, rows, before, rule.rows, self._f_ent, rule.trusted, not alarmed
         )
         self._report = self._make_report()
         return self._report
@@ -137,7 +138,7 @@ class Learner:
         models = scores.model_scores(self.spec, s, flags)
         c = self.counters
         # hysteresis while the scores settle; once every candidate has converged, the lowest BIC
-        margin = 0.0 if flags.all() else self.spec.switch_margin
+        margin = 0.0 if all(flags) else self.spec.switch_margin
         c.pick = scores.pick(s.bic, c.pick, margin)
         d = self.detector
         training = Training(
@@ -174,8 +175,11 @@ class Learner:
         if X.shape[1] != self.dim:
             raise InvalidBatchError(f"expected {self.dim} columns, got {X.shape[1]}")
         try:
-            with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+            if X.dtype == np.float32 or X.dtype == torch.float32:
                 x = self.arrays.asarray(X, "float32")
+            else:
+                with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+                    x = self.arrays.asarray(X, "float32")
         except (TypeError, ValueError, RuntimeError) as exc:
             raise InvalidBatchError(f"expected numbers, got dtype {X.dtype}") from exc
         if not self.arrays.finite(x):
@@ -320,6 +324,7 @@ class Learner:
         c = self.counters
         c.step, c.rows_seen, c.last_rows, c.pick, c.restarts = (int(v) for v in state["counters"])
         self._scores = self._score(self.arrays.asarray(state["batch_elbo"]))
+        self._f_ent = self._scores.f_ent.tolist()
         self._report = self._make_report()
 
 

@@ -110,7 +110,8 @@ def _subspace_state(state: dict[str, Any], spec: StreamSpec, dim: int) -> dict[s
     natural = state.get("natural")
     if natural is None:  # no batch yet
         s = subspace.new(Arrays(torch.device("cpu"), numpy=False), dim, k, spec.seed)
-        return _as_dict(s, 0.0, int(state["last_rows"]))
+        return _as_dict(s.U[0], s.M[0], None if s.G is None else s.G[0], s.c[0], s.T[0], 0.0,
+                        int(state["last_rows"]))  # fmt: skip
     i = int(np.argmax(spec.latent_dims))
     W = state["params"]["W"][i].double()  # (D, Hmax)
     sigma2 = float(natural["sigma2"][i])
@@ -123,13 +124,14 @@ def _subspace_state(state: dict[str, Any], spec: StreamSpec, dim: int) -> dict[s
     wu = W.T @ U  # (Hmax, K)
     M = wu.T @ wu + sigma2 * torch.eye(k, dtype=torch.float64)
     G = None if k == dim else W @ wu + sigma2 * U
-    s = subspace.Subspace(
-        U, M, G, natural["mean"].double(), (W.square().sum() + dim * sigma2),
-        float(natural["rows"]), 0.0, torch.zeros(k, dtype=torch.float64), torch.eye(k),
-    )  # fmt: skip
-    return _as_dict(s, float(natural["rows"]), int(state["last_rows"]))
+    T = W.square().sum() + dim * sigma2
+    c = natural["mean"].double()
+    return _as_dict(U, M, G, c, T, float(natural["rows"]), int(state["last_rows"]))
 
 
-def _as_dict(s: subspace.Subspace, n: float, last_rows: int) -> dict[str, Any]:
-    return {"U": s.U, "M": s.M, "G": s.G, "c": s.c, "T": s.T, "n": n, "since": 0.0,
+def _as_dict(
+    U: torch.Tensor, M: torch.Tensor, G: torch.Tensor | None, c: torch.Tensor, T: torch.Tensor,
+    n: float, last_rows: int,
+) -> dict[str, Any]:  # fmt: skip
+    return {"U": U, "M": M, "G": G, "c": c, "T": T, "n": n, "since": 0.0,
             "last_rows": last_rows}  # fmt: skip

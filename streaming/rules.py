@@ -24,12 +24,13 @@ from streaming.errors import InvalidBatchError
 from streaming.spec import StreamSpec
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stepped:
     """What a rule says about the batch it learned (before its step changed anything)."""
 
     batch_elbo: Array  # (M,) the batch's ELBO per row under each candidate; NaN before any
     row_var: Array | None  # (M,) variance over the batch's rows of their log-likelihood
+    refused: InvalidBatchError | None = None  # (step_many) why this stream's step was refused
 
 
 class UpdateRule(Protocol):
@@ -67,9 +68,9 @@ class UpdateRule(Protocol):
         """The weight of the last batch (subspace), or the next step's learning rate."""
         ...
 
-    def expected_gap(self) -> np.ndarray:
-        """(M,) the batch ELBO minus the entropy ELBO a batch of unchanged data gives on
-        average (the detector's zero); NaN while the estimate is too young to tell a change
+    def expected_gap(self) -> list[float] | None:
+        """(M) the batch ELBO minus the entropy ELBO a batch of unchanged data gives on
+        average (the detector's zero); None while the estimate is too young to tell a change
         from its own youth."""
         ...
 
@@ -124,36 +125,63 @@ class SubspaceRule:
         mask = (np.arange(hmax)[None, :] < np.array(dims)[:, None]) * 1.0  # (M, Hmax)
         self._top_of = ar.asarray(np.array(dims) - 1, "int64")
         self._noise_dims, self._mask = ar.asarray(dim - np.array(dims)), ar.asarray(mask)
-        h = np.array(dims, dtype=np.float64)
-        self._params = h * dim - h * (h - 1) / 2 + dim + 1  # P of each candidate
+        # P of each candidate, the largest last
+        self._params = [h * dim - h * (h - 1) / 2 + dim + 1 for h in dims]
+        self._params.append(max(self._params))
         self.state = subspace.new(ar, dim, subspace.directions(dim, dims), spec.seed)
         self._fit = self._fitted(self.state)
         self._last_rows = 0
-        self._nan = ar.asarray(np.full(len(dims), np.nan))
 
     def _fitted(self, s: subspace.Subspace) -> subspace.Fit:
         return subspace.fit(self.arrays, s, self._top_of, self._noise_dims, self._mask)
 
+    @property
+    def stackable(self) -> bool:
+        """Whether step_many may step it with others (the whole covariance, numpy)."""
+        return self.state.full and self.arrays.numpy
+
     def step(self, x: Array) -> Stepped:
-        ar = self.arrays
-        s = self.state
+        return self.step_many([self], [x])[0]
+
+    @staticmethod
+    def step_many(rules: "list[SubspaceRule]", xs: list[Array]) -> list[Stepped]:
+        """One step of each rule with its batch, in one computation: the rules share their
+        settings and D and (more than one) are stackable; the batches have as many rows. A
+        rule whose result would not be finite is left unchanged and gets InvalidBatchError
+        (raised when there is one rule)."""
+        first = rules[0]
+        ar = first.arrays
+        s = rules[0].state if len(rules) == 1 else subspace.stacked(ar, [r.state for r in rules])
+        fit = rules[0]._fit if len(rules) == 1 else _stacked_fit(ar, [r._fit for r in rules])
+        x = xs[0][None] if len(xs) == 1 else ar.xp.stack(xs)  # (S, B, D)
+        rows = x.shape[1]
         xu = subspace.project(s, x)
-        elbo, row_var = self._nan, None
-        if s.n > 0:
-            ll = subspace.loglik(s, self._fit, x, xu)  # (B, M) under the model before
-            if x.shape[0] > 1:
-                row_var, elbo = ar.var_mean(ll)
-            else:
-                elbo = ll[0]
-        new = subspace.updated(ar, s, x, xu)
-        fit = self._fitted(new)
-        if not ar.finite(new.M.sum() + new.T + fit.const.sum()):
-            raise not_finite(x)
-        self.state, self._fit, self._last_rows = new, fit, x.shape[0]
-        return Stepped(elbo, row_var)
+        ll = subspace.loglik(s, fit, x, xu)  # (S, B, M) under the models before
+        row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
+        if (s.n[0] == 0) if len(s.n) == 1 else not s.n.all():  # no model before a first batch
+            fresh = ar.asarray(s.n == 0, "bool")[:, None]
+            elbo = ar.xp.where(fresh, np.nan, elbo)
+            row_var = None if row_var is None else ar.xp.where(fresh, np.nan, row_var)
+        try:
+            new = subspace.updated(ar, s, x, xu)
+        except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
+            raise not_finite(xs[0]) from exc
+        fitted = first._fitted(new)
+        finite = ar.host(fitted.const.sum(1) + new.T)  # log det C: every eigenvalue and T
+        out = []
+        states = [new] if len(rules) == 1 else subspace.split(new)
+        for i, (rule, state) in enumerate(zip(rules, states, strict=True)):
+            if not np.isfinite(finite[i]):
+                if len(rules) == 1:
+                    raise not_finite(xs[0])
+                out.append(Stepped(elbo[i], None, not_finite(xs[i])))
+                continue
+            rule.state, rule._fit, rule._last_rows = state, _one_fit(fitted, i), rows
+            out.append(Stepped(elbo[i], None if row_var is None else row_var[i]))
+        return out
 
     def variances(self) -> tuple[Array, Array]:
-        return self._fit.tau2, self._fit.sigma2
+        return self._fit.tau2[0], self._fit.sigma2[0]
 
     def model(self, i: int, h: int) -> tuple[Array, ...]:
         return subspace.decoder(self.arrays, self.state, self._fit, i, h)
@@ -165,32 +193,32 @@ class SubspaceRule:
 
     @property
     def rows(self) -> float:
-        return self.state.n
+        return float(self.state.n[0])
 
     @property
     def step_size(self) -> float:
-        return self._last_rows / self.state.n if self.state.n > 0 else 1.0
+        return self._last_rows / self.rows if self.rows > 0 else 1.0
 
-    def expected_gap(self) -> np.ndarray:
+    def expected_gap(self) -> list[float] | None:
         """Out of sample, a row's log-likelihood under a fit to n rows falls short of the fit's
         in-sample value by about P / n (P = H D - H (H - 1) / 2 + D + 1 parameters: half for
-        the fit's optimism, half for its error on new rows). NaN until n reaches the largest
+        the fit's optimism, half for its error on new rows). None until n reaches the largest
         candidate's P: before, the fit's youth dominates the gap."""
-        n = self.state.n
-        if n < self._params.max():
-            return self._params * np.nan
-        return -self._params / n
+        n = self.rows
+        if n < self._params[-1]:
+            return None
+        return [-p / n for p in self._params[:-1]]
 
     def state_dict(self) -> dict[str, Any]:
         s, tensor = self.state, self.arrays.tensor
         return {
-            "U": tensor(s.U),
-            "M": tensor(s.M),
-            "G": None if s.G is None else tensor(s.G),
-            "c": tensor(s.c),
-            "T": tensor(s.T),
-            "n": s.n,
-            "since": s.since,
+            "U": tensor(s.U[0]),
+            "M": tensor(s.M[0]),
+            "G": None if s.G is None else tensor(s.G[0]),
+            "c": tensor(s.c[0]),
+            "T": tensor(s.T[0]),
+            "n": self.rows,
+            "since": float(s.since[0]),
             "last_rows": self._last_rows,
         }
 
@@ -198,13 +226,13 @@ class SubspaceRule:
         ar = self.arrays
         G = state["G"]
         s = subspace.Subspace(
-            ar.asarray(state["U"]),
-            ar.asarray(state["M"]),
-            None if G is None else ar.asarray(G),
-            ar.asarray(state["c"]),
-            ar.asarray(state["T"]),
-            float(state["n"]),
-            float(state["since"]),
+            ar.asarray(state["U"])[None],
+            ar.asarray(state["M"])[None],
+            None if G is None else ar.asarray(G)[None],
+            ar.asarray(state["c"])[None],
+            ar.asarray(state["T"]).reshape(1),
+            np.array([float(state["n"])]),
+            np.array([float(state["since"])]),
             self.state.evals,
             self.state.R,
         )
@@ -213,7 +241,17 @@ class SubspaceRule:
         self._last_rows = int(state["last_rows"])
 
     def resident_bytes(self) -> int:
-        return 8 * subspace.resident_floats(*self.state.U.shape)
+        return 8 * subspace.resident_floats(*self.state.U.shape[1:])
+
+
+def _stacked_fit(ar: Arrays, fits: list[subspace.Fit]) -> subspace.Fit:
+    return subspace.Fit(*(ar.cat([getattr(f, k) for f in fits]) for k in subspace.FIT_FIELDS))
+
+
+def _one_fit(f: subspace.Fit, i: int) -> subspace.Fit:
+    if f.ell.shape[0] == 1:
+        return f
+    return subspace.Fit(*(getattr(f, k)[i : i + 1] for k in subspace.FIT_FIELDS))
 
 
 def not_finite(x: Array) -> InvalidBatchError:
