@@ -14,8 +14,9 @@ InvalidBatchError and changes nothing.
 """
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from streaming.errors import InvalidBatchError, InvalidConfigError
 from streaming.gradient import GradientRule
 from streaming.preprocess import Scaler
 from streaming.report import ModelParams, StepReport, Training
-from streaming.rules import SubspaceRule, UpdateRule
+from streaming.rules import Stepped, SubspaceRule, UpdateRule
 from streaming.spec import StreamSpec
 
 STATE_VERSION = 3  # 3: the learner; 1 and 2 (LinearVAEBank, AdaptiveBank) load by migration
@@ -97,20 +98,40 @@ class Learner:
         Raises InvalidBatchError, leaving the learner untouched, unless X is a non-empty 2-D
         array of finite numbers with D columns whose update gives finite results. X is never
         modified."""
+        x, scaler = self._prepare(X)
+        before = self._before()
+        return self._finish(x.shape[0], scaler, self.rule.step(x), before)
+
+    def _prepare(self, X: np.ndarray | torch.Tensor) -> tuple[Array, Scaler | None]:
+        """The batch as the rule takes it (validated, through the pipeline), and the scaler
+        after it (committed with the step)."""
         x = self._as_batch(X)
         scaler = None if self.scaler is None else self.scaler.updated(x)
         if scaler is not None:
             x = scaler.transform(x)
         if not self.arrays.numpy and self.spec.gradient:
             x = x.float()  # the gradient rules train in float32
-        rows = x.shape[0]
+        return x, scaler
+
+    def _before(self) -> tuple[list[float], list[float] | None, float]:
+        """What the step's bookkeeping needs from before it: F_ent, the expected gap, rows."""
+        return self._f_ent, self.rule.expected_gap(), self.rule.rows
+
+    def _finish(
+        self,
+        rows: int,
+        scaler: Scaler | None,
+        stepped: Stepped,
+        before: tuple[list[float], list[float] | None, float],
+        given: scores.Scores | None = None,
+    ) -> StepReport:
+        """After the rule's step: commit the pipeline, score, detect, test convergence, report."""
+        f_prev, expected, rows_before = before
         rule = self.rule
-        f_prev, expected, before = self._f_ent, rule.expected_gap(), rule.rows
-        stepped = rule.step(x)  # raises with nothing changed
         self.scaler = scaler
         c = self.counters
         c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
-        s = self._scores = self._score(stepped.batch_elbo, stepped.row_var)
+        s = self._scores = given or self._score(stepped.batch_elbo, stepped.row_var, stepped.host)
         batch, self._f_ent = s.host[:, 1].tolist(), s.f_ent.tolist()
         gaps = [b - f for b, f in zip(batch, f_prev, strict=True)]
         alarmed = False
@@ -123,14 +144,18 @@ class Learner:
                 self.convergence.restart()
         row_var = None if stepped.row_var is None else s.host[:, 2].tolist()
         self.convergence.update(
-            gaps, row_var, rows, before, rule.rows, self._f_ent, rule.trusted, not alarmed
+            gaps, row_var, rows, rows_before, rule.rows, self._f_ent, rule.trusted, not alarmed
         )
         self._report = self._make_report()
         return self._report
 
-    def _score(self, batch: Array | None, row_var: Array | None = None) -> scores.Scores:
-        tau2, sigma2 = self.rule.variances()
-        host = scores.to_host(self.arrays, tau2, sigma2, batch, row_var)
+    def _score(
+        self, batch: Array | None, row_var: Array | None = None, host: np.ndarray | None = None
+    ) -> scores.Scores:
+        """The scores of the rule's current models (host: their to_host array, if made)."""
+        if host is None:
+            tau2, sigma2 = self.rule.variances()
+            host = scores.to_host(self.arrays, tau2, sigma2, batch, row_var)
         return scores.scored(self.spec, self.dim, host, self._mask)
 
     def _make_report(self) -> StepReport:
@@ -334,3 +359,57 @@ def resident_bytes(spec: StreamSpec, dim: int) -> int:
     m, hmax = len(spec.latent_dims), max(spec.latent_dims)
     scaler = 16 * dim if spec.standardize else 0
     return rules.resident_bytes(spec, dim) + scaler + 8 * m * (hmax + 3) + 2048
+
+
+def learn_together(
+    pairs: Sequence[tuple[Learner, np.ndarray | torch.Tensor]],
+) -> list[StepReport | InvalidBatchError]:
+    """One batch for each of several learners: the same as learn_many on each in turn (to the
+    bit: the same operations on a stacked axis), with the steps of the learners that allow it
+    taken in one computation: the subspace rule keeping the whole covariance (D <= K + 8) on
+    the CPU, the same D and candidates, batches of as many rows. For many small streams this
+    pays numpy's per-operation cost once for all. -> each pair's report, or the
+    InvalidBatchError learn_many would have raised (its learner unchanged)."""
+    out: list[StepReport | InvalidBatchError | None] = [None] * len(pairs)
+    groups: dict[tuple[Any, ...], list[tuple[int, Array, Scaler | None]]] = {}
+    seen: set[int] = set()
+    later = []  # a learner's second batch waits for this round
+    for i, (learner, X) in enumerate(pairs):
+        if id(learner) in seen:
+            later.append(i)
+            continue
+        seen.add(id(learner))
+        rule = learner.rule
+        if not (isinstance(rule, SubspaceRule) and rule.stackable):
+            out[i] = _learned(learner, X)
+            continue
+        try:
+            x, scaler = learner._prepare(X)
+        except InvalidBatchError as exc:
+            out[i] = exc
+            continue
+        key = (learner.dim, learner.spec.latent_dims, x.shape[0])
+        groups.setdefault(key, []).append((i, x, scaler))
+    for members in groups.values():
+        learners = [pairs[i][0] for i, _, _ in members]
+        befores = [learner._before() for learner in learners]
+        rules = [cast(SubspaceRule, learner.rule) for learner in learners]
+        steps = SubspaceRule.step_many(rules, [x for _, x, _ in members])
+        hosts = np.stack([cast(np.ndarray, stepped.host) for stepped in steps])
+        together = scores.scored(learners[0].spec, learners[0].dim, hosts, learners[0]._mask)
+        for j, ((i, x, scaler), learner, stepped, before) in enumerate(
+            zip(members, learners, steps, befores, strict=True)
+        ):
+            given = scores.one(together, j)
+            out[i] = stepped.refused or learner._finish(x.shape[0], scaler, stepped, before, given)
+    if later:
+        for i, result in zip(later, learn_together([pairs[i] for i in later]), strict=True):
+            out[i] = result
+    return [r for r in out if r is not None]
+
+
+def _learned(learner: Learner, X: np.ndarray | torch.Tensor) -> StepReport | InvalidBatchError:
+    try:
+        return learner.learn_many(X)
+    except InvalidBatchError as exc:
+        return exc

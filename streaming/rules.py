@@ -30,6 +30,7 @@ class Stepped:
 
     batch_elbo: Array  # (M,) the batch's ELBO per row under each candidate; NaN before any
     row_var: Array | None  # (M,) variance over the batch's rows of their log-likelihood
+    host: np.ndarray | None = None  # scores.to_host's array after the step, if the rule made it
     refused: InvalidBatchError | None = None  # (step_many) why this stream's step was refused
 
 
@@ -168,16 +169,19 @@ class SubspaceRule:
             raise not_finite(xs[0]) from exc
         fitted = first._fitted(new)
         finite = ar.host(fitted.const.sum(1) + new.T)  # log det C: every eigenvalue and T
+        nan = fitted.sigma2 * np.nan
+        cols = [fitted.sigma2, elbo, nan if row_var is None else row_var]
+        host = ar.host(ar.cat([*(c[:, :, None] for c in cols), fitted.tau2], 2))  # one copy
         out = []
         states = [new] if len(rules) == 1 else subspace.split(new)
         for i, (rule, state) in enumerate(zip(rules, states, strict=True)):
             if not np.isfinite(finite[i]):
                 if len(rules) == 1:
                     raise not_finite(xs[0])
-                out.append(Stepped(elbo[i], None, not_finite(xs[i])))
+                out.append(Stepped(elbo[i], None, host[i], not_finite(xs[i])))
                 continue
             rule.state, rule._fit, rule._last_rows = state, _one_fit(fitted, i), rows
-            out.append(Stepped(elbo[i], None if row_var is None else row_var[i]))
+            out.append(Stepped(elbo[i], None if row_var is None else row_var[i], host[i]))
         return out
 
     def variances(self) -> tuple[Array, Array]:

@@ -31,7 +31,8 @@ def to_host(
 
 
 class Scores(NamedTuple):
-    """Every candidate's data-free scores, float64 arrays (M,) but ent (M, Hmax)."""
+    """Every candidate's data-free scores, float64 arrays (M,) but ent (M, Hmax) (with a
+    leading stream axis when scored together)."""
 
     host: np.ndarray  # to_host's array: sigma^2, batch ELBO, row variance, tau^2
     f_ent: np.ndarray  # entropy ELBO (Eq. 20)
@@ -43,12 +44,18 @@ class Scores(NamedTuple):
 
 
 def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Scores:
-    """The scores of to_host's array (one set of float64 numpy operations for every H)."""
-    sigma2, batch, tau2 = host[:, 0], host[:, 1], host[:, 3:]
+    """The scores of to_host's array (M, Hmax + 3), or of S such arrays (S, M, Hmax + 3): one
+    set of float64 numpy operations for every H (and every stream)."""
+    sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., 3:]
     s_reg, s_rec = entropy.s_reg(tau2, mask), entropy.s_rec(sigma2, dim)
     f_ent = s_reg + s_rec  # Eq. 20: entropy.entropy_elbo, its two terms kept for the report
     both = entropy.bic(np.stack([f_ent, batch]), np.asarray(spec.latent_dims), dim, spec.bic_n)
     return Scores(host, f_ent, both[0], both[1], entropy.encoder_entropies(tau2), s_reg, s_rec)
+
+
+def one(s: Scores, i: int) -> Scores:
+    """Stream i's scores of a stacked Scores."""
+    return Scores(*(a[i] for a in s))
 
 
 def model_scores(spec: StreamSpec, s: Scores, flags: list[bool]) -> tuple[ModelScore, ...]:

@@ -10,7 +10,8 @@ from sklearn.decomposition import PCA
 from streaming import ppca
 from streaming.data import paper_stream, ppca_data
 from streaming.errors import InvalidBatchError
-from streaming.learner import Learner
+from streaming.learner import Learner, learn_together
+from streaming.rules import Stepped, SubspaceRule
 from streaming.spec import StreamSpec
 from streaming.tracking import detection_delay
 from tests.streaming.helpers import WINE, exact, exact_pick, shuffled
@@ -179,3 +180,43 @@ def test_path_is_the_lower_envelope_of_the_bic_over_n() -> None:
         brute = min(WINE_DIMS, key=lambda h: (h * 13 + 1) * math.log(n) - 2 * n * f[h])
         piece = next(p for p in rep.path if p.n_from <= n and (p.n_to is None or n < p.n_to))
         assert piece.latent_dim == brute, n
+
+
+def test_learning_together_equals_learning_one_by_one_to_the_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # small streams stepped in one stacked computation: the same reports as learn_many, for
+    # stackable learners (whole covariance), others (tracked, adam) and bad batches alike
+    specs = [StreamSpec(latent_dims=(1, 3), device="cpu", seed=s) for s in range(3)]
+    specs += [StreamSpec(latent_dims=(1, 3), device="cpu", optimizer="adam")]
+    dims = [6, 6, 6, 6, 40]
+    specs.append(StreamSpec(latent_dims=(1, 3), device="cpu"))
+    alone = [Learner(d, s) for d, s in zip(dims, specs, strict=True)]
+    together = [Learner(d, s) for d, s in zip(dims, specs, strict=True)]
+    stacked: list[int] = []
+    step_many = SubspaceRule.step_many
+
+    def counted(rules: list[SubspaceRule], xs: list[np.ndarray]) -> list[Stepped]:
+        stacked.append(len(rules))
+        return step_many(rules, xs)
+
+    monkeypatch.setattr(SubspaceRule, "step_many", staticmethod(counted))
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        xs = [rng.normal(size=(10, d)).astype(np.float32) * (1 + i) for i, d in enumerate(dims)]
+        if step == 7:
+            xs[1][2, 3] = np.nan  # refused for that stream only
+        expected = []
+        for learner, x in zip(alone, xs, strict=True):
+            try:
+                expected.append(learner.learn_many(x))
+            except InvalidBatchError as exc:
+                expected.append(exc)
+        got = learn_together([*zip(together, xs, strict=True), (together[0], xs[0])])
+        assert got[-1] == together[0].report()  # a second batch of a stream comes after
+        alone[0].learn_many(xs[0])
+        for e, g in zip(expected, got[:-1], strict=True):
+            assert (str(e) == str(g)) if isinstance(e, Exception) else e == g
+    assert max(stacked) == 3  # the three D = 6 subspace streams stepped as one
+    for a, t in zip(alone, together, strict=True):
+        assert a.params(1) == t.params(1) and a.params(3) == t.params(3)
