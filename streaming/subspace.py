@@ -13,14 +13,17 @@ them for the rows seen so far in O(D K) numbers, K = Hmax + OVERSAMPLE:
 
 A batch folds in exactly as the running covariance would (Chan et al.'s merge: the batch's
 centred rows plus one row for the shift of the mean), costing two (B, D) x (D, K) products.
-While U is fixed, M and G are exact; the candidates' eigenvalues are those of M (Rayleigh-Ritz
-in span U), whose K x K eigen-decomposition is taken after every batch. U itself moves at
-rebases, spaced geometrically in rows (when the rows since the last one reach n / REBASE_EVERY):
-Rayleigh-Ritz on span(U, (I - U U^T) C U), one block-Krylov step, with the unknown variance of
-the new directions set to the tail's mean rho = (T - tr M) / (D - K). Until n reaches
+While U is fixed, M and G are exact. U moves at rebases, spaced geometrically in rows (when the
+rows since the last one reach n / REBASE_EVERY): Rayleigh-Ritz on span(U, (I - U U^T) C U), one
+block-Krylov step, with the unknown variance of the new directions set to the tail's mean
+rho = (T - tr M) / (D - K); after it U is M's eigenbasis. Between rebases the latents keep their
+directions U R and the candidates' variances are the Rayleigh quotients diag(R^T M R), updated
+in O(B K^2) per batch (an exact p-PCA fit within those directions: a stationary point of every
+variance parameter, Corollary 1's condition). Until n reaches
 WARM_ROWS_PER_DIRECTION K rows, each batch's own directions widen the basis instead
 (incremental SVD, Ross et al. 2008), so the first rows define the subspace. With D <= K +
-FULL_MARGIN the whole covariance is kept (U = I): the fit is then exact for the rows seen.
+FULL_MARGIN the whole covariance is kept (U = I) and eigen-decomposed after every batch: the fit
+is then exact for the rows seen.
 
 Everything is float64: real data in raw units span 12 orders of magnitude of variance
 (bench/RESULTS.md, raw breast cancer), beyond float32's precision. Arrays are numpy's on the
@@ -134,15 +137,20 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     T = s.T * ar.per_stream(s.n / n1, 1) + ar.sum_rows(zc * zc).sum(-1) * ar.per_stream(1 / n1, 1)
     if s.warm:
         a0, b0 = float(s.n[0] / n1[0]), float(1.0 / n1[0])
-        return _eig(ar, _widened(ar, s, zc[0], a0, b0, c, T, n1))
+        return _widened(ar, s, zc[0], a0, b0, c, T, n1)
     assert s.G is not None
     zcu = ar.cat([xu - ar.mean_rows(xu), zc[:, -1:] @ s.U], 1)  # (1, B + 1, K) in the basis
     M = s.M * a + (zcu.mT @ zcu) * b  # (1, K, K)
     G = s.G * a + (zc.mT @ zcu) * b  # (1, D, K)
     out = Subspace(s.U, M, G, c, T, n1, s.since + rows, s.evals, s.R)
     if out.since[0] >= out.n[0] / REBASE_EVERY:
-        out = _rebased(ar, out)
-    return _eig(ar, out)
+        return _rebased(ar, out)
+    # between rebases the latents keep their directions U R and refit their variances: the
+    # Rayleigh quotients diag(R^T M R), updated in O(B K^2) instead of an O(K^3) eigh
+    q = zcu @ s.R  # (1, B + 1, K)
+    evals = s.evals * a + ar.sum_rows(q * q) * b  # (one stream: a, b numbers)
+    order = ar.xp.argsort(-evals[0])
+    return Subspace(s.U, M, G, c, T, n1, out.since, evals[:, order], s.R[:, :, order])
 
 
 def restarted(s: Subspace) -> Subspace:
@@ -199,12 +207,14 @@ def _orth_rows(ar: Arrays, rows: Array, k: int, room: int) -> tuple[Array, Array
 
 
 def _rotated(ar: Arrays, s: Subspace, basis: Array, big: Array) -> Subspace:
-    """Keep the top K eigenvectors of `big` (the covariance in `basis`, (D, K + q))."""
+    """Keep the top K eigenvectors of `big` (the covariance in `basis`, (D, K + q)): the new
+    basis is the eigenbasis (M diagonal, R = I)."""
     k = s.U.shape[2]
     w, v = ar.xp.linalg.eigh((big + big.T) * 0.5)
     w, v = ar.flip(w)[:k], ar.flip(v)[:, :k]
     U = basis @ v  # (D, K)
-    return replace(s, U=U[None], M=ar.xp.diag(w)[None], G=(U * w)[None])
+    eye = ar.eye(k)[None]
+    return replace(s, U=U[None], M=ar.xp.diag(w)[None], G=(U * w)[None], evals=w[None], R=eye)
 
 
 def _eig(ar: Arrays, s: Subspace) -> Subspace:
