@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from streaming.learner import Learner as Online
 from streaming.report import StepReport
 from streaming.tracking import accuracy, batch_noise, detection_delay
 
@@ -225,14 +226,13 @@ def set_threads(n: int) -> None:
     threadpool_limits(n)
 
 
-def make_learner(spec: str, dim: int, seed: int = 0, **settings: Any) -> Learner:
+def make_learner(spec: str, dim: int, seed: int = 0, **settings: Any) -> Online:
     """A learner from a short spec: 'default:' (what the service runs for a new stream:
     Learner(StreamSpec()), the subspace rule with change detection), 'plain:lr=0.002'
     (Adam at a constant rate, no detection; opt=sgd for SGD) or 'adaptive:lr=0.002,boost_lr=0.05'
     (Adam with change detection and the boosted rate after a change; the paper's recipe plus
     detection). `margin=` sets switch_margin (default 0 for plain/adaptive, the spec's for
     default). Extra keyword arguments go to StreamSpec (estimator, bic_n, latent_dims, ...)."""
-    from streaming.learner import Learner as Online
     from streaming.spec import StreamSpec
 
     kind, _, rest = spec.partition(":")

@@ -147,7 +147,7 @@ def part_step(configs: tuple, rounds: int, device: str) -> list[dict[str, Any]]:
             from sklearn.decomposition import IncrementalPCA
 
             ipca = IncrementalPCA(n_components=k)
-            methods["ipca"] = cycling(lambda xb: ipca.partial_fit(xb.astype(np.float64)),
+            methods["ipca"] = cycling(lambda xb, p=ipca: p.partial_fit(xb.astype(np.float64)),
                                       batches[60:])  # fmt: skip
         budget = 0.05 if dim * rows < 10_000 else 0.3
         t = interleaved(methods, rounds, budget)

@@ -5,8 +5,9 @@ when dimwatch's `converged` flag speaks, against the exact running covariance on
 Streams: stationary p-PCA, x = mu + U_k (s * g) + noise * e, k = 16 true directions whose
 scales s span two decades (10^2 .. 1), column offsets of a few hundred, D = 10 .. 784 (bic_n
 chosen so that the exact pick is the true 16, not the smallest candidate; D = 10: k = 4 of
-candidates 2, 4, 6); and any of bench/real_data.py's datasets (shuffled epochs). The exact optimum LL*(H) is closed form from
-the population covariance (synthetic) or the whole dataset's (real data).
+candidates 2, 4, 6); and any of bench/real_data.py's datasets (shuffled epochs). The exact
+optimum LL*(H) is closed form from the population covariance (synthetic) or the whole dataset's
+(real data).
 
 Per case and seed, after every batch:
   - dimwatch: the Learner's entropy ELBO F_ent(H) (service defaults but the candidates and N);
@@ -30,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from bench.common import progress, set_threads, write_json
-from streaming import ppca
 from streaming.data import random_orthogonal
 
 
