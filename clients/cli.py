@@ -321,9 +321,10 @@ def _explain(exc: Exception, args: argparse.Namespace) -> str:
     if isinstance(exc, _push.PushStopped):
         cause = exc.cause if isinstance(exc.cause, Exception) else None
         return (
-            f"{'interrupted' if cause is None else _explain(cause, args)}; {exc.done:,} of "
-            f"{exc.total:,} rows of {args.file} went into {args.stream!r}: run the same command "
-            "again to continue where it stopped"
+            f"{'interrupted' if cause is None else _explain(cause, args)}; "
+            f"{'' if exc.exact else 'at least '}{exc.done:,} of {exc.total:,} rows of "
+            f"{args.file} went into {args.stream!r}: run the same command again to continue "
+            "where it stopped"
         )
     if isinstance(exc, errors.ConnectionError):
         if isinstance(exc.__cause__, httpx.ConnectError):  # nothing listens there
