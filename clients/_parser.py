@@ -255,9 +255,10 @@ def _add_status(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
         commands,
         "status",
         "list streams, or one stream's candidates and scores",
-        "Without STREAM: every stream with D, batches, rows and its best H. With STREAM: its\n"
-        "settings and every candidate H: entropy ELBO, entropy BIC (lower is better), batch BIC,\n"
-        "sigma^2 and active latents (docs/math.md explains each).",
+        "Without STREAM: every stream with D, batches, rows, its best H and whether that pick\n"
+        "has converged or is provisional. With STREAM: its settings and every candidate H:\n"
+        "entropy ELBO, entropy BIC (lower is better), batch BIC, sigma^2 and active latents\n"
+        "(docs/math.md explains each).",
         "  dimwatch status\n  dimwatch status sensors --url http://dimwatch.internal:8000\n",
     )
     status.add_argument("stream", nargs="?", type=stream_name, help="the stream to show")

@@ -30,7 +30,7 @@ def _best(selection: Selection) -> str:
 
 
 def streams_table(streams: Sequence[Stream]) -> Table:
-    """One row per stream: its size, progress and current choice of H."""
+    """One row per stream: its size, progress, current choice of H and whether it is final."""
     table = Table(title="dimwatch streams", title_justify="left")
     for name, justify in [
         ("stream", "left"),
@@ -38,8 +38,9 @@ def streams_table(streams: Sequence[Stream]) -> Table:
         ("step", "right"),
         ("rows", "right"),
         ("best H", "right"),
+        ("pick", "left"),
         ("candidates", "left"),
-        ("estimator", "left"),
+        ("optimizer", "left"),
         ("device", "left"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -50,21 +51,42 @@ def streams_table(streams: Sequence[Stream]) -> Table:
             str(s.step),
             str(s.rows_seen),
             Text(_h(s.best_latent_dim), style="bold green"),
+            _pick(s),
             ",".join(str(h) for h in s.latent_dims),
-            s.estimator,
+            s.optimizer or "-",
             s.device,
         )
     return table
 
 
+def _pick(stream: Stream) -> Text:
+    """converged (final for the data seen) or provisional; "-" before the first batch or from a
+    server that does not say."""
+    if stream.best_latent_dim is None or stream.converged is None:
+        return Text("-")
+    if stream.converged:
+        return Text("converged", style="green")
+    return Text("provisional", style="yellow")
+
+
 def stream_line(stream: Stream) -> str:
-    """The stream's settings in one line."""
+    """The stream's settings in one line; a learning rate only where the optimizer uses one."""
     return (
         f"stream {stream.name!r}: D={_h(stream.dim)}, candidates H="
-        f"{','.join(str(h) for h in stream.latent_dims)}, estimator {stream.estimator}, "
-        f"learning rate {stream.learning_rate:g}, BIC N={stream.bic_n}, seed {stream.seed}, "
+        f"{','.join(str(h) for h in stream.latent_dims)}, {_optimizer(stream)}, "
+        f"estimator {stream.estimator}, BIC N={stream.bic_n}, seed {stream.seed}, "
         f"device {stream.device}"
     )
+
+
+def _optimizer(stream: Stream) -> str:
+    """`optimizer natural` (its step size follows its own schedule), `optimizer adam at learning
+    rate 0.002`; an older server that does not name the optimizer: its learning rate."""
+    if stream.optimizer is None:
+        return f"learning rate {stream.learning_rate:g}"
+    if stream.optimizer == "natural":
+        return "optimizer natural"
+    return f"optimizer {stream.optimizer} at learning rate {stream.learning_rate:g}"
 
 
 def selection_table(selection: Selection, title: str = "") -> Table:

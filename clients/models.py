@@ -61,6 +61,7 @@ class Stream:
     standardize: bool | None = None  # z-scored columns; None from a server that does not say
     adaptive: bool | None = None  # adaptive learning rate; None from a server that does not say
     boost_learning_rate: float | None = None  # rate right after a detected change
+    converged: bool | None = None  # the selection converged (False: provisional); None: not said
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -83,6 +84,7 @@ class Stream:
             standardize=None if obj.get("standardize") is None else bool(obj["standardize"]),
             adaptive=None if obj.get("adaptive") is None else bool(obj["adaptive"]),
             boost_learning_rate=_opt_float(obj.get("boost_learning_rate")),
+            converged=None if obj.get("converged") is None else bool(obj["converged"]),
         )
 
 

@@ -38,7 +38,10 @@ def test_push_npy_creates_the_stream_and_prints_a_summary(
 
     out = capsys.readouterr().out
     assert code == 0
-    assert "created stream 'sensors': D=10, candidates H=2,4,6, estimator analytic" in out
+    assert (
+        "created stream 'sensors': D=10, candidates H=2,4,6, optimizer natural, estimator "
+        "analytic, BIC N=10, seed 0, device " in out
+    )
     assert "pushed 100 rows in 5 batches to 'sensors'" in out
     assert "step 5, best H = " in out
     assert "<- best" in out
