@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from clients import _demo, _journal, _push, _render, errors
+from clients import _demo, _journal, _push, _render, _words, errors
 from clients._files import load_rows
 from clients._parser import SETTING_NAMES, build_parser
 from clients._requests import RetryPolicy
@@ -188,7 +188,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             else:
                 console.print(_render.streams_table(streams))
             return 0
-        stream = client.get_stream(args.stream)
+        stream = _existing(client, args.stream)
         selection = client.selection(args.stream)
     _say(console, _render.stream_line(stream))
     if selection.best_latent_dim is None:
@@ -198,9 +198,18 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _existing(client: DimwatchClient, name: str) -> Stream:
+    """The stream; CommandError naming a close match (or `dimwatch status`) if it is not there."""
+    try:
+        return client.get_stream(name)
+    except errors.NotFoundError:
+        names = [s.name for s in client.list_streams()]
+        raise CommandError(_words.no_such_stream(name, names, client.base_url)) from None
+
+
 def cmd_watch(args: argparse.Namespace, console: Console) -> int:
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
-        client.get_stream(args.stream)  # a missing stream fails here, before waiting
+        _existing(client, args.stream)  # a missing stream fails here, before waiting
         with closing(client.watch(args.stream)) as stream_events:
             events = itertools.islice(stream_events, args.max_events)  # None: until the end
             if console.is_terminal:
@@ -231,7 +240,7 @@ def _watch_live(stream: str, events: Iterable[Event], console: Console) -> None:
 
 def cmd_delete(args: argparse.Namespace, console: Console) -> int:
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
-        stream = client.get_stream(args.stream)  # a missing stream fails here
+        stream = _existing(client, args.stream)  # a missing stream fails here
         what = f"stream {stream.name!r} ({stream.rows_seen:,} rows, its models and history)"
         if not args.yes and not _confirmed(f"delete {what} for good? [y/N] ", console):
             if not sys.stdin.isatty():
@@ -334,7 +343,7 @@ def _explain(exc: Exception, args: argparse.Namespace) -> str:
         given = "was refused" if getattr(args, "token", None) else "is required"
         return f"a token {given} by {args.url} ({exc.message}); pass --token or set DIMWATCH_TOKEN"
     if isinstance(exc, errors.HTTPStatusError):
-        return f"{exc.message} ({exc.status_code} {exc.code})"
+        return f"{_words.in_cli_words(exc.message)} ({exc.status_code} {exc.code})"
     return str(exc)
 
 
