@@ -15,6 +15,9 @@ CSV rules: one row per line, cells separated by --delimiter (a comma unless told
 every cell a finite number, every row as long as the first; blank lines are skipped, and a first
 line with no number in it is a header, skipped (push says so). .npy files hold one 2-D numeric
 array. The whole file is checked before anything is sent; errors give line and column from 1.
+Columns that are not data can be dropped: --drop-columns label,1 (header names, or numbers from
+1). The row index pandas writes (DataFrame.to_csv(): a first column with no name in the header,
+or without a header one that counts 0, 1, 2, ...) is dropped, with a note; --keep-index keeps it.
 
 Re-running is safe: push remembers (per server and stream, in ~/.local/state/dimwatch) which file
 went in. The same file again continues where an interrupted push stopped, or sends nothing if it
@@ -59,6 +62,15 @@ def int_list(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers like 2,4,6, got {text!r}") from None
+
+
+def column_list(text: str) -> tuple[str, ...]:
+    columns = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not columns:
+        raise argparse.ArgumentTypeError(
+            f"expected column names or numbers like label,3, got {text!r}"
+        )
+    return columns
 
 
 def stream_name(text: str) -> str:
@@ -232,12 +244,7 @@ def _add_push(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     push.add_argument(
         "--batch-size", type=positive_int, default=10, help="rows per batch [%(default)s]"
     )
-    push.add_argument(
-        "--delimiter",
-        type=delimiter,
-        default=",",
-        help="CSV cell separator: one character, or tab [comma]",
-    )
+    _file_options(push)
     again = push.add_mutually_exclusive_group()
     again.add_argument(
         "--append", action="store_true", help="add every row, even if the file went in before"
@@ -248,6 +255,28 @@ def _add_push(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     push.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _client_options(push)
     _stream_settings_options(push)
+
+
+def _file_options(parser: argparse.ArgumentParser) -> None:
+    """How to read FILE: the CSV delimiter, columns that are not data, pandas' index."""
+    parser.add_argument(
+        "--delimiter",
+        type=delimiter,
+        default=",",
+        help="CSV cell separator: one character, or tab [comma]",
+    )
+    parser.add_argument(
+        "--drop-columns",
+        type=column_list,
+        default=(),
+        metavar="COLUMNS",
+        help="columns that are not data (a label), by header name or number from 1 [none]",
+    )
+    parser.add_argument(
+        "--keep-index",
+        action="store_true",
+        help="keep a first column that looks like pandas' row index [dropped, with a note]",
+    )
 
 
 def _add_status(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

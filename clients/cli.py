@@ -31,7 +31,7 @@ from rich.live import Live
 from rich.text import Text
 
 from clients import _demo, _journal, _push, _render, _words, errors
-from clients._files import load_rows
+from clients._files import Columns, Rows, load_rows
 from clients._parser import SETTING_NAMES, build_parser
 from clients._requests import RetryPolicy
 from clients.client import DimwatchClient
@@ -118,10 +118,8 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_push(args: argparse.Namespace, console: Console) -> int:
-    rows = load_rows(args.file, sys.stdin, args.delimiter)  # every row checked before sending
+    rows = _read(args)
     X = rows.data
-    if rows.header is not None:
-        _say(Console(stderr=True), f"{rows.name}: skipped the header line {rows.header!r}")
     settings = _given_settings(args)
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
         stream = _stream_for(client, args, settings, X.shape[1], console)
@@ -140,6 +138,17 @@ def cmd_push(args: argparse.Namespace, console: Console) -> int:
     if summary.last is not None:
         console.print(_render.selection_table(summary.last.selection))
     return 0
+
+
+def _read(args: argparse.Namespace) -> Rows:
+    """FILE's rows, every one checked before anything is sent; what was skipped or dropped is
+    said on stderr."""
+    rows = load_rows(
+        args.file, sys.stdin, args.delimiter, Columns(args.drop_columns, args.keep_index)
+    )
+    for note in rows.notes:
+        _say(Console(stderr=True), note)
+    return rows
 
 
 def _stream_for(

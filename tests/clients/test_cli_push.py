@@ -278,3 +278,36 @@ def test_ctrl_c_during_a_push_is_held_until_the_batch_is_answered_a_second_stops
     with pytest.raises(KeyboardInterrupt):
         ctrl_c.check()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_push_a_csv_from_pandas_leaves_its_index_out(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    data = rows(20, dim=13)
+    lines = [",".join(["", *(f"c{j}" for j in range(13))])]  # as DataFrame.to_csv() writes
+    lines += [",".join([str(i), *(f"{v:.5f}" for v in row)]) for i, row in enumerate(data)]
+    file = tmp_path / "frame.csv"
+    file.write_text("\n".join(lines) + "\n")
+
+    done = dimwatch("push", name, str(file), "--url", url, "--no-progress")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[1] == (
+        f"{file}: dropped column 1, which has no name in the header: the row index pandas "
+        "writes (--keep-index keeps it)"
+    )
+    assert client.get_stream(name).dim == 13
+
+
+def test_push_drop_columns_leaves_a_label_column_out(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    file = tmp_path / "iris.csv"
+    file.write_text("a,b,c,species\n1,2,3,setosa\n4,5,7,virginica\n0,1,1,setosa\n")
+
+    done = dimwatch(
+        "push", name, str(file), "--url", url, "--drop-columns", "species", "--latent-dims", "1"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (client.get_stream(name).dim, client.get_stream(name).rows_seen) == (3, 3)
