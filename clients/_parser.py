@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_worker(commands)
     _add_push(commands)
+    _add_fit(commands)
     _add_status(commands)
     _add_watch(commands)
     _add_delete(commands)
@@ -255,6 +256,40 @@ def _add_push(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     push.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _client_options(push)
     _stream_settings_options(push)
+
+
+def _add_fit(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    fit = _command(
+        commands,
+        "fit",
+        "the latent dimension of a file: passes over it until the pick has converged",
+        "Send the rows of FILE into STREAM (named after the file if not given; created with D\n"
+        "from the file) in shuffled passes until the selection has converged, or until the\n"
+        "stream has learnt from --max-rows rows (then the pick is provisional, and it says so).\n"
+        "Then print the pick, its margin over the runner-up, the pick for each N of the BIC\n"
+        "and the collapse of every latent. Run again, it goes on where it stopped; once\n"
+        "converged it sends nothing and prints the same answer.\n\n" + CSV_RULES.split("\n\n")[0],
+        "  dimwatch fit wine.csv\n"
+        "  dimwatch fit iris.csv --drop-columns species --latent-dims 1,2,3\n"
+        "  dimwatch fit readings.npy readings-2024 --max-rows 1000000\n",
+    )
+    fit.add_argument("file", help=".npy, CSV (any other name), or - for CSV on stdin")
+    fit.add_argument(
+        "stream", nargs="?", type=stream_name, help="stream name [the file's name, no suffix]"
+    )
+    fit.add_argument(
+        "--batch-size", type=positive_int, default=100, help="rows per batch [%(default)s]"
+    )
+    fit.add_argument(
+        "--max-rows",
+        type=positive_int,
+        default=200_000,
+        help="stop, provisional, once the stream has learnt from this many rows [%(default)s]",
+    )
+    _file_options(fit)
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _client_options(fit)
+    _stream_settings_options(fit)
 
 
 def _file_options(parser: argparse.ArgumentParser) -> None:

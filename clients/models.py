@@ -185,6 +185,32 @@ class PushSummary:
     last: PushResult | None  # None when the array had no rows
 
 
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What `fit_array` did: the stream's selection and collapse when it stopped, and why it
+    stopped: the selection converged, or the stream had learnt from `max_rows` rows (then the
+    pick is provisional)."""
+
+    stream: str
+    rows: int  # rows in the array (one pass)
+    rows_seen: int  # rows the stream has learnt from, every pass (and earlier fits) included
+    pushed: int  # rows this call sent
+    converged: bool  # False: stopped at max_rows, the pick is provisional
+    max_rows: int
+    seconds: float  # wall time of the call
+    selection: "Selection"
+    collapse: "Collapse"
+
+    @property
+    def best_latent_dim(self) -> int | None:
+        return self.selection.best_latent_dim
+
+    @property
+    def passes(self) -> float:
+        """Passes over the array the stream has learnt from."""
+        return self.rows_seen / self.rows
+
+
 @dataclass(frozen=True)
 class CollapseModel:
     """Posterior-collapse statistics of one candidate H (docs/math.md, Eq. 23-24)."""
