@@ -18,6 +18,7 @@ from sklearn.decomposition import PCA
 from clients import DimwatchClient
 from clients._local_server import local_server
 from clients._parser import build_parser
+from tests import children
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -49,7 +50,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def run(
     command: list[str], cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return children.run(
         command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env
     )
 

@@ -16,6 +16,7 @@ from clients import DimwatchClient, errors
 from clients._files import load_rows
 from clients._local_server import local_server
 from clients._push import CtrlC
+from tests import children
 from tests.clients.conftest import NO_RETRY, rows
 from tests.clients.processes import DIMWATCH, clean_env, dimwatch, stop
 
@@ -143,9 +144,7 @@ def test_push_interrupted_says_the_rows_the_server_holds(
 def _interrupted(args: list[str], client: DimwatchClient, name: str) -> tuple[int, str]:
     """`dimwatch ARGS`, sent SIGINT (Ctrl-C) once the stream holds 100 rows, while a batch is
     most likely on its way; its exit status and stderr."""
-    pushing = subprocess.Popen(
-        [DIMWATCH, *args], env=clean_env(), stderr=subprocess.PIPE, text=True
-    )
+    pushing = children.popen([DIMWATCH, *args], env=clean_env(), stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + INTERRUPT_TIMEOUT
         while _rows_in(client, name) < 100 and time.monotonic() < deadline:
