@@ -63,6 +63,7 @@ class Stream:
     adaptive: bool | None = None  # adaptive learning rate; None from a server that does not say
     boost_learning_rate: float | None = None  # rate right after a detected change
     switch_margin: float | None = None  # hysteresis of the pick in BIC units
+    converged: bool | None = None  # the selection converged (False: provisional); None: not said
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -86,6 +87,7 @@ class Stream:
             adaptive=None if obj.get("adaptive") is None else bool(obj["adaptive"]),
             boost_learning_rate=_opt_float(obj.get("boost_learning_rate")),
             switch_margin=_opt_float(obj.get("switch_margin")),
+            converged=None if obj.get("converged") is None else bool(obj["converged"]),
         )
 
 
@@ -184,6 +186,32 @@ class PushSummary:
     duplicates: int  # batches the server had applied already (a resumed upload)
     seconds: float  # wall time of the upload
     last: PushResult | None  # None when the array had no rows
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What `fit_array` did: the stream's selection and collapse when it stopped, and why it
+    stopped: the selection converged, or the stream had learnt from `max_rows` rows (then the
+    pick is provisional)."""
+
+    stream: str
+    rows: int  # rows in the array (one pass)
+    rows_seen: int  # rows the stream has learnt from, every pass (and earlier fits) included
+    pushed: int  # rows this call sent
+    converged: bool  # False: stopped at max_rows, the pick is provisional
+    max_rows: int
+    seconds: float  # wall time of the call
+    selection: "Selection"
+    collapse: "Collapse"
+
+    @property
+    def best_latent_dim(self) -> int | None:
+        return self.selection.best_latent_dim
+
+    @property
+    def passes(self) -> float:
+        """Passes over the array the stream has learnt from."""
+        return self.rows_seen / self.rows
 
 
 @dataclass(frozen=True)

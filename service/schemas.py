@@ -151,6 +151,7 @@ class StreamOutBase(BaseModel):
             "step": 120,
             "rows_seen": 1200,
             "best_latent_dim": 4,
+            "converged": False,
             "created_at": "2026-11-25T15:00:00Z",
         }
     )
@@ -160,6 +161,11 @@ class StreamOutBase(BaseModel):
     step: int = Field(description="batches applied")
     rows_seen: int
     best_latent_dim: int | None = Field(description="null before the first batch")
+    converged: bool = Field(
+        default=False,
+        description="the selection's converged flag: false while the pick is provisional "
+        "(and before the first batch)",
+    )
     created_at: datetime
     available: bool = Field(
         default=True,

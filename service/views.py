@@ -122,6 +122,7 @@ def stream(live: LiveStream | Unavailable) -> StreamOut:
         step=live.step,
         rows_seen=0 if report is None else report.rows_seen,
         best_latent_dim=None if report is None else report.best_latent_dim,
+        converged=report is not None and report.converged,
         created_at=datetime.fromisoformat(live.created_at),
     )
 

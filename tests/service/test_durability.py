@@ -26,6 +26,7 @@ import torch
 from service.settings import Settings
 from streaming.learner import Learner
 from streaming.spec import StreamSpec
+from tests import children
 from tests.service.helpers import Server, batch, push, serve, wait_until
 
 DIM = 8
@@ -155,7 +156,7 @@ def _process(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes
     }
     offset = log.stat().st_size if log.exists() else 0  # the log of this run starts here
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
+        proc = children.popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
     try:
         port: list[int] = []
 

@@ -42,6 +42,7 @@ def test_create_stream_returns_defaults(client: httpx.Client) -> None:
         "step": 0,
         "rows_seen": 0,
         "best_latent_dim": None,
+        "converged": False,
         "available": True,
         "unavailable_reason": None,
     }
@@ -149,6 +150,16 @@ def test_get_stream_reports_progress(client: httpx.Client) -> None:
     body = client.get("/v1/streams/a").json()
     assert (body["dim"], body["step"], body["rows_seen"]) == (8, 3, 15)
     assert body["best_latent_dim"] in (2, 4, 6)
+
+
+def test_get_stream_says_whether_the_selection_converged(client: httpx.Client) -> None:
+    client.post("/v1/streams", json={"name": "a"})
+    before = client.get("/v1/streams/a").json()["converged"]
+    push(client, "a", batch(rows=5), 0)
+
+    body = client.get("/v1/streams/a").json()
+    selection = client.get("/v1/streams/a/selection").json()
+    assert (before, body["converged"]) == (False, selection["converged"])
 
 
 def test_get_stream_unknown_is_404(client: httpx.Client) -> None:
