@@ -157,7 +157,7 @@ class SubspaceRule:
         x = xs[0][None] if len(xs) == 1 else ar.xp.stack(xs)  # (S, B, D)
         rows = x.shape[1]
         xu = subspace.project(s, x)
-        ll = subspace.loglik(s, fit, x, xu)  # (S, B, M) under the models before
+        ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
         row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
         if (s.n[0] == 0) if len(s.n) == 1 else not s.n.all():  # no model before a first batch
             fresh = ar.asarray(s.n == 0, "bool")[:, None]
@@ -168,7 +168,7 @@ class SubspaceRule:
         except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
             raise not_finite(xs[0]) from exc
         fitted = first._fitted(new)
-        finite = ar.host(fitted.const.sum(1) + new.T)  # log det C: every eigenvalue and T
+        finite = ar.host(ar.sum_last(fitted.const) + new.T)  # log det C: every eigenvalue, T
         nan = fitted.sigma2 * np.nan
         cols = [fitted.sigma2, elbo, nan if row_var is None else row_var]
         host = ar.host(ar.cat([*(c[:, :, None] for c in cols), fitted.tau2], 2))  # one copy

@@ -49,7 +49,7 @@ def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Sc
     sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., 3:]
     s_reg, s_rec = entropy.s_reg(tau2, mask), entropy.s_rec(sigma2, dim)
     f_ent = s_reg + s_rec  # Eq. 20: entropy.entropy_elbo, its two terms kept for the report
-    both = entropy.bic(np.stack([f_ent, batch]), np.asarray(spec.latent_dims), dim, spec.bic_n)
+    both = entropy.bic(np.array((f_ent, batch)), np.asarray(spec.latent_dims), dim, spec.bic_n)
     return Scores(host, f_ent, both[0], both[1], entropy.encoder_entropies(tau2), s_reg, s_rec)
 
 
@@ -60,14 +60,13 @@ def one(s: Scores, i: int) -> Scores:
 
 def model_scores(spec: StreamSpec, s: Scores, flags: list[bool]) -> tuple[ModelScore, ...]:
     """Every candidate's report entry, with its converged flag."""
-    sigma2, batch, tau2 = s.host[:, 0], s.host[:, 1], s.host[:, 3:]
-    collapsed_all = (s.ent > spec.collapse_threshold).tolist()
-    rows = zip(spec.latent_dims, s.f_ent.tolist(), s.bic.tolist(), batch.tolist(),
-               s.batch_bic.tolist(), sigma2.tolist(), tau2.tolist(), s.ent.tolist(),
-               collapsed_all, s.s_reg.tolist(), s.s_rec.tolist(), flags,
-               strict=True)  # fmt: skip
+    tau2 = s.host[:, 3:]
+    columns = np.array((s.f_ent, s.bic, s.host[:, 1], s.batch_bic, s.host[:, 0], s.s_reg,
+                        s.s_rec)).T.tolist()  # fmt: skip
+    rows = zip(spec.latent_dims, columns, tau2.tolist(), s.ent.tolist(),
+               (s.ent > spec.collapse_threshold).tolist(), flags, strict=True)  # fmt: skip
     models = []
-    for h, f, b, e, eb, s2, t2, en, col, sr, sc, flag in rows:
+    for h, (f, b, e, eb, s2, sr, sc), t2, en, col, flag in rows:
         collapsed = tuple(col[:h])
         has_batch = e == e  # not NaN
         batch_elbo, batch_bic = (e, eb) if has_batch else (None, None)

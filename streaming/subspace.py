@@ -133,7 +133,7 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     if s.full:  # the covariance itself; its trace: the sum of its eigenvalues
         M = s.M * a + (zc.mT @ zc) * b
         w, v = ar.xp.linalg.eigh(M)  # ascending, per stream
-        return Subspace(s.U, M, None, c, w.sum(-1), n1, s.since, ar.flip(w), ar.flip(v))
+        return Subspace(s.U, M, None, c, ar.sum_last(w), n1, s.since, ar.flip(w), ar.flip(v))
     T = s.T * ar.per_stream(s.n / n1, 1) + ar.sum_rows(zc * zc).sum(-1) * ar.per_stream(1 / n1, 1)
     if s.warm:
         a0, b0 = float(s.n[0] / n1[0]), float(1.0 / n1[0])
@@ -256,16 +256,16 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
         sigma2 = xp.where(ar.asarray(s.n > 0, "bool")[:, None], sigma2, 1.0)
     ell = xp.maximum(lam[:, None, :] * mask, sigma2[:, :, None])  # (S, M, Hmax)
     inv = 1 / ell
-    const = d * LOG_2PI + xp.log(ell).sum(2) + (d - hmax) * xp.log(sigma2)
+    const = d * LOG_2PI + ar.sum_last(xp.log(ell)) + (d - hmax) * xp.log(sigma2)
     return Fit(ell, sigma2, sigma2[:, :, None] * inv, (inv - 1 / sigma2[:, :, None]).mT, const)
 
 
-def loglik(s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
+def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
     """log p(x_r) per row under every candidate's fit (S, B, M): the p-PCA density
     N(c, U_H diag(ell) U_H^T + sigma^2 (I - U_H U_H^T)), xu = project(s, x)."""
     d = x - s.c[:, None]  # (S, B, D)
     y = (d if s.full else xu - s.c[:, None] @ s.U) @ s.R[:, :, : f.coef.shape[1]]  # (S, B, Hmax)
-    quad = (y * y) @ f.coef + (d * d).sum(2)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
+    quad = (y * y) @ f.coef + ar.sum_last(d * d)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
     return (f.const[:, None] + quad) * -0.5
 
 
