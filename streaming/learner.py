@@ -290,7 +290,7 @@ class Learner:
             sigma2=float(self._scores.host[i, 0]),
             V=V.tolist(),
             b=b.tolist(),
-            tau2=self._scores.host[i, 3 : 3 + h].tolist(),
+            tau2=self._scores.host[i, scores.TAU2 : scores.TAU2 + h].tolist(),
             standardized=scaler is not None,
             scaler_mean=None if scaler is None else self.arrays.host(scaler.mean).tolist(),
             scaler_scale=None if scaler is None else self.arrays.host(scaler.scale).tolist(),

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from streaming import subspace
+from streaming import scores, subspace
 from streaming.arrays import Array, Arrays
 from streaming.errors import InvalidBatchError
 from streaming.spec import StreamSpec
@@ -168,14 +168,13 @@ class SubspaceRule:
         except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
             raise not_finite(xs[0]) from exc
         fitted = first._fitted(new)
-        finite = ar.host(ar.sum_last(fitted.const) + new.T)  # log det C: every eigenvalue, T
-        nan = fitted.sigma2 * np.nan
-        cols = [fitted.sigma2, elbo, nan if row_var is None else row_var]
-        host = ar.host(ar.cat([*(c[:, :, None] for c in cols), fitted.tau2], 2))  # one copy
+        # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
+        host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
+        finite = np.isfinite(host[:, :, scores.TAU2 - 1]).all(1)
         out = []
         states = [new] if len(rules) == 1 else subspace.split(new)
         for i, (rule, state) in enumerate(zip(rules, states, strict=True)):
-            if not np.isfinite(finite[i]):
+            if not finite[i]:
                 if len(rules) == 1:
                     raise not_finite(xs[0])
                 out.append(Stepped(elbo[i], None, host[i], not_finite(xs[i])))

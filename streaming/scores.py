@@ -17,17 +17,26 @@ from streaming.arrays import Array, Arrays
 from streaming.report import ModelScore
 from streaming.spec import StreamSpec
 
+TAU2 = 4  # the column where tau^2 starts in to_host's array
+
 
 def to_host(
-    ar: Arrays, tau2: Array, sigma2: Array, batch: Array | None, row_var: Array | None
+    ar: Arrays,
+    tau2: Array,
+    sigma2: Array,
+    batch: Array | None,
+    row_var: Array | None,
+    check: Array | None = None,
 ) -> np.ndarray:
-    """(M, Hmax + 3) float64 on the host, in one copy: sigma^2, the batch ELBO, the variance of
-    its rows' log-likelihoods (NaN: none), tau^2."""
+    """(..., M, Hmax + 4) float64 on the host, in one copy: sigma^2, the batch ELBO, the variance
+    of its rows' log-likelihoods (NaN: none), a number that is finite when the step was (0:
+    none), tau^2."""
     if isinstance(tau2, torch.Tensor):
         tau2, sigma2 = tau2.detach().double(), sigma2.detach().double()
     nan = sigma2 * math.nan
-    cols = [sigma2, nan if batch is None else batch, nan if row_var is None else row_var]
-    return ar.host(ar.cat([*(c[:, None] for c in cols), tau2], 1))
+    cols = [sigma2, nan if batch is None else batch, nan if row_var is None else row_var,
+            sigma2 * 0.0 if check is None else check]  # fmt: skip
+    return ar.host(ar.cat([*(c[..., None] for c in cols), tau2], -1))
 
 
 class Scores(NamedTuple):
@@ -44,9 +53,9 @@ class Scores(NamedTuple):
 
 
 def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Scores:
-    """The scores of to_host's array (M, Hmax + 3), or of S such arrays (S, M, Hmax + 3): one
+    """The scores of to_host's array (M, Hmax + 4), or of S such arrays (S, M, Hmax + 4): one
     set of float64 numpy operations for every H (and every stream)."""
-    sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., 3:]
+    sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., TAU2:]
     s_reg, s_rec = entropy.s_reg(tau2, mask), entropy.s_rec(sigma2, dim)
     f_ent = s_reg + s_rec  # Eq. 20: entropy.entropy_elbo, its two terms kept for the report
     both = entropy.bic(np.array((f_ent, batch)), np.asarray(spec.latent_dims), dim, spec.bic_n)
@@ -60,7 +69,7 @@ def one(s: Scores, i: int) -> Scores:
 
 def model_scores(spec: StreamSpec, s: Scores, flags: list[bool]) -> tuple[ModelScore, ...]:
     """Every candidate's report entry, with its converged flag."""
-    tau2 = s.host[:, 3:]
+    tau2 = s.host[:, TAU2:]
     columns = np.array((s.f_ent, s.bic, s.host[:, 1], s.batch_bic, s.host[:, 0], s.s_reg,
                         s.s_rec)).T.tolist()  # fmt: skip
     rows = zip(spec.latent_dims, columns, tau2.tolist(), s.ent.tolist(),
