@@ -51,6 +51,9 @@ class Arrays:
             return np.zeros(shape)
         return torch.zeros(shape, dtype=torch.float64, device=self.device)
 
+    def arange(self, n: int) -> Array:
+        return np.arange(n) if self.numpy else torch.arange(n, device=self.device)
+
     def eye(self, n: int) -> Array:
         return np.eye(n) if self.numpy else torch.eye(n, dtype=torch.float64, device=self.device)
 

@@ -274,6 +274,10 @@ def decoder(ar: Arrays, s: Subspace, f: Fit, i: int, h: int) -> tuple[Array, ...
     diag(ell - sigma^2)^(1/2) with orthogonal columns, mu = c, and the exact posterior's V
     (H, D), b (H,)."""
     basis = s.R[0, :, :h] if s.full else s.U[0] @ s.R[0, :, :h]  # (D, H)
+    # an eigenvector's sign is arbitrary (and LAPACK builds differ): each column's largest entry
+    # is made positive, so that the served model is the same on every device
+    peak = ar.xp.argmax(abs(basis), 0)  # (H,)
+    basis = basis * ar.xp.sign(basis[peak, ar.arange(h)])
     ell, sigma2 = f.ell[0, i, :h], f.sigma2[0, i]
     scale = ar.xp.sqrt(ar.clip0(ell - sigma2))  # |w_h|
     W = basis * scale
