@@ -23,6 +23,8 @@ from streaming.arrays import Array, Arrays
 from streaming.errors import InvalidBatchError
 from streaming.spec import StreamSpec
 
+CONFIRM_BATCHES = 3  # alarmed batches before the subspace rule forgets what it learnt
+
 
 @dataclass(slots=True)
 class Stepped:
@@ -54,9 +56,9 @@ class UpdateRule(Protocol):
         """Candidate i (H = h): decoder W (D, H), mu (D,), encoder V (H, D), b (H,)."""
         ...
 
-    def adjust(self, alarmed: bool, started: bool) -> bool:
-        """The change detector's verdict after a step: a change is seen now (alarmed), and
-        it was first seen now (started). True when the rule restarted its training."""
+    def adjust(self, alarm_length: int) -> bool:
+        """The change detector's verdict after a step: the batches the current alarm has
+        lasted (0: no change seen). True when the rule restarted its training."""
         ...
 
     @property
@@ -189,10 +191,14 @@ class SubspaceRule:
     def model(self, i: int, h: int) -> tuple[Array, ...]:
         return subspace.decoder(self.arrays, self.state, self._fit, i, h)
 
-    def adjust(self, alarmed: bool, started: bool) -> bool:
-        if started:
+    def adjust(self, alarm_length: int) -> bool:
+        """Restart the fit once an alarm has lasted CONFIRM_BATCHES batches: a change keeps the
+        gap away from its level, a burst of outlying rows of a heavy-tailed stream does not
+        (an alarm of one batch, then quiet: raw and standardized real data)."""
+        if alarm_length == CONFIRM_BATCHES:
             self.state = subspace.restarted(self.state)
-        return started
+            return True
+        return False
 
     @property
     def rows(self) -> float:
