@@ -16,6 +16,7 @@ SCRIPTS = [
     "tracking",
     "baselines",
     "core_speed",
+    "rows",
     "service_speed",
     "api_fuzz",
     "real_data",
