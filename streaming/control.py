@@ -12,8 +12,10 @@ expected ELBO equals the entropy ELBO (Corollary 1), so on an unchanged stream g
 level (zero for Gaussian data; heavy tails skew a batch's mean log-likelihood, and a level of
 their own); when the stream changes the data stop matching the models and g moves away from it.
 
-The detector listens once the rule's estimate rests on enough rows (`armed`; before, the gap is
-dominated by the fit's own youth). It first learns the gap's level and noise over
+With Adam/SGD the level is Corollary 1's zero, not learnt: their misfit while they converge is
+what keeps their rate boosted. With the exact fit of the subspace rule the level is learnt:
+the detector listens once the fit rests on enough rows (`armed`; before, the gap is dominated by
+the fit's own youth), and first learns the gap's level and noise over
 LEARN_BATCHES batches, then watches a fast average of the gap's departures from that level,
 measured in standard errors: an alarm when it passes THRESHOLD. The noise of a batch's gap is
 the larger of the variance of its rows' log-likelihoods (measured within every batch) and the
@@ -42,7 +44,10 @@ class ChangeDetector:
     """Per-candidate state of the detector (M floats each: a handful of candidates, where
     Python's arithmetic costs less than numpy's dispatch)."""
 
-    def __init__(self, m: int, dim: int) -> None:
+    def __init__(self, m: int, dim: int, learn_level: bool = True) -> None:
+        # whether the gap's level is learnt (an exact fit: heavy tails set it), or zero
+        # (Adam/SGD: Corollary 1's zero; their misfit while they converge is what should alarm)
+        self.learn_level = learn_level
         self.level = [0.0] * m  # the gap's steady level
         self.fast = [0.0] * m  # fast average of the departures from it
         # batch-to-batch variance of the gap, per row; starts at D/2, the variance of a
@@ -70,7 +75,7 @@ class ChangeDetector:
             return False, False
         self.listened += 1
         m = len(gaps)
-        if self.listened <= LEARN_BATCHES:  # plain means over the first batches
+        if self.learn_level and self.listened <= LEARN_BATCHES:  # plain means at first
             w = 1.0 / self.listened
             for i, g in enumerate(gaps):
                 self.level[i] += (g - self.level[i]) * w
@@ -92,12 +97,12 @@ class ChangeDetector:
             alarmed = alarmed or abs(self.fast[i]) > THRESHOLD * math.sqrt(var * se_scale)
         if not alarmed:
             for i, dev in enumerate(clipped):
-                self.level[i] += dev * LEVEL_RATE
+                self.level[i] += dev * LEVEL_RATE if self.learn_level else 0.0
                 self.row_var[i] += (rows * dev * dev - self.row_var[i]) * LEVEL_RATE
             self.alarm_level, self.alarm_var = list(self.level), list(self.row_var)
         else:  # unclipped: a level the models keep (not noise) must end up explained
             for i, g in enumerate(gaps):
-                self.alarm_level[i] += (g - self.alarm_level[i]) * LEVEL_RATE
+                self.alarm_level[i] += (g - self.alarm_level[i]) * LEVEL_RATE * self.learn_level
                 dev = g - self.alarm_level[i]
                 self.alarm_var[i] += (rows * dev * dev - self.alarm_var[i]) * LEVEL_RATE
         starts = alarmed and self.alarm_length == 0

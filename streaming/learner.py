@@ -71,7 +71,8 @@ class Learner:
         self.rule = make_rule(dim, self.spec, self.device)
         self.arrays = self.rule.arrays
         self.scaler = Scaler.empty(self.arrays, dim) if self.spec.standardize else None
-        self.detector = ChangeDetector(m, dim) if self.spec.adaptive else None
+        learn_level = not self.spec.gradient
+        self.detector = ChangeDetector(m, dim, learn_level) if self.spec.adaptive else None
         self.convergence = Convergence(m)
         self.counters = _Counters()
         self._scores = self._score(None)  # of the current models

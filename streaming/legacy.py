@@ -87,7 +87,7 @@ def _detector(adaptive: dict[str, Any], m: int, dim: int, gradient: bool) -> dic
     noise, listening), else a fresh one that keeps the count of alarms."""
     counters = adaptive["counters"]
     alarms = int(counters[1])
-    fresh = ChangeDetector(m, dim).state()
+    fresh = ChangeDetector(m, dim, learn_level=not gradient).state()
     if not gradient:
         return {**fresh, "alarms": alarms}
     arrays = adaptive["arrays"]
