@@ -24,7 +24,7 @@ import httpx
 from clients import _requests as api
 from clients import errors
 from clients._progress import Upload
-from clients._requests import DEFAULT_URL, Call, RetryPolicy
+from clients._requests import DEFAULT_URL, Call, RetryPolicy, WireDtype
 from clients.models import (
     Collapse,
     Event,
@@ -145,9 +145,12 @@ class DimwatchClient:
     def delete_stream(self, name: str) -> None:
         self._send(api.delete_stream(name))
 
-    def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
-        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
-        return self._send(api.push(stream, array, seq))
+    def push(
+        self, stream: str, array: Any, seq: int | None = None, dtype: WireDtype | None = None
+    ) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice.
+        `dtype` "float16"/"bfloat16" sends 2 bytes a number (None: float16 arrays as float16)."""
+        return self._send(api.push(stream, array, seq, dtype))
 
     def stream_array(
         self,
@@ -305,9 +308,12 @@ class AsyncDimwatchClient:
     async def delete_stream(self, name: str) -> None:
         await self._send(api.delete_stream(name))
 
-    async def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
-        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
-        return await self._send(api.push(stream, array, seq))
+    async def push(
+        self, stream: str, array: Any, seq: int | None = None, dtype: WireDtype | None = None
+    ) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice.
+        `dtype` "float16"/"bfloat16" sends 2 bytes a number (None: float16 arrays as float16)."""
+        return await self._send(api.push(stream, array, seq, dtype))
 
     async def stream_array(
         self,
