@@ -3,9 +3,11 @@ against numpy's eigenvalues of W W^T + sigma^2 I from the served parameters."""
 
 import math
 import re
+from pathlib import Path
 
 import httpx
 import numpy as np
+import yaml
 
 from clients import DimwatchClient
 from streaming.data import ppca_data
@@ -62,3 +64,25 @@ def test_metrics_expose_the_pick_and_effective_rank_per_stream(
     assert _gauge(metrics, "dimwatch_stream_rows_seen", "emb") == 500
     assert _gauge(metrics, "dimwatch_stream_rows_seen", "empty") is None  # no batch yet
     assert _gauge(after, "dimwatch_stream_effective_rank", "emb") is None  # gone with it
+
+
+def test_the_collapse_alert_rules_name_metrics_the_server_exposes(
+    live_client: DimwatchClient, live_url: str
+) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs/operations.md").read_text()
+    block = text.split("### Alerting on dimensional collapse", 1)[1]
+    rules = yaml.safe_load(block.split("```yaml\n", 1)[1].split("```", 1)[0])
+    live_client.create_stream("emb", latent_dims=[2, 4])
+    live_client.push("emb", ppca_data(100, DIM, 4, seed=3))
+
+    exposed = set(re.findall(r"^(dimwatch_\w+)", httpx.get(f"{live_url}/metrics").text, re.M))
+
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    named = {name for expr in expressions for name in re.findall(r"dimwatch_\w+", expr)}
+    assert len(expressions) == 2
+    assert named == {
+        "dimwatch_stream_best_latent_dim",
+        "dimwatch_stream_effective_rank",
+        "dimwatch_stream_rows_seen",
+    }
+    assert named <= exposed
