@@ -146,9 +146,11 @@ def rows_to_one_percent(checks: list[dict[str, Any]]) -> int | None:
 def judge(
     n: int, ll: dict[int, float], chosen: int, truth: dict[int, float], right: int
 ) -> dict[str, Any]:
-    worst = max(abs(ll[h] - truth[h]) / abs(truth[h]) for h in truth)
-    ok = bool(worst <= 0.01 and chosen == right)
-    return {"rows": n, "pick": chosen, "worst_gap_pct": float(100 * worst), "ok": ok}
+    gaps = {h: abs(ll[h] - truth[h]) / abs(truth[h]) for h in truth}
+    worst = max(gaps, key=lambda h: gaps[h])
+    ok = bool(gaps[worst] <= 0.01 and chosen == right)
+    return {"rows": n, "pick": chosen, "worst_gap_pct": float(100 * gaps[worst]),
+            "worst_h": worst, "ok": ok}  # fmt: skip
 
 
 def timed(fn: Callable[[], Any], into: list[float]) -> Any:

@@ -33,6 +33,17 @@ class StreamSettings(TypedDict, total=False):
     boost_learning_rate: float  # learning rate right after a detected change (default 0.05)
 
 
+def powers_of_two(limit: int, dim: int | None = None, start: int = 2) -> list[int]:
+    """A grid of candidate latent sizes: start, 2 start, 4 start, ... up to `limit`, below `dim`
+    when given (every H must be < D): `powers_of_two(256, dim=768)` is 2, 4, ..., 256."""
+    if start < 1 or limit < start:
+        raise ValueError(f"expected 1 <= start <= limit, got start {start}, limit {limit}")
+    grid = [start]
+    while grid[-1] * 2 <= limit:
+        grid.append(grid[-1] * 2)
+    return [h for h in grid if dim is None or h < dim]
+
+
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 

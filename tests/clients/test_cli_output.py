@@ -109,3 +109,11 @@ def test_an_unconverged_pick_is_shown_as_provisional() -> None:
     assert _render.step_line(unconverged).plain.startswith("step     121  best H=4?  BIC")
     assert SELECTION.converged is None  # a server that does not say
     assert "provisional" not in _text(_render.selection_table(SELECTION))
+
+
+def test_powers_of_two_is_a_grid_below_the_limit_and_d() -> None:
+    from clients.models import powers_of_two
+
+    assert powers_of_two(256) == [2, 4, 8, 16, 32, 64, 128, 256]
+    assert powers_of_two(256, dim=100, start=8) == [8, 16, 32, 64]
+    assert powers_of_two(100, start=3) == [3, 6, 12, 24, 48, 96]
