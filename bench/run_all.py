@@ -19,6 +19,7 @@ SCRIPTS = [
     "service_speed",
     "api_fuzz",
     "real_data",
+    "high_dim",
 ]
 
 
