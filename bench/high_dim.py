@@ -28,6 +28,8 @@ population's and the exact pick's ML model's.
 """
 
 import argparse
+import ctypes
+import gc
 import json
 import math
 import subprocess
@@ -236,29 +238,31 @@ def run_dim(dim: int, rows: int) -> dict[str, Any]:
 
 
 def memory_child(kind: str, dim: int, count: int) -> dict[str, Any]:
-    """Runs in a fresh process: RSS per instance of `kind` after one batch (the window full)."""
+    """Runs in a fresh process: RSS per instance of `kind` after one batch (the window full),
+    the slope between `count` / 2 and `count` instances (what one more stream costs; the
+    process's fixed costs and the first steps' allocator growth cancel out)."""
     set_threads(1)
     dims = candidates(dim)
-    stream = Stream(dim)
-    x = stream.batch()
+    x = Stream(dim).batch()
     make = {
         "dimwatch": lambda: make_learner("default:", dim, latent_dims=dims, bic_n=BIC_N),
         "covariance": lambda: Covariance(dim),
         "window": lambda: Window(dim),
     }[kind]
-    if kind == "dimwatch":
-        make().learn_many(x)  # warm-up: torch's lazy allocations are not a stream's
-    before = _rss()
-    held = []
-    for _ in range(count):
-        instance = make()
-        if kind == "dimwatch":
-            instance.learn_many(x)
-        else:
-            for _ in range(WINDOW // BATCH if kind == "window" else 1):
-                instance.learn(x)
-        held.append(instance)
-    out: dict[str, Any] = {"per_instance": (_rss() - before) / count}
+    held: list[Any] = []
+    rss = []
+    for target in (count // 2, count):
+        while len(held) < target:
+            instance = make()
+            if kind == "dimwatch":
+                instance.learn_many(x)
+            else:
+                for _ in range(WINDOW // BATCH if kind == "window" else 1):
+                    instance.learn(x)
+            held.append(instance)
+        rss.append(_rss())
+    per_instance = (rss[1] - rss[0]) / (count - count // 2)
+    out: dict[str, Any] = {"per_instance": per_instance}
     if kind == "dimwatch":
         resident = getattr(held[0], "resident_bytes", None)
         out["resident_bytes"] = resident() if resident is not None else _budget(dims, dim)
@@ -275,6 +279,10 @@ def _budget(dims: tuple[int, ...], dim: int) -> int:
 
 
 def _rss() -> int:
+    """Resident bytes of this process after glibc has returned freed heap to the system (the
+    steps' temporaries are freed but kept by malloc otherwise, a noise of several MB)."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/status") as status:
         lines = status.read().splitlines()
     for line in lines:
@@ -286,7 +294,7 @@ def _rss() -> int:
 def memory(dim: int) -> dict[str, Any]:
     """RSS per instance of each method, each in its own fresh process."""
     out: dict[str, Any] = {}
-    for kind, count in (("dimwatch", 8), ("covariance", 3), ("window", 3)):
+    for kind, count in (("dimwatch", 16), ("covariance", 6), ("window", 6)):
         args = [
             sys.executable,
             "-m",
