@@ -137,11 +137,11 @@ class Window:
         return lam
 
 
-def rows_to_one_percent(checks: list[dict[str, Any]]) -> int | None:
-    """The first checkpoint from which every later one is within 1% with the right pick."""
+def first_holding(checks: list[dict[str, Any]], key: str = "ok") -> int | None:
+    """The first checkpoint from which every later one has `key` true (rows to 1%: "ok")."""
     first = None
     for check in checks:
-        first = (first or check["rows"]) if check["ok"] else None
+        first = (first or check["rows"]) if check[key] else None
     return first
 
 
@@ -152,7 +152,7 @@ def judge(
     worst = max(gaps, key=lambda h: gaps[h])
     ok = bool(gaps[worst] <= 0.01 and chosen == right)
     return {"rows": n, "pick": chosen, "worst_gap_pct": float(100 * gaps[worst]),
-            "worst_h": worst, "ok": ok}  # fmt: skip
+            "worst_h": worst, "right": bool(chosen == right), "ok": ok}  # fmt: skip
 
 
 def timed(fn: Callable[[], Any], into: list[float]) -> Any:
@@ -218,7 +218,8 @@ class Run:
             "rows": rows,
             "exact_pick": self.right,
             "checks": self.checks,
-            "rows_to_1pct": {k: rows_to_one_percent(v) for k, v in self.checks.items()},
+            "rows_to_1pct": {k: first_holding(v) for k, v in self.checks.items()},
+            "rows_to_pick": {k: first_holding(v, "right") for k, v in self.checks.items()},
             "converged": report.converged,
             "seconds": seconds,
             "effective_rank": ranks,
@@ -321,8 +322,8 @@ def _rows(value: int | None) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     """The markdown tables of bench/RESULTS.md from the results."""
     lines = [
-        "| D | candidates | method | memory/stream (MB) | per batch of 64 (ms) | rows to 1% | "
-        "pick at end | effective rank at end |",
+        "| D | candidates | method | memory/stream (MB) | per batch of 64 (ms) | rows to the pick "
+        "| rows to 1% | effective rank at end |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -336,16 +337,18 @@ def table(results: list[dict[str, Any]]) -> str:
             "window": (mem["window"]["per_instance"], look["window"], rank["window_pick_model"]),
         }  # fmt: skip
         for method, (memory_bytes, seconds, eff) in rows.items():
-            last = r["checks"][method][-1]
+            checks = [{**c, "right": c["pick"] == r["exact_pick"]} for c in r["checks"][method]]
+            to_pick = first_holding(checks, "right")
             lines.append(
                 f"| {r['D']} | {cands} | {method} | {_mb(memory_bytes)} | {1000 * seconds:.1f} | "
-                f"{_rows(r['rows_to_1pct'][method])} | {last['pick']} | {eff:.1f} |"
+                f"{_rows(to_pick)} | {_rows(r['rows_to_1pct'][method])} | {eff:.1f} |"
             )
     lines += [
         "",
         "| D | W and V need (MB) | dimwatch RSS (MB) | ratio | budget/resident estimate (MB) "
-        "| exact pick | population effective rank (pick's ML model) | converged |",
-        "|---|---|---|---|---|---|---|---|",
+        "| exact pick | population effective rank (pick's ML model) | window's own effective rank "
+        "| converged |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         dw = r["memory"]["dimwatch"]
@@ -353,7 +356,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['D']} | {_mb(dw['need_w_v'])} | {_mb(dw['per_instance'])} | "
             f"{dw['per_instance'] / dw['need_w_v']:.1f}x | {_mb(dw['resident_bytes'])} | "
             f"{r['exact_pick']} | {r['effective_rank']['population_exact_pick']:.1f} | "
-            f"{r['converged']} |"
+            f"{r['effective_rank']['window_covariance']:.1f} | {r['converged']} |"
         )
     return "\n".join(lines)
 
