@@ -2,6 +2,8 @@
 and they are validated the same way."""
 
 import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import httpx
 import numpy as np
@@ -123,3 +125,32 @@ def test_client_pushes_narrow_rows_to_the_same_model(server: Server, dtype: str)
         client.push("narrow", x, dtype=dtype)
 
         assert client.model("narrow", 4).W.tolist() == client.model("wide", 4).W.tolist()
+
+
+def test_a_4096_dimensional_stream_learns_bfloat16_embeddings(
+    make_server: Callable[..., AbstractContextManager[Server]],
+) -> None:
+    # DIMWATCH_MAX_DIM=4096 (docs/embeddings.md): the embeddings of large models, 2 bytes a number
+    with make_server(max_dim=4096) as server:
+        _learn_wide(server.client)
+
+
+def _learn_wide(client: httpx.Client) -> None:
+    created = client.post("/v1/streams", json={"name": "wide", "latent_dims": [8, 32, 128]})
+    assert created.status_code == 201, created.text
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((4096, 16)))[0]
+    for seq in range(2):
+        x = (rng.standard_normal((64, 16)) * 4) @ basis.T + rng.standard_normal((64, 4096))
+        headers = {"Content-Type": "application/octet-stream", "X-Dim": "4096",
+                   "X-Dtype": "bfloat16", "X-Seq": str(seq)}  # fmt: skip
+        response = client.post("/v1/streams/wide/batches", content=_bfloat16(x), headers=headers)
+        assert response.status_code == 200, response.text
+
+    selection = response.json()["selection"]
+    assert (selection["step"], selection["rows_seen"]) == (2, 128)
+    assert [m["latent_dim"] for m in selection["models"]] == [8, 32, 128]
+    assert all(1 < m["effective_rank"] < 4096 for m in selection["models"])
+    over = client.post(URL.replace("/s/", "/wide/"), content=b"", headers={
+        "Content-Type": "application/octet-stream", "X-Dim": "4097"})  # fmt: skip
+    assert over.json()["message"] == "X-Dim is 4097; the limit max_dim is 4096"
