@@ -265,18 +265,9 @@ def memory_child(kind: str, dim: int, count: int) -> dict[str, Any]:
     per_instance = (rss[1] - rss[0]) / (count - count // 2)
     out: dict[str, Any] = {"per_instance": per_instance}
     if kind == "dimwatch":
-        resident = getattr(held[0], "resident_bytes", None)
-        out["resident_bytes"] = resident() if resident is not None else _budget(dims, dim)
+        out["resident_bytes"] = held[0].resident_bytes()  # what the memory budget reserves
         out["need_w_v"] = 2 * dim * sum(dims) * 4
     return out
-
-
-def _budget(dims: tuple[int, ...], dim: int) -> int:
-    """The service's memory-budget estimate of a stream's learner (before resident_bytes())."""
-    from service.budget import bank_bytes
-    from streaming.config import BankConfig
-
-    return bank_bytes(BankConfig(latent_dims=dims), dim)
 
 
 def _rss() -> int:

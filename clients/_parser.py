@@ -1,10 +1,13 @@
 """The `dimwatch` command line: its commands, options, defaults, help texts and examples."""
 
 import argparse
+import dataclasses
 import os
 import re
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from clients._requests import DEFAULT_URL
+from streaming.spec import RENAMED, StreamSpec
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the server's rule for stream names
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -88,61 +91,37 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-SETTING_NAMES = (
-    "latent_dims",
-    "learning_rate",
-    "estimator",
-    "mc_samples",
-    "bic_n",
-    "collapse_threshold",
-    "seed",
-    "device",
-    "optimizer",
-    "standardize",
-    "adaptive",
-    "boost_learning_rate",
-)
+SETTING_NAMES = tuple(f.name for f in dataclasses.fields(StreamSpec))
 
 
 def _stream_settings_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting of a stream (streaming/spec.py, their one source): --latent-dims
+    takes a comma list, a yes/no setting --x / --no-x, a choice its values; each help text ends
+    with the server's default."""
     group = parser.add_argument_group(
         "settings of a stream this command creates (ignored for an existing stream; "
         "server defaults in brackets)"
     )
-    group.add_argument(
-        "--latent-dims", type=int_list, help="candidate latent sizes H, each < D [2,4,6]"
-    )
-    group.add_argument("--learning-rate", type=float, help="optimizer step size [0.002]")
-    group.add_argument(
-        "--estimator",
-        choices=["analytic", "mc"],
-        help="batch ELBO: closed form or Monte Carlo [analytic]",
-    )
-    group.add_argument("--mc-samples", type=int, help="Monte Carlo samples per row [100]")
-    group.add_argument("--bic-n", type=int, help="N of the BIC, see docs/math.md [10]")
-    group.add_argument(
-        "--collapse-threshold", type=float, help="encoder entropy of a collapsed latent [1.0]"
-    )
-    group.add_argument("--seed", type=int, help="seed of initialisation and sampling [0]")
-    group.add_argument("--device", help="auto, cpu, cuda or cuda:N [auto]")
-    group.add_argument(
-        "--optimizer",
-        choices=["natural", "adam", "sgd"],
-        help="the online step; the paper's is adam [natural]",
-    )
-    group.add_argument(
-        "--standardize",
-        action=argparse.BooleanOptionalAction,
-        help="model z-scored columns (for columns in different units) [off]",
-    )
-    group.add_argument(
-        "--adaptive",
-        action=argparse.BooleanOptionalAction,
-        help="boost the learning rate when the stream changes [on]",
-    )
-    group.add_argument(
-        "--boost-learning-rate", type=float, help="learning rate right after a change [0.05]"
-    )
+    hints = get_type_hints(StreamSpec)
+    for f in dataclasses.fields(StreamSpec):
+        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        default: Any = f.default
+        if isinstance(default, tuple):
+            shown = ",".join(str(v) for v in default)
+        elif isinstance(default, bool):
+            shown = "on" if default else "off"
+        else:
+            shown = str(default)
+        options: dict[str, Any] = {"help": f"{f.metadata['doc']} [{shown}]"}
+        if f.name == "latent_dims":
+            options["type"] = int_list
+        elif kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif get_origin(kind) is Literal:
+            options["choices"] = [v for v in get_args(kind) if v not in RENAMED]
+        elif kind in (int, float):
+            options["type"] = kind
+        group.add_argument(flag, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
