@@ -20,6 +20,7 @@ SCRIPTS = [
     "service_speed",
     "api_fuzz",
     "real_data",
+    "high_dim",
 ]
 
 
