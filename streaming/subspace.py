@@ -17,9 +17,10 @@ While U is fixed, M and G are exact. U moves at rebases, spaced geometrically in
 rows since the last one reach n / REBASE_EVERY): Rayleigh-Ritz on span(U, (I - U U^T) C U), one
 block-Krylov step, with the unknown variance of the new directions set to the tail's mean
 rho = (T - tr M) / (D - K); after it U is M's eigenbasis. Between rebases the latents keep their
-directions U R and the candidates' variances are the Rayleigh quotients diag(R^T M R), updated
-in O(B K^2) per batch (an exact p-PCA fit within those directions: a stationary point of every
-variance parameter, Corollary 1's condition). Until n reaches
+directions, U's columns (kept sorted by variance), and the candidates' variances are their
+Rayleigh quotients, M's diagonal: no K x K eigen-decomposition per batch (an exact p-PCA fit
+within those directions: a stationary point of every variance parameter, Corollary 1's
+condition). Until n reaches
 WARM_ROWS_PER_DIRECTION K rows, each batch's own directions widen the basis instead
 (incremental SVD, Ross et al. 2008), so the first rows define the subspace. With D <= K +
 FULL_MARGIN the whole covariance is kept (U = I) and eigen-decomposed after every batch: the fit
@@ -70,8 +71,9 @@ class Subspace:
     T: Array  # (S,) trace of C
     n: np.ndarray  # (S,) rows since the (re)start (host numbers)
     since: np.ndarray  # (S,) rows since the last rebase
-    evals: Array  # (S, K) eigenvalues of M, descending
-    R: Array  # (S, K, K) their eigenvectors (columns)
+    evals: Array  # (S, K) the latents' variances, descending
+    R: Array | None  # (S, K, K) the whole covariance's eigenvectors (columns); None when a
+    # subspace is tracked: its latents are U's columns, sorted by variance (M's diagonal)
 
     @property
     def full(self) -> bool:
@@ -92,9 +94,10 @@ def new(ar: Arrays, dim: int, k: int, seed: int) -> Subspace:
         draw = np.random.default_rng(seed).standard_normal((dim, k))
         U = ar.asarray(np.linalg.qr(draw)[0])
     G = None if k == dim else ar.single(ar.zeros(1, dim, k))
+    R = ar.eye(k)[None] if k == dim else None
     zero = np.zeros(1)
     return Subspace(U[None], ar.zeros(1, k, k), G, ar.zeros(1, dim), ar.zeros(1), zero, zero,
-                    ar.zeros(1, k), ar.eye(k)[None])  # fmt: skip
+                    ar.zeros(1, k), R)  # fmt: skip
 
 
 def stacked(ar: Arrays, states: list[Subspace]) -> Subspace:
@@ -109,6 +112,7 @@ def stacked(ar: Arrays, states: list[Subspace]) -> Subspace:
 
 def split(s: Subspace) -> list[Subspace]:
     """The S one-stream states of a stacked one (views)."""
+    assert s.R is not None
     return [
         Subspace(s.U[i : i + 1], s.M[i : i + 1], None, s.c[i : i + 1], s.T[i : i + 1],
                  s.n[i : i + 1], s.since[i : i + 1], s.evals[i : i + 1], s.R[i : i + 1])
@@ -143,15 +147,12 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     zcu = ar.cat([xu - ar.mean_rows(xu), zc[:, -1:] @ s.U], 1)  # (1, B + 1, K) in the basis
     M = s.M * a + (zcu.mT @ zcu) * b  # (1, K, K)
     G = ar.single(s.G * a + (zc.mT @ zcu) * b)  # (1, D, K)
-    out = Subspace(s.U, M, G, c, T, n1, s.since + rows, s.evals, s.R)
+    out = Subspace(s.U, M, G, c, T, n1, s.since + rows, s.evals, None)
     if out.since[0] >= out.n[0] / REBASE_EVERY:
         return _rebased(ar, out)
-    # between rebases the latents keep their directions U R and refit their variances: the
-    # Rayleigh quotients diag(R^T M R), updated in O(B K^2) instead of an O(K^3) eigh
-    q = zcu @ s.R  # (1, B + 1, K)
-    evals = s.evals * a + ar.sum_rows(q * q) * b  # (one stream: a, b numbers)
-    order = ar.xp.argsort(-evals[0])
-    return Subspace(s.U, M, G, c, T, n1, out.since, evals[:, order], s.R[:, :, order])
+    # between rebases the latents keep their directions (U's columns) and refit their
+    # variances: the Rayleigh quotients, M's diagonal (no O(K^3) eigh)
+    return _sorted(ar, out)
 
 
 def restarted(s: Subspace) -> Subspace:
@@ -217,21 +218,34 @@ def _orth_rows(
 
 def _rotated(ar: Arrays, s: Subspace, basis: Array, big: Array) -> Subspace:
     """Keep the top K eigenvectors of `big` (the covariance in `basis`, (D, K + q)): the new
-    basis is the eigenbasis (M diagonal, R = I)."""
+    basis is the eigenbasis (M diagonal), largest first."""
     k = s.U.shape[2]
     w, v = ar.xp.linalg.eigh((big + big.T) * 0.5)
     w, v = ar.flip(w)[:k], ar.flip(v)[:, :k]
     U = basis @ v  # (D, K)
-    eye = ar.eye(k)[None]
     G = ar.single(U * w)[None]
-    return replace(s, U=U[None], M=ar.xp.diag(w)[None], G=G, evals=w[None], R=eye)
+    return replace(s, U=U[None], M=ar.xp.diag(w)[None], G=G, evals=w[None], R=None)
 
 
 def _eig(ar: Arrays, s: Subspace) -> Subspace:
-    """The eigen-decomposition of M (and, with the whole covariance, its trace T)."""
+    """The latents of a state: with the whole covariance, the eigen-decomposition of M (and T,
+    its trace); in a tracked subspace, U's columns sorted by their variances (M's diagonal)."""
+    if not s.full:
+        return _sorted(ar, s)
     w, v = ar.xp.linalg.eigh(s.M)  # ascending, per stream
-    T = w.sum(-1) if s.full else s.T
-    return Subspace(s.U, s.M, s.G, s.c, T, s.n, s.since, ar.flip(w), ar.flip(v))
+    return Subspace(s.U, s.M, s.G, s.c, ar.sum_last(w), s.n, s.since, ar.flip(w), ar.flip(v))
+
+
+def _sorted(ar: Arrays, s: Subspace) -> Subspace:
+    """A tracked subspace (one stream) whose columns are ordered by variance, largest first:
+    U's, M's rows and columns and G's moved together when the order changes."""
+    evals = ar.xp.diagonal(s.M, 0, 1, 2)  # (1, K)
+    order = ar.xp.argsort(-evals[0])
+    if bool((order[1:] < order[:-1]).any()):
+        assert s.G is not None
+        U, G, M = s.U[:, :, order], s.G[:, :, order], s.M[:, order][:, :, order]
+        return Subspace(U, M, G, s.c, s.T, s.n, s.since, evals[:, order], None)
+    return Subspace(s.U, s.M, s.G, s.c, s.T, s.n, s.since, evals, None)
 
 
 @dataclass(slots=True)
@@ -253,7 +267,8 @@ FIT_FIELDS = ("ell", "sigma2", "tau2", "coef", "const")
 
 def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) -> Fit:
     """The maximum-likelihood p-PCA of each candidate H on the tracked covariance:
-    sigma^2_H = (T - sum_{h<=H} l_h) / (D - H), latents along U R. top_of (M,) int: the index
+    sigma^2_H = (T - sum_{h<=H} l_h) / (D - H), the latents along the columns of U R (of U when
+    a subspace is tracked). top_of (M,) int: the index
     H - 1 of each candidate's last latent; noise_dims (M,) D - H; mask (M, Hmax) 1 on real
     latents."""
     xp = ar.xp
@@ -274,7 +289,9 @@ def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
     """log p(x_r) per row under every candidate's fit (S, B, M): the p-PCA density
     N(c, U_H diag(ell) U_H^T + sigma^2 (I - U_H U_H^T)), xu = project(s, x)."""
     d = x - s.c[:, None]  # (S, B, D)
-    y = (d if s.full else xu - s.c[:, None] @ s.U) @ s.R[:, :, : f.coef.shape[1]]  # (S, B, Hmax)
+    hmax = f.coef.shape[1]  # coordinates along the latents (S, B, Hmax):
+    latents = d @ s.R if s.R is not None else xu - s.c[:, None] @ s.U
+    y = latents[:, :, :hmax]
     quad = (y * y) @ f.coef + ar.sum_last(d * d)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
     return (f.const[:, None] + quad) * -0.5
 
@@ -283,7 +300,7 @@ def decoder(ar: Arrays, s: Subspace, f: Fit, i: int, h: int) -> tuple[Array, ...
     """Candidate i's linear VAE (H = h latents) of a one-stream state: W (D, H) = U_H
     diag(ell - sigma^2)^(1/2) with orthogonal columns, mu = c, and the exact posterior's V
     (H, D), b (H,)."""
-    basis = s.R[0, :, :h] if s.full else s.U[0] @ s.R[0, :, :h]  # (D, H)
+    basis = s.U[0, :, :h] if s.R is None else s.R[0, :, :h]  # (D, H)
     # an eigenvector's sign is arbitrary (and LAPACK builds differ): each column's largest entry
     # is made positive, so that the served model is the same on every device
     peak = ar.xp.argmax(abs(basis), 0)  # (H,)
@@ -296,6 +313,7 @@ def decoder(ar: Arrays, s: Subspace, f: Fit, i: int, h: int) -> tuple[Array, ...
 
 
 def resident_bytes(dim: int, k: int) -> int:
-    """Bytes held: U (D K), M and R (K^2 each), c, evals and T in float64, and G (D K, only
-    when k < D) in float32."""
-    return 8 * (dim * k + 2 * k * k + dim + k + 1) + (0 if k == dim else 4 * dim * k)
+    """Bytes held: U (D K), M (K^2), R (K^2, only with the whole covariance), c, evals and T
+    in float64, and G (D K, only when a subspace is tracked) in float32."""
+    tracked = k < dim
+    return 8 * (dim * k + (1 if tracked else 2) * k * k + dim + k + 1) + 4 * dim * k * tracked
