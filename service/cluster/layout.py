@@ -210,7 +210,19 @@ async def connect(settings: Settings, name: str) -> Cluster:
     (servers of a cluster starting together elect a meta leader first)."""
     assert settings.nats_url is not None
     servers = [s.strip() for s in settings.nats_url.split(",") if s.strip()]
-    nc = await nats.connect(servers, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    # A connection whose server is cut off (a partition: no reset, no error) is only noticed by
+    # unanswered pings; nats-py's default (every 120 s, two outstanding) left a worker or an API
+    # node stalled for minutes. Pinging 4 times per lease, it moves to another server in about
+    # 3 pings, before its leases lapse (tests/cluster/test_partitions.py).
+    ping = max(1, int(settings.lease_seconds / 4))
+    nc = await nats.connect(
+        servers,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        ping_interval=ping,
+        max_outstanding_pings=2,
+    )
     js = nc.jetstream(timeout=10)
     deadline = time.monotonic() + SETUP_SECONDS
     while True:
