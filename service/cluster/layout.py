@@ -143,15 +143,20 @@ def restore(record: StreamRecord, snapshot: bytes | None, settings: Settings) ->
     return LiveStream.restore(stored, LOG_ONLY, settings.device, settings.history_limit)
 
 
+KEYS_TIMEOUT = 5.0  # seconds for the next key of a listing
+
+
 async def keys(kv: KeyValue, pattern: str = ">") -> list[str]:
     """The live keys matching a subject pattern, filtered by the server (nats-py's
     KeyValue.keys(filters=...) reads every key and filters by substring)."""
     watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
     found = []
     try:
-        async for entry in watcher:
-            if entry is None:  # the end of the current values
-                break
+        # updates(timeout), not `async for`, which waits forever: a watch begun while the
+        # bucket's stream leader is elected may never deliver (a worker hung there, holding
+        # nothing, after a NATS server was cut off: tests/cluster/test_partitions.py).
+        # nats.errors.TimeoutError then, which callers handle as any NATS error.
+        while (entry := await watcher.updates(KEYS_TIMEOUT)) is not None:  # None: the end
             found.append(entry.key)
     finally:
         await watcher.stop()
