@@ -30,6 +30,8 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v1/streams/p.q/selection", {}),  # step 0, no models
     ("GET", "/v1/streams/p.q/models/best", {}),  # 409 no_data_yet
     ("GET", "/v1/streams/nope", {}),  # 404
+    ("GET", "/v1/streams/%C2%97%C3%AD/selection", {}),  # 404: no stream name (nor NATS key)
+    ("POST", "/v1/streams/a%20b/reconstruct", {"json": {"data": X.tolist()}}),  # 404 as well
     ("POST", "/v1/streams/nope/batches", {"content": X.tobytes(), "headers": BINARY}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),  # dup
