@@ -113,6 +113,7 @@ class Container:
 
     id: str
     client: httpx.Client
+    started: float = 0.0  # seconds from `docker run` to healthy and ready
 
     def health(self) -> str:
         return docker("inspect", "-f", "{{.State.Health.Status}}", self.id)
@@ -128,6 +129,7 @@ def container(volume: str, port: int, log: Path) -> Iterator[Container]:
     DIMWATCH_PORT set to 127.0.0.1 and `port`, /data on the named volume; yielded once the
     engine reports it healthy and /readyz answers 200. Removed (its log kept) on the way out.
     The check runs every second instead of every 30 s: its command is the image's."""
+    began = time.monotonic()
     cid = docker(
         "run", "--detach", "--network=host", "--health-interval=1s",
         "--env=DIMWATCH_HOST=127.0.0.1", f"--env=DIMWATCH_PORT={port}",
@@ -142,6 +144,7 @@ def container(volume: str, port: int, log: Path) -> Iterator[Container]:
                 assert state["Running"], docker("logs", cid)
                 assert time.monotonic() < deadline, f"not healthy: {state['Health']}"
                 time.sleep(0.5)
+            running.started = time.monotonic() - began
             yield running
     finally:
         log.write_text(docker("logs", cid, check=False))

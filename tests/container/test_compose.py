@@ -4,6 +4,7 @@ server, an API node and two workers come up from the file as written and serve t
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def _compose(
 
 
 def test_compose_cluster_profile_comes_up_and_serves(
-    project: tuple[list[str], dict[str, str], str], tmp_path: Path
+    project: tuple[list[str], dict[str, str], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     command, env, url = project
     cwd = tmp_path / "project"
@@ -84,8 +87,11 @@ def test_compose_cluster_profile_comes_up_and_serves(
     assert len(workers) == 2
     api = _compose([*command, "ps", "-q", "dimwatch-api"], env, cwd, None).stdout.strip()
     headers = {"Authorization": f"Bearer {TOKEN}"}
+    began = time.monotonic()
     with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
         wait_until(lambda: _ready(client), docker.START_SECONDS)  # every partition has an owner
+        with capsys.disabled():
+            print(f"\n  compose: cluster ready {time.monotonic() - began:.1f} s after up", end="")
         wait_until(lambda: docker.docker("inspect", "-f", "{{.State.Health.Status}}", api)
                    == "healthy", 60)  # fmt: skip
         assert client.post("/v1/streams", json={"name": "c"}).status_code == 201

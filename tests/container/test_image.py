@@ -19,11 +19,17 @@ pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]  # a cold build 
 COUNT = 24  # batches sent; the container is killed after the 8th is acknowledged
 
 
+def report(capsys: pytest.CaptureFixture[str], what: str) -> None:
+    with capsys.disabled():
+        print(f"\n  container: {what}", end="")
+
+
 def test_container_serves_as_non_root_and_turns_healthy(
-    image: str, volume: str, logs: Path
+    image: str, volume: str, logs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with docker.container(volume, local.free_port(), logs / "container.log") as running:
         assert running.health() == "healthy"
+        report(capsys, f"healthy and ready {running.started:.1f} s after docker run")
         assert docker.docker("exec", running.id, "id", "-u") == "10001"
         client = running.client
         assert client.post("/v1/streams", json={"name": "s"}).status_code == 201  # /data writable
@@ -43,7 +49,7 @@ def _push_until_refused(client: httpx.Client, xs: list[np.ndarray], acked: list[
 
 
 def test_container_killed_keeps_every_acknowledged_batch(
-    image: str, volume: str, logs: Path, tmp_path: Path
+    image: str, volume: str, logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     xs = batches("k", COUNT)
     acked: list[int] = []
@@ -59,6 +65,8 @@ def test_container_killed_keeps_every_acknowledged_batch(
     with docker.container(volume, port, logs / "second.log") as second:
         step = second.client.get("/v1/streams/k").json()["step"]
         assert len(acked) <= step <= len(acked) + 1
+        restart = f"ready {second.started:.1f} s after docker run"
+        report(capsys, f"killed after {len(acked)} acks; a new container: step {step}, {restart}")
         for seq in acked:  # every acknowledged batch is there: resent, it is a duplicate
             answer = push(second.client, "k", xs[seq], seq)
             assert (answer.status_code, answer.json()["duplicate"]) == (200, True), seq
