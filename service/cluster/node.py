@@ -185,6 +185,7 @@ class ClusterBackend:
 
     async def _write(self, name: str, data: bytes, headers: dict[str, str]) -> Any:
         """Publish to the log (durable once acknowledged), then wait for the owner's answer."""
+        _check_name(name)
         request = uuid.uuid4().hex
         reply = f"{self._inbox}.{request}"
         headers = {**headers, layout.REPLY: reply, "Nats-Msg-Id": request}
