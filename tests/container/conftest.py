@@ -11,7 +11,7 @@ from tests.container import docker
 
 
 @pytest.fixture(scope="session")
-def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+def image(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
     missing = docker.engine_missing()
     if missing is not None:
         if os.environ.get("CI"):  # .ci/run starts the engine: its absence there is a failure
@@ -22,7 +22,9 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
     docker.download_wheels(tmp / "wheels")
     with docker.package_index(tmp / "wheels") as index:
         seconds = docker.build(base, index, tmp / "build.log")
-    print(f"\nimage {docker.IMAGE} built on {base} in {seconds:.0f} s")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # shown whatever the capture (CI's log keeps it)
+        print(f"\n  container: {docker.IMAGE} built on {base} in {seconds:.0f} s", end="")
     return docker.IMAGE
 
 

@@ -47,7 +47,8 @@ def base_image() -> str:
     """The Debian base, made by deploy/debian-base.sh unless the engine has it from a last run."""
     if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode:
         script = ROOT / "deploy" / "debian-base.sh"
-        subprocess.run([str(script), BASE], check=True, timeout=900, capture_output=True)
+        made = subprocess.run([str(script), BASE], timeout=900, capture_output=True, text=True)
+        assert made.returncode == 0, made.stdout + made.stderr
     return BASE
 
 
@@ -94,6 +95,7 @@ def build(base: str, index: str, log: Path) -> float:
     --network=host: the build's pip reaches the index on this machine's loopback."""
     arguments = {"BASE_IMAGE": base, "TORCH_INDEX_URL": index, "PIP_INDEX_URL": index}
     flags = [f"--build-arg={key}={value}" for key, value in arguments.items()]
+    before = docker("image", "ls", "--quiet", IMAGE)  # the image the tag names now, if any
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(
@@ -103,8 +105,10 @@ def build(base: str, index: str, log: Path) -> float:
             timeout=1500,
         )
     assert result.returncode == 0, log.read_text()[-4000:]
-    docker("image", "prune", "--force")  # the image this tag named before, now untagged
-    return time.monotonic() - started
+    seconds = time.monotonic() - started
+    if before and before != docker("image", "ls", "--quiet", IMAGE):
+        docker("rmi", before, check=False)  # untagged now; the layers the new one shares stay
+    return seconds
 
 
 @dataclass
