@@ -51,6 +51,16 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     idempotent: bool = True  # may be resent after a transport error (the server may have seen it)
 
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of httpx's `request` besides method and path."""
+        return {"params": self.params, "json": self.json, "content": self.content,
+                "headers": self.headers}  # fmt: skip
+
+
+def watch_timeout(timeout: float | None) -> httpx.Timeout:
+    """The timeouts of an events stream: `timeout`, but reads wait for the keep-alive."""
+    return httpx.Timeout(timeout, read=SSE_READ_TIMEOUT)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:

@@ -17,7 +17,7 @@ class StreamSettings(TypedDict, total=False):
     """Settings of a new stream; any key left out takes the server's default."""
 
     latent_dims: list[int]  # candidate latent sizes H (server default [2, 4, 6])
-    learning_rate: float  # adam/sgd step size (default 0.002; natural follows its schedule)
+    learning_rate: float  # adam/sgd step size (default 0.002; subspace has none)
     estimator: Literal["analytic", "mc"]  # ELBO gradient: closed form or Monte Carlo
     mc_samples: int  # samples per row for estimator "mc" (default 100)
     bic_n: int  # N of the BIC (default 10)
@@ -25,10 +25,11 @@ class StreamSettings(TypedDict, total=False):
     seed: int  # seeds initialisation and sampling
     dim: int | None  # data dimension D, or None to take it from the first batch
     device: str  # "auto", "cpu", "cuda", "cuda:N"
-    optimizer: Literal["natural", "adam", "sgd"]  # the online step (default "natural")
+    optimizer: Literal["subspace", "adam", "sgd"]  # the online update (default "subspace")
     standardize: bool  # model the running z-scores of the columns (default False)
-    adaptive: bool  # boost the learning rate when the stream changes (default True)
-    boost_learning_rate: float  # learning rate right after a detected change (default 0.05)
+    adaptive: bool  # detect changes and restart training on one (default True)
+    boost_learning_rate: float  # adam/sgd: learning rate right after a detected change (0.05)
+    switch_margin: float  # the pick moves only to an H better by more BIC than this (5.0)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -57,10 +58,12 @@ class Stream:
     rows_seen: int
     best_latent_dim: int | None  # None before the first batch
     created_at: datetime
-    optimizer: str | None = None  # "natural", "adam" or "sgd"; None from an older server
+    optimizer: str | None = None  # "subspace", "adam" or "sgd"; None from an older server
     standardize: bool | None = None  # z-scored columns; None from a server that does not say
     adaptive: bool | None = None  # adaptive learning rate; None from a server that does not say
     boost_learning_rate: float | None = None  # rate right after a detected change
+    switch_margin: float | None = None  # hysteresis of the pick in BIC units
+    converged: bool | None = None  # the selection converged (False: provisional); None: not said
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -83,6 +86,8 @@ class Stream:
             standardize=None if obj.get("standardize") is None else bool(obj["standardize"]),
             adaptive=None if obj.get("adaptive") is None else bool(obj["adaptive"]),
             boost_learning_rate=_opt_float(obj.get("boost_learning_rate")),
+            switch_margin=_opt_float(obj.get("switch_margin")),
+            converged=None if obj.get("converged") is None else bool(obj["converged"]),
         )
 
 
@@ -181,6 +186,32 @@ class PushSummary:
     duplicates: int  # batches the server had applied already (a resumed upload)
     seconds: float  # wall time of the upload
     last: PushResult | None  # None when the array had no rows
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What `fit_array` did: the stream's selection and collapse when it stopped, and why it
+    stopped: the selection converged, or the stream had learnt from `max_rows` rows (then the
+    pick is provisional)."""
+
+    stream: str
+    rows: int  # rows in the array (one pass)
+    rows_seen: int  # rows the stream has learnt from, every pass (and earlier fits) included
+    pushed: int  # rows this call sent
+    converged: bool  # False: stopped at max_rows, the pick is provisional
+    max_rows: int
+    seconds: float  # wall time of the call
+    selection: "Selection"
+    collapse: "Collapse"
+
+    @property
+    def best_latent_dim(self) -> int | None:
+        return self.selection.best_latent_dim
+
+    @property
+    def passes(self) -> float:
+        """Passes over the array the stream has learnt from."""
+        return self.rows_seen / self.rows
 
 
 @dataclass(frozen=True)

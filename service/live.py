@@ -24,21 +24,13 @@ import torch
 from service.errors import ApiError
 from service.history import History
 from service.store import Store, StoredStream
-from streaming.adaptive import AdaptiveBank, AdaptiveConfig
-from streaming.bank import LinearVAEBank, resolve_device
-from streaming.config import BankConfig
 from streaming.errors import InvalidBatchError
+from streaming.learner import Learner, resolve_device
 from streaming.report import ModelParams, StepReport
+from streaming.spec import SPEC_VERSION, StreamSpec, migrate
 
 log = logging.getLogger("dimwatch")
 
-Bank = LinearVAEBank | AdaptiveBank
-# Settings added after the first release, with the values that keep older streams as they were.
-LEGACY_DEFAULTS: dict[str, Any] = {
-    "adaptive": False,
-    "boost_learning_rate": 0.05,
-    "standardize": False,
-}
 EPOCH = "1970-01-01T00:00:00Z"  # created_at of a stream whose row cannot be read
 
 
@@ -79,26 +71,11 @@ class Applied:
     seconds: float
 
 
-def bank_config(config: dict[str, Any], default_device: str) -> BankConfig:
-    """The core's config from a stream's stored settings; device "auto" takes the server's."""
-    device = config["device"] if config["device"] != "auto" else default_device
-    return BankConfig(
-        latent_dims=tuple(config["latent_dims"]),
-        learning_rate=config["learning_rate"],
-        estimator=config["estimator"],
-        mc_samples=config["mc_samples"],
-        bic_n=config["bic_n"],
-        collapse_threshold=config["collapse_threshold"],
-        seed=config["seed"],
-        device=device,
-        optimizer=config["optimizer"],
-        standardize=config["standardize"],
-    )
-
-
-def adaptive_config(config: dict[str, Any]) -> AdaptiveConfig | None:
-    """The learning-rate controller of a stream's stored settings (None: a constant rate)."""
-    return AdaptiveConfig(boost_lr=config["boost_learning_rate"]) if config["adaptive"] else None
+def stream_spec(config: dict[str, Any], default_device: str) -> StreamSpec:
+    """The core's settings from a stream's settings (any stored spec version); device "auto"
+    takes the server's."""
+    spec = StreamSpec.from_record(config)
+    return spec if spec.device != "auto" else spec.replace(device=default_device)
 
 
 def _device_name(requested: str) -> str:
@@ -124,14 +101,14 @@ class LiveStream:
         gate: threading.Semaphore | None = None,
     ) -> None:
         self.name = name
-        # the settings as created (StreamCreate fields but name and dim)
-        self.config = {**LEGACY_DEFAULTS, **config}
+        stored = StreamSpec.from_record(config)  # migrated from older records
+        # the settings as created, every StreamSpec field (device as asked: "auto" stays)
+        self.config = {k: v for k, v in stored.to_record().items() if k != "spec_version"}
         self.dim = dim
         self.created_at = created_at
-        self.bank_config = bank_config(self.config, default_device)
-        self.adaptive_config = adaptive_config(self.config)
-        self.device = _device_name(self.bank_config.device)
-        self.bank: Bank | None = None
+        self.spec = stream_spec(config, default_device)
+        self.device = _device_name(self.spec.device)
+        self.bank: Learner | None = None
         self.report: StepReport | None = None  # after the last durable batch
         self.history = History(history_limit)
         self.snapshot_step = 0
@@ -243,12 +220,15 @@ class LiveStream:
             out = bank.reconstruct(x, h) if decode else bank.encode(x, h)
             return h, out
 
-    def _new_bank(self, dim: int) -> Bank:
-        if self.adaptive_config is None:
-            return LinearVAEBank(dim, self.bank_config)
-        return AdaptiveBank(dim, self.bank_config, self.adaptive_config)
+    def _new_bank(self, dim: int) -> Learner:
+        return Learner(dim, self.spec)
 
-    def _trained_bank(self) -> Bank:
+    @property
+    def record(self) -> dict[str, Any]:
+        """The settings as stored: with their spec version."""
+        return {**self.config, "spec_version": SPEC_VERSION}
+
+    def _trained_bank(self) -> Learner:
         if self.bank is None:
             raise ApiError(
                 409, "no_data_yet", f"stream {self.name!r} has no batch yet; push one first"
@@ -284,12 +264,11 @@ class LiveStream:
     def _load(self, stored: StoredStream) -> None:
         """Snapshot + replay into fresh objects; the stream changes only if all of it worked."""
         history = History(self.history.capacity, stored.history_stride, stored.history)
-        bank: Bank | None = None
+        bank: Learner | None = None
         snapshot_step = 0
         if stored.snapshot is not None:
             snapshot_step, state = stored.snapshot
-            kind = LinearVAEBank if self.adaptive_config is None else AdaptiveBank
-            bank = kind.from_bytes(state, device=self.bank_config.device)
+            bank = Learner.from_bytes(state, device=self.spec.device)
         for step, data in stored.batches:
             assert stored.dim is not None
             x = np.frombuffer(data, dtype="<f4").reshape(-1, stored.dim).copy()
@@ -350,5 +329,8 @@ def restore(
             log.exception("stream %r: its row cannot be read", name)
     if stored is None:
         return Unavailable(name, reason, {}, None, EPOCH, 0)
-    config = {**LEGACY_DEFAULTS, **stored.config}
+    try:
+        config = migrate(dict(stored.config))
+    except Exception:
+        config = dict(stored.config)
     return Unavailable(name, reason, config, stored.dim, stored.created_at, stored.stored_step)

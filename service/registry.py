@@ -37,8 +37,8 @@ from service.pubsub import Hub
 from service.schemas import StreamCreate
 from service.settings import Settings
 from service.store import Store
-from streaming.bank import LinearVAEBank, resolve_device
-from streaming.config import BankConfig
+from streaming.learner import Learner, resolve_device
+from streaming.spec import StreamSpec
 
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
@@ -52,11 +52,11 @@ def _init_worker() -> None:
 
 
 def _warm_up() -> None:
-    """Build and step a tiny bank once: torch's first optimizer costs seconds of lazy imports,
-    paid here before /readyz rather than by the first batch of a stream."""
-    LinearVAEBank(2, BankConfig(latent_dims=(1,), device="cpu")).learn_many(
-        np.ones((1, 2), np.float32)
-    )
+    """Build and step a tiny learner of each rule once: torch's first optimizer costs seconds of
+    lazy imports, paid here before /readyz rather than by the first batch of a stream."""
+    for optimizer in ("subspace", "adam"):
+        spec = StreamSpec(latent_dims=(1,), device="cpu", optimizer=optimizer)
+        Learner(2, spec).learn_many(np.ones((2, 2), np.float32))
 
 
 @dataclass
@@ -121,9 +121,7 @@ class Registry:
             return
         for restored in await asyncio.gather(*(self._run(self._restore, n) for n in names)):
             if isinstance(restored, LiveStream):
-                resident = (
-                    0 if restored.dim is None else bank_bytes(restored.bank_config, restored.dim)
-                )
+                resident = 0 if restored.dim is None else bank_bytes(restored.spec, restored.dim)
                 self.budget.resident += resident  # stored streams come back, over budget or not
                 self._start(Entry(restored, resident=resident))
             elif restored is not None:
@@ -276,8 +274,8 @@ class Registry:
             )
         self.check_limits(spec, self.settings, len(self._streams) + len(self._unavailable))
         live = self.new_stream(spec, self.store, self.settings, self._gate)
-        config, created_at = spec.model_dump(exclude={"name", "dim"}), live.created_at
-        resident = 0 if spec.dim is None else bank_bytes(live.bank_config, spec.dim)
+        config, created_at = live.record, live.created_at
+        resident = 0 if spec.dim is None else bank_bytes(live.spec, spec.dim)
         self.budget.reserve_stream(spec.name, resident)
         entry = Entry(live, resident=resident)
         self._streams[spec.name] = entry  # reserve the name while the row is written
@@ -309,43 +307,46 @@ class Registry:
             gate,
         )
         if spec.dim is not None:
-            live.bank_config.check_dim(spec.dim)
+            live.spec.check_dim(spec.dim)
         return live
 
     @staticmethod
     def check_limits(spec: StreamCreate, s: Settings, streams: int) -> None:
         """422 limit_exceeded when a new stream would pass a limit (the cluster checks too)."""
+        settings = spec.model_dump()
+        latent_dims, mc_samples = settings["latent_dims"], settings["mc_samples"]
         if streams >= s.max_streams:
             raise ApiError(
                 422,
                 "limit_exceeded",
                 f"{streams} streams exist; the limit max_streams is {s.max_streams}",
             )
-        if len(spec.latent_dims) > s.max_latent_dims:
+        if len(latent_dims) > s.max_latent_dims:
             raise ApiError(
                 422,
                 "limit_exceeded",
-                f"{len(spec.latent_dims)} latent sizes given; "
+                f"{len(latent_dims)} latent sizes given; "
                 f"the limit max_latent_dims is {s.max_latent_dims}",
             )
-        if max(spec.latent_dims) >= s.max_dim:
+        if max(latent_dims) >= s.max_dim:
             raise ApiError(
                 422,
                 "limit_exceeded",
-                f"latent size {max(spec.latent_dims)} needs D > {max(spec.latent_dims)}; "
+                f"latent size {max(latent_dims)} needs D > {max(latent_dims)}; "
                 f"the limit max_dim is {s.max_dim}",
             )
         if spec.dim is not None and spec.dim > s.max_dim:
             raise ApiError(
                 422, "limit_exceeded", f"dim is {spec.dim}; the limit max_dim is {s.max_dim}"
             )
-        if spec.mc_samples > s.max_mc_samples:
+        if mc_samples > s.max_mc_samples:
             raise ApiError(
                 422,
                 "limit_exceeded",
-                f"mc_samples is {spec.mc_samples}; the limit max_mc_samples is {s.max_mc_samples}",
+                f"mc_samples is {mc_samples}; the limit max_mc_samples is {s.max_mc_samples}",
             )
-        resolve_device(spec.device if spec.device != "auto" else s.device)
+        device = settings["device"]
+        resolve_device(device if device != "auto" else s.device)
 
     async def delete(self, name: str) -> None:
         """Remove a stream; its queued batches and every later request answer 404."""
@@ -383,8 +384,8 @@ class Registry:
         live, every = entry.live, self.settings.snapshot_every
         self._check_queue(entry)
         rows, dim = x.shape
-        bank = 0 if entry.resident else bank_bytes(live.bank_config, dim)
-        reserved = batch_bytes(live.bank_config, dim, rows)
+        bank = 0 if entry.resident else bank_bytes(live.spec, dim)
+        reserved = batch_bytes(live.spec, dim, rows)
         self.budget.admit_batch(name, bank, reserved)
         entry.resident += bank
 

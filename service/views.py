@@ -21,11 +21,11 @@ from service.schemas import (
     ModelSelectionOut,
     PathPieceOut,
     SelectionOut,
-    StreamCreate,
     StreamOut,
     TrainingOut,
 )
 from streaming.report import ModelParams, StepReport
+from streaming.spec import StreamSpec
 
 
 def selection(report: StepReport | None) -> SelectionOut:
@@ -70,7 +70,7 @@ def collapse(live: LiveStream) -> CollapseOut:
     models = [] if report is None else report.models
     return CollapseOut(
         step=live.step,
-        threshold=live.bank_config.collapse_threshold,
+        threshold=live.spec.collapse_threshold,
         models=[
             ModelCollapseOut(
                 latent_dim=m.latent_dim,
@@ -117,19 +117,19 @@ def stream(live: LiveStream | Unavailable) -> StreamOut:
     report = live.report
     return StreamOut(
         name=live.name,
-        **{k: v for k, v in live.config.items() if k != "device"},
+        **{**live.config, "device": live.device},
         dim=live.dim,
-        device=live.device,
         step=live.step,
         rows_seen=0 if report is None else report.rows_seen,
         best_latent_dim=None if report is None else report.best_latent_dim,
+        converged=report is not None and report.converged,
         created_at=datetime.fromisoformat(live.created_at),
     )
 
 
 def unavailable_stream(record: Unavailable) -> StreamOut:
     """An unavailable stream's stored settings (the defaults where they cannot be read)."""
-    defaults = StreamCreate(name=record.name).model_dump(exclude={"name", "dim"})
+    defaults = {k: v for k, v in StreamSpec().to_record().items() if k != "spec_version"}
     known = {k: v for k, v in record.config.items() if k in defaults}
     fixed: dict[str, Any] = {
         "name": record.name,
@@ -148,7 +148,7 @@ def unavailable_stream(record: Unavailable) -> StreamOut:
 
 
 def history(live: LiveStream, points: list[Point]) -> HistoryOut:
-    dims = live.bank_config.latent_dims
+    dims = live.spec.latent_dims
     data = [
         HistoryPointOut(
             step=p.step,

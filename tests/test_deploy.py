@@ -29,6 +29,7 @@ import yaml
 
 from clients._local_server import local_server
 from service.settings import Settings
+from tests import children
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = Settings.model_fields["port"].default
@@ -127,7 +128,7 @@ CLI = "import sys; from clients.cli import main; sys.argv[0] = 'dimwatch'; sys.e
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return children.run(
         [sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=120, cwd=ROOT
     )
 
@@ -143,7 +144,7 @@ def run_healthcheck(port: int) -> int:
     """The image's HEALTHCHECK command run by this interpreter with DIMWATCH_PORT=port."""
     command = [sys.executable, *image_healthcheck()[1:]]
     env = {**os.environ, "DIMWATCH_PORT": str(port)}
-    return subprocess.run(command, env=env, capture_output=True, timeout=30).returncode
+    return children.run(command, env=env, capture_output=True, timeout=30).returncode
 
 
 def _ready(port: int) -> bool:
@@ -171,7 +172,7 @@ def image_server(tmp_path: Path, tokens: str) -> Iterator[int]:
     env["PATH"] = os.environ["PATH"]  # this interpreter, not the image's /opt/venv
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
-        server = subprocess.Popen(
+        server = children.popen(
             [sys.executable, "-c", CLI, *command[1:]], env=env, cwd=tmp_path, stdout=log, stderr=log
         )
         try:
@@ -266,7 +267,7 @@ def test_env_example_names_only_known_variables() -> None:
 
 
 def test_env_file_is_git_ignored() -> None:
-    result = subprocess.run(
+    result = children.run(
         ["git", "check-ignore", "--quiet", "deploy/dimwatch.env"], cwd=ROOT, check=False
     )
     assert result.returncode == 0, "deploy/.gitignore must list dimwatch.env"
@@ -359,7 +360,7 @@ def test_demo_command_replays_with_env_example_tokens(tmp_path: Path) -> None:
         command = service("demo")["command"]
         url = f"http://dimwatch:{DEFAULT_PORT}"
         command = [arg.replace(url, f"http://127.0.0.1:{port}") for arg in command]
-        result = subprocess.run(
+        result = children.run(
             [sys.executable, "-c", CLI, *command[1:]],
             env={**os.environ, "DIMWATCH_TOKEN": env_file["DIMWATCH_TOKEN"]},
             capture_output=True,
@@ -461,7 +462,7 @@ class Wheel:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
     out = tmp_path_factory.mktemp("wheel")
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v"]
-    built = subprocess.run(
+    built = children.run(
         [*pip, "-w", str(out), str(ROOT)],
         check=True,
         capture_output=True,

@@ -35,7 +35,7 @@ export function renderStats(list, stream, provisional = false) {
     ["rows seen", stream.rows_seen.toLocaleString("en-US")],
     ["data dim D", stream.dim ?? "–"],
     ["candidates H", stream.latent_dims.join(", ")],
-    ["optimizer", stream.optimizer === "natural" ? "natural" : `${stream.optimizer} ${stream.learning_rate}`],
+    ["optimizer", stream.optimizer === "subspace" || stream.optimizer === "natural" ? stream.optimizer : `${stream.optimizer} ${stream.learning_rate}`],
     ["estimator", stream.estimator],
     ["BIC N", stream.bic_n],
     ["device", stream.device],

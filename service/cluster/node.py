@@ -118,9 +118,8 @@ class ClusterBackend:
     async def create(self, spec: StreamCreate) -> StreamOut:
         Registry.check_limits(spec, self.settings, await self._count())
         live = Registry.new_stream(spec, layout.LOG_ONLY, self.settings)
-        config = spec.model_dump(exclude={"name", "dim"})
         end = (await self.c.js.stream_info(layout.LOG)).state.last_seq
-        record = StreamRecord(spec.name, config, spec.dim, live.created_at, end)
+        record = StreamRecord(spec.name, live.record, spec.dim, live.created_at, end)
         key = layout.stream_key(self._partition(spec.name), layout.token(spec.name))
         try:
             await self.c.streams.create(key, record.encode())

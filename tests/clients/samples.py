@@ -13,10 +13,18 @@ STREAM: dict[str, Any] = {
     "seed": 0,
     "dim": 10,
     "device": "cpu",
+    "optimizer": "subspace",
+    "standardize": False,
+    "adaptive": True,
+    "boost_learning_rate": 0.05,
+    "switch_margin": 5.0,
     "step": 120,
     "rows_seen": 1200,
     "best_latent_dim": 4,
+    "converged": False,
     "created_at": "2026-11-25T15:00:00Z",
+    "available": True,
+    "unavailable_reason": None,
 }
 
 SELECTION: dict[str, Any] = {

@@ -8,7 +8,7 @@ from rich.console import Console, RenderableType
 
 from clients import _render
 from clients._demo import DemoOptions, summarize
-from clients.models import PushSummary, Selection, SelectionChangeEvent
+from clients.models import PushSummary, Selection, SelectionChangeEvent, Stream
 from tests.clients import samples
 
 
@@ -19,6 +19,7 @@ def _text(renderable: RenderableType) -> str:
 
 
 SELECTION = Selection.from_json(samples.SELECTION)
+STREAM = Stream.from_json(samples.STREAM)
 
 
 def test_step_line_lists_every_candidate_bic() -> None:
@@ -100,3 +101,30 @@ def test_an_unconverged_pick_is_shown_as_provisional() -> None:
     assert _render.step_line(unconverged).plain.startswith("step     121  best H=4?  BIC")
     assert SELECTION.converged is None  # a server that does not say
     assert "provisional" not in _text(_render.selection_table(SELECTION))
+
+
+def test_stream_line_names_the_optimizer_and_no_learning_rate_for_the_subspace_rule() -> None:
+    assert _render.stream_line(STREAM) == (
+        "stream 'sensors': D=10, candidates H=2,4,6, optimizer subspace, estimator analytic, "
+        "BIC N=10, seed 0, device cpu"
+    )
+
+
+def test_stream_line_gives_the_learning_rate_of_adam() -> None:
+    adam = dataclasses.replace(STREAM, optimizer="adam", estimator="mc")
+
+    assert ", optimizer adam at learning rate 0.002, estimator mc, " in _render.stream_line(adam)
+
+
+def test_streams_table_says_converged_or_provisional() -> None:
+    streams = [
+        dataclasses.replace(STREAM, name="final", converged=True),
+        dataclasses.replace(STREAM, name="early", converged=False),
+        dataclasses.replace(STREAM, name="empty", best_latent_dim=None, step=0, rows_seen=0),
+    ]
+
+    lines = _text(_render.streams_table(streams)).splitlines()
+
+    assert lines[2].split("┃")[6].strip() == "pick"
+    rows = [line.split("│")[6].strip() for line in lines if "│" in line]
+    assert rows == ["converged", "provisional", "-"]

@@ -97,6 +97,12 @@ def test_finish_parses_a_stream() -> None:
         rows_seen=1200,
         best_latent_dim=4,
         created_at=datetime(2026, 11, 25, 15, 0, tzinfo=UTC),
+        optimizer="subspace",
+        standardize=False,
+        adaptive=True,
+        boost_learning_rate=0.05,
+        switch_margin=5.0,
+        converged=False,
     )
 
 

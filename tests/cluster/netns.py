@@ -18,11 +18,13 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
+from tests import children
+
 SUBNET = "198.18"
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    result = children.run(["ip", *args], capture_output=True, text=True, timeout=30)
     if check and result.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
     return result
@@ -134,7 +136,7 @@ class Sandbox:
         """Start a process on the host (ip netns exec execs it: the pid is the process's)."""
         out: IO[bytes]
         with log.open("ab") as out:
-            process = subprocess.Popen(
+            process = children.popen(
                 ["ip", "netns", "exec", f"{self.prefix}-{name}", *command],
                 env=env,
                 stdout=out,

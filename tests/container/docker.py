@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from tests import children
+
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "dimwatch-base:bookworm"  # deploy/debian-base.sh; kept by the engine between runs
 IMAGE = "dimwatch:test"
@@ -28,7 +30,7 @@ START_SECONDS = 240.0  # a container imports torch and restores its streams on a
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
     """Run the docker CLI; its stdout (stripped). A failure shows the command's output."""
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    result = children.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)}: {result.stdout}{result.stderr}")
     return result.stdout.strip()
@@ -38,16 +40,16 @@ def engine_missing() -> str | None:
     """Why no Docker engine can be used here, or None when one answers."""
     if shutil.which("docker") is None:
         return "no docker CLI (apt-get install docker.io; .ci/run does)"
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+    if children.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
         return "no Docker engine answers (.ci/run starts dockerd --iptables=false --bridge=none)"
     return None
 
 
 def base_image() -> str:
     """The Debian base, made by deploy/debian-base.sh unless the engine has it from a last run."""
-    if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode:
+    if children.run(["docker", "image", "inspect", BASE], capture_output=True).returncode:
         script = ROOT / "deploy" / "debian-base.sh"
-        made = subprocess.run([str(script), BASE], timeout=900, capture_output=True, text=True)
+        made = children.run([str(script), BASE], timeout=900, capture_output=True, text=True)
         assert made.returncode == 0, made.stdout + made.stderr
     return BASE
 
@@ -57,7 +59,7 @@ def download_wheels(into: Path) -> None:
     fetched by this machine's pip as it is configured here."""
     build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     command = [sys.executable, "-m", "pip", "download", "-q", "-d", str(into)]
-    result = subprocess.run(
+    result = children.run(
         [*command, f"{ROOT}[server,cluster]", *build], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -98,7 +100,7 @@ def build(base: str, index: str, log: Path) -> float:
     before = docker("image", "ls", "--quiet", IMAGE)  # the image the tag names now, if any
     started = time.monotonic()
     with log.open("w") as out:
-        result = subprocess.run(
+        result = children.run(
             ["docker", "build", "--network=host", *flags, "-t", IMAGE, str(ROOT)],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from service.cluster import local
+from tests import children
 from tests.cluster.helpers import batches
 from tests.container import docker
 from tests.service.helpers import push, wait_until
@@ -66,7 +67,7 @@ def project(image: str, tmp_path: Path) -> Iterator[tuple[list[str], dict[str, s
 def _compose(
     command: list[str], env: dict[str, str], cwd: Path, log_dir: Path | None
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    result = children.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
     if log_dir is not None:
         (log_dir / "compose.log").write_text(result.stdout + result.stderr)
     return result

@@ -4,11 +4,12 @@ layer (cgroup v1 blkio throttling of the loop device, for the processes put in t
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests import children
 
 BLKIO = Path("/sys/fs/cgroup/blkio")
 
@@ -65,13 +66,13 @@ def small_disk(folder: Path, megabytes: int) -> Iterator[Disk]:
     mount.mkdir(parents=True)
     with image.open("wb") as out:
         out.truncate(megabytes << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    children.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    children.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
     try:
-        source = subprocess.run(
+        source = children.run(
             ["findmnt", "-n", "-o", "SOURCE", str(mount)], capture_output=True, text=True
         )
         yield Disk(mount, source.stdout.strip())
     finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mount)], check=False)  # busy: detach lazily
+        if children.run(["umount", str(mount)], capture_output=True).returncode:
+            children.run(["umount", "-l", str(mount)], check=False)  # busy: detach lazily

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.registry import Registry
 from service.settings import Settings
+from tests import children
 
 
 @dataclass
@@ -101,7 +102,7 @@ def server_process(
     }
     offset = log.stat().st_size if log.exists() else 0  # the log of this run starts here
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
+        proc = children.popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
     try:
         port: list[int] = []
 

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from service.settings import Settings
-from streaming.adaptive import AdaptiveBank
-from streaming.config import BankConfig
+from streaming.learner import Learner
+from streaming.spec import StreamSpec
 from tests.service.helpers import Server, batch, push, serve, server_process, wait_until
 
 DIM = 8
@@ -41,13 +41,13 @@ def _batches(n: int) -> list[np.ndarray]:
     return [batch(rows=5, dim=DIM, seed=i) for i in range(n)]
 
 
-def _reference(batches: list[np.ndarray]) -> AdaptiveBank:
+def _reference(batches: list[np.ndarray]) -> Learner:
     """The same stream trained in this process without interruption (the service's default
     adaptive learning rate, whose controller state must survive restarts too)."""
     torch.set_num_threads(1)
-    bank = AdaptiveBank(
+    bank = Learner(
         DIM,
-        BankConfig(
+        StreamSpec(
             latent_dims=(2, 4, 6),
             learning_rate=0.01,
             estimator="mc",
@@ -61,7 +61,7 @@ def _reference(batches: list[np.ndarray]) -> AdaptiveBank:
     return bank
 
 
-def _assert_same_models(client: httpx.Client, name: str, bank: AdaptiveBank) -> None:
+def _assert_same_models(client: httpx.Client, name: str, bank: Learner) -> None:
     for h in (2, 4, 6):
         served = client.get(f"/v1/streams/{name}/models/{h}").json()
         expected = bank.params(h)
