@@ -135,10 +135,13 @@ def container(volume: str, port: int, log: Path) -> Iterator[Container]:
     DIMWATCH_PORT set to 127.0.0.1 and `port`, /data on the named volume; yielded once the
     engine reports it healthy and /readyz answers 200. Removed (its log kept) on the way out.
     The check runs every second instead of every 30 s: its command is the image's."""
+    # This machine's OpenBLAS settings (OPENBLAS_CORETYPE, ...) go in too: the same kernels as
+    # the reference run in the test process, whose floats the container's must equal to the bit.
+    blas = [f"--env={k}={v}" for k, v in os.environ.items() if k.startswith("OPENBLAS_")]
     began = time.monotonic()
     cid = docker(
         "run", "--detach", "--network=host", "--health-interval=1s",
-        "--env=DIMWATCH_HOST=127.0.0.1", f"--env=DIMWATCH_PORT={port}",
+        "--env=DIMWATCH_HOST=127.0.0.1", f"--env=DIMWATCH_PORT={port}", *blas,
         f"--volume={volume}:/data", IMAGE,
     )  # fmt: skip
     try:
