@@ -99,12 +99,16 @@ def _optimizer(stream: Stream) -> str:
 
 def selection_table(selection: Selection, title: str = "") -> Table:
     """Every candidate's scores; the best H (lowest entropy BIC) highlighted."""
-    title = (
-        title or f"step {selection.step}, {selection.rows_seen} rows, best H = {_best(selection)}"
+    rank = selection.effective_rank
+    title = title or (
+        f"step {selection.step}, {selection.rows_seen} rows, best H = {_best(selection)}"
+        + ("" if rank is None else f", effective rank {rank:.1f}")
     )
     table = Table(title=title)
     table.title_justify = "left"
     for name in ("H", "entropy ELBO", "entropy BIC", "batch BIC", "sigma^2", "active latents"):
+        table.add_column(name, justify="right")
+    for name in ("eff. rank", "top-H share"):
         table.add_column(name, justify="right")
     table.add_column("")
     for m in selection.models:
@@ -116,10 +120,15 @@ def selection_table(selection: Selection, title: str = "") -> Table:
             _num(m.batch_bic, 1),
             _num(m.sigma2, 4),
             f"{m.active_latents}/{m.latent_dim}",
+            _num(m.effective_rank, 1),
+            "-" if m.variance_share is None else f"{100 * m.variance_share:.1f}%",
             "<- best" if best else "",
             style="bold green" if best else None,
         )
-    table.caption = "lower BIC is better; the best H has the lowest entropy BIC"
+    table.caption = (
+        "lower BIC is better; the best H has the lowest entropy BIC. eff. rank: exp of the "
+        "entropy of the eigenvalues of each model's covariance; top-H share: of its variance"
+    )
     return table
 
 

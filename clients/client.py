@@ -25,7 +25,7 @@ import httpx
 from clients import _fit, errors
 from clients import _requests as api
 from clients._progress import Upload
-from clients._requests import DEFAULT_URL, Call, RetryPolicy
+from clients._requests import DEFAULT_URL, Call, RetryPolicy, WireDtype
 from clients.models import (
     Collapse,
     Event,
@@ -134,9 +134,12 @@ class DimwatchClient:
     def delete_stream(self, name: str) -> None:
         self._send(api.delete_stream(name))
 
-    def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
-        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
-        return self._send(api.push(stream, array, seq))
+    def push(
+        self, stream: str, array: Any, seq: int | None = None, dtype: WireDtype | None = None
+    ) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice.
+        `dtype` "float16"/"bfloat16" sends 2 bytes a number (None: float16 arrays as float16)."""
+        return self._send(api.push(stream, array, seq, dtype))
 
     def stream_array(
         self,
@@ -317,9 +320,12 @@ class AsyncDimwatchClient:
     async def delete_stream(self, name: str) -> None:
         await self._send(api.delete_stream(name))
 
-    async def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
-        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
-        return await self._send(api.push(stream, array, seq))
+    async def push(
+        self, stream: str, array: Any, seq: int | None = None, dtype: WireDtype | None = None
+    ) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice.
+        `dtype` "float16"/"bfloat16" sends 2 bytes a number (None: float16 arrays as float16)."""
+        return await self._send(api.push(stream, array, seq, dtype))
 
     async def stream_array(
         self,

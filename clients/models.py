@@ -12,6 +12,8 @@ from typing import Any, Literal, Self, TypedDict
 
 import numpy as np
 
+from clients.params import ModelParams as ModelParams  # re-exported: its home is clients.params
+
 
 class StreamSettings(TypedDict, total=False):
     """Settings of a new stream; any key left out takes the server's default."""
@@ -30,6 +32,17 @@ class StreamSettings(TypedDict, total=False):
     adaptive: bool  # detect changes and restart training on one (default True)
     boost_learning_rate: float  # adam/sgd: learning rate right after a detected change (0.05)
     switch_margin: float  # the pick moves only to an H better by more BIC than this (5.0)
+
+
+def powers_of_two(limit: int, dim: int | None = None, start: int = 2) -> list[int]:
+    """A grid of candidate latent sizes: start, 2 start, 4 start, ... up to `limit`, below `dim`
+    when given (every H must be < D): `powers_of_two(256, dim=768)` is 2, 4, ..., 256."""
+    if start < 1 or limit < start:
+        raise ValueError(f"expected 1 <= start <= limit, got start {start}, limit {limit}")
+    grid = [start]
+    while grid[-1] * 2 <= limit:
+        grid.append(grid[-1] * 2)
+    return [h for h in grid if dim is None or h < dim]
 
 
 def _opt_int(value: Any) -> int | None:
@@ -103,6 +116,8 @@ class ModelScoreView:
     sigma2: float  # decoder variance
     active_latents: int  # H minus collapsed latents
     converged: bool | None = None  # F_ent has settled; None from a server that does not say
+    effective_rank: float | None = None  # of the fitted covariance W W^T + sigma2 I (1..D)
+    variance_share: float | None = None  # share of that covariance's trace in the top H
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -115,6 +130,8 @@ class ModelScoreView:
             sigma2=float(obj["sigma2"]),
             active_latents=int(obj["active_latents"]),
             converged=None if obj.get("converged") is None else bool(obj["converged"]),
+            effective_rank=_opt_float(obj.get("effective_rank")),
+            variance_share=_opt_float(obj.get("variance_share")),
         )
 
 
@@ -143,6 +160,7 @@ class Selection:
     margin: float | None = None  # runner-up BIC minus the pick's
     path: tuple[PathPiece, ...] = ()  # the pick for each range of N = bic_n
     training: dict[str, Any] | None = None  # alarmed, step_size, alarms, restarts, ...
+    effective_rank: float | None = None  # the pick's effective rank (None: not yet, or not said)
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -155,6 +173,7 @@ class Selection:
             margin=_opt_float(obj.get("margin")),
             path=tuple(PathPiece.from_json(p) for p in obj.get("path") or ()),
             training=None if obj.get("training") is None else dict(obj["training"]),
+            effective_rank=_opt_float(obj.get("effective_rank")),
         )
 
 
@@ -298,41 +317,6 @@ class History:
             data=tuple(HistoryPoint.from_json(p) for p in obj["data"]),
             count=int(obj["count"]),
             capacity=int(obj["capacity"]),
-        )
-
-
-def _matrix(value: Any, rows: int, cols: int) -> np.ndarray:
-    # An empty JSON list has no columns to infer, so the shape is fixed from the known sizes.
-    return np.asarray(value, dtype=np.float64).reshape(rows, cols)
-
-
-@dataclass(frozen=True, eq=False)
-class ModelParams:
-    """Parameters of one linear VAE (docs/math.md notation) as numpy arrays."""
-
-    step: int
-    latent_dim: int  # H
-    dim: int  # D
-    W: np.ndarray  # (D, H) decoder weights
-    mu: np.ndarray  # (D,) decoder bias
-    sigma2: float  # decoder variance
-    V: np.ndarray  # (H, D) encoder weights
-    b: np.ndarray  # (H,) encoder bias
-    tau2: np.ndarray  # (H,) encoder variances
-
-    @classmethod
-    def from_json(cls, obj: Any) -> Self:
-        h, d = int(obj["latent_dim"]), int(obj["dim"])
-        return cls(
-            step=int(obj["step"]),
-            latent_dim=h,
-            dim=d,
-            W=_matrix(obj["W"], d, h),
-            mu=_matrix(obj["mu"], 1, d)[0],
-            sigma2=float(obj["sigma2"]),
-            V=_matrix(obj["V"], h, d),
-            b=_matrix(obj["b"], 1, h)[0],
-            tau2=_matrix(obj["tau2"], 1, h)[0],
         )
 
 

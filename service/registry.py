@@ -87,6 +87,8 @@ class Registry:
         self.metrics = metrics
         self.ready = False
         self._streams: dict[str, Entry] = {}
+        # /metrics' per-stream gauges: every serving stream's last report, read at each scrape
+        metrics.watch(lambda: [(e.live.name, e.live.report) for e in list(self._streams.values())])
         self._unavailable: dict[str, Unavailable] = {}
         self._store: Store | None = None
         self._pool = ThreadPoolExecutor(

@@ -48,8 +48,11 @@ _SELECTION_EXAMPLE = {
             "sigma2": 0.81,
             "active_latents": 4,
             "converged": False,
+            "effective_rank": 6.9,
+            "variance_share": 0.62,
         }
     ],
+    "effective_rank": 6.9,
 }
 
 
@@ -231,6 +234,10 @@ class ModelSelectionOut(BaseModel):
     converged: bool = Field(
         description="F_ent has settled (docs/math.md, 'Convergence'); never for adam/sgd"
     )
+    effective_rank: float = Field(
+        description="exp of the entropy of the normalised eigenvalues of W W^T + sigma2 I"
+    )
+    variance_share: float = Field(description="share of that covariance's trace in the top H")
 
 
 class PathPieceOut(BaseModel):
@@ -268,6 +275,9 @@ class SelectionOut(BaseModel):
     )
     training: TrainingOut | None = Field(description="null before the first batch")
     models: list[ModelSelectionOut]
+    effective_rank: float | None = Field(
+        default=None, description="the pick's effective_rank (null before the first batch)"
+    )
 
 
 class BatchOut(BaseModel):

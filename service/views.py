@@ -24,7 +24,7 @@ from service.schemas import (
     StreamOut,
     TrainingOut,
 )
-from streaming.report import ModelParams, StepReport
+from streaming.report import ModelParams, StepReport, effective_rank, variance_share
 from streaming.spec import StreamSpec
 
 
@@ -59,9 +59,16 @@ def selection(report: StepReport | None) -> SelectionOut:
                 sigma2=m.sigma2,
                 active_latents=m.active_latents,
                 converged=m.converged,
+                effective_rank=effective_rank(m.sigma2, m.tau2, report.dim),
+                variance_share=variance_share(m.sigma2, m.tau2, report.dim),
             )
             for m in report.models
         ],
+        effective_rank=next(
+            effective_rank(m.sigma2, m.tau2, report.dim)
+            for m in report.models
+            if m.latent_dim == report.best_latent_dim
+        ),
     )
 
 

@@ -46,6 +46,10 @@ class Arrays:
             return np.asarray(x, dtype=dtype)
         return torch.as_tensor(x, dtype=getattr(torch, dtype), device=self.device)
 
+    def single(self, a: Array) -> Array:
+        """a in float32 (what is kept only to find directions, at half the memory)."""
+        return a.astype(np.float32) if self.numpy else a.float()
+
     def zeros(self, *shape: int) -> Array:
         if self.numpy:
             return np.zeros(shape)

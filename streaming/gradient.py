@@ -120,11 +120,11 @@ class GradientRule:
 
     # ----------------------------------------------------------------------------- schedule
 
-    def adjust(self, alarmed: bool, started: bool) -> bool:
+    def adjust(self, alarm_length: int) -> bool:
         restarted = False
-        if alarmed:
+        if alarm_length:
             self._since_reset += 1
-            if started or self._since_reset >= RESET_EVERY:
+            if alarm_length == 1 or self._since_reset >= RESET_EVERY:
                 self.optimizer.state.clear()
                 self._since_reset = 0
                 self._rows = 0.0

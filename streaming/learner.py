@@ -71,7 +71,8 @@ class Learner:
         self.rule = make_rule(dim, self.spec, self.device)
         self.arrays = self.rule.arrays
         self.scaler = Scaler.empty(self.arrays, dim) if self.spec.standardize else None
-        self.detector = ChangeDetector(m, dim) if self.spec.adaptive else None
+        learn_level = not self.spec.gradient
+        self.detector = ChangeDetector(m, dim, learn_level) if self.spec.adaptive else None
         self.convergence = Convergence(m)
         self.counters = _Counters()
         self._scores = self._score(None)  # of the current models
@@ -135,14 +136,14 @@ class Learner:
         batch, self._f_ent = s.host[:, 1].tolist(), s.f_ent.tolist()
         gaps = [b - f for b, f in zip(batch, f_prev, strict=True)]
         alarmed = False
+        row_var = None if stepped.row_var is None else s.host[:, 2].tolist()
         if self.detector is not None:
             armed = expected is not None
             gap = gaps if expected is None else [g - e for g, e in zip(gaps, expected, strict=True)]
-            alarmed, started = self.detector.observe(gap, rows, armed)
-            if rule.adjust(alarmed, started):
+            alarmed, _ = self.detector.observe(gap, row_var, rows, armed)
+            if rule.adjust(self.detector.alarm_length):
                 c.restarts += 1
                 self.convergence.restart()
-        row_var = None if stepped.row_var is None else s.host[:, 2].tolist()
         self.convergence.update(
             gaps, row_var, rows, rows_before, rule.rows, self._f_ent, rule.trusted, not alarmed
         )

@@ -17,6 +17,7 @@ import torch
 
 from streaming import subspace
 from streaming.arrays import Arrays
+from streaming.control import LEARN_BATCHES, ChangeDetector
 from streaming.convergence import Convergence
 from streaming.spec import StreamSpec
 
@@ -82,24 +83,19 @@ def migrate(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _detector(adaptive: dict[str, Any], m: int, dim: int, gradient: bool) -> dict[str, Any]:
-    """The old detector's state where its gap meant the same (Adam/SGD), else a fresh one that
-    keeps the count of alarms."""
+    """The old detector's state where its gap meant the same (Adam/SGD: its fast average and
+    noise, listening), else a fresh one that keeps the count of alarms."""
     counters = adaptive["counters"]
     alarms = int(counters[1])
+    fresh = ChangeDetector(m, dim, learn_level=not gradient).state()
+    if not gradient:
+        return {**fresh, "alarms": alarms}
     arrays = adaptive["arrays"]
-    if gradient:
-        row_var = arrays["_row_var"].numpy()
-        alarm_var = arrays["_alarm_var"].numpy() if "_alarm_var" in arrays else row_var
-        length = int(counters[5]) if len(counters) > 5 else int(int(counters[0]) == 0)
-        return {
-            "gap": arrays["_gap"].tolist(),
-            "row_var": row_var.tolist(),
-            "alarm_var": alarm_var.tolist(),
-            "alarm_length": length,
-            "alarms": alarms,
-        }
-    fresh = np.full(m, dim / 2.0).tolist()
-    return {"gap": [0.0] * m, "row_var": fresh, "alarm_var": fresh, "alarm_length": 0,
+    row_var = arrays["_row_var"].tolist()
+    alarm_var = arrays["_alarm_var"].tolist() if "_alarm_var" in arrays else row_var
+    length = int(counters[5]) if len(counters) > 5 else int(int(counters[0]) == 0)
+    return {**fresh, "fast": arrays["_gap"].tolist(), "row_var": row_var,
+            "alarm_var": alarm_var, "listened": LEARN_BATCHES + 1, "alarm_length": length,
             "alarms": alarms}  # fmt: skip
 
 

@@ -23,6 +23,8 @@ from streaming.arrays import Array, Arrays
 from streaming.errors import InvalidBatchError
 from streaming.spec import StreamSpec
 
+CONFIRM_BATCHES = 3  # alarmed batches before the subspace rule forgets what it learnt
+
 
 @dataclass(slots=True)
 class Stepped:
@@ -54,9 +56,9 @@ class UpdateRule(Protocol):
         """Candidate i (H = h): decoder W (D, H), mu (D,), encoder V (H, D), b (H,)."""
         ...
 
-    def adjust(self, alarmed: bool, started: bool) -> bool:
-        """The change detector's verdict after a step: a change is seen now (alarmed), and
-        it was first seen now (started). True when the rule restarted its training."""
+    def adjust(self, alarm_length: int) -> bool:
+        """The change detector's verdict after a step: the batches the current alarm has
+        lasted (0: no change seen). True when the rule restarted its training."""
         ...
 
     @property
@@ -90,7 +92,7 @@ def resident_bytes(spec: StreamSpec, dim: int) -> int:
     if spec.gradient:  # parameters, gradients and, for Adam, two moments (float32)
         p = m * (2 * dim * hmax + dim + 2 * hmax + 1)
         return 4 * p * (4 if spec.optimizer == "adam" else 2)
-    return 8 * subspace.resident_floats(dim, subspace.directions(dim, spec.latent_dims))
+    return subspace.resident_bytes(dim, subspace.directions(dim, spec.latent_dims))
 
 
 def step_bytes(spec: StreamSpec, dim: int, rows: int) -> int:
@@ -105,7 +107,7 @@ def step_bytes(spec: StreamSpec, dim: int, rows: int) -> int:
             need += 7 * spec.mc_samples * m * rows * hmax  # eps, d and autograd buffers
         return 4 * max(need, 6 * p) + body
     k = subspace.directions(dim, spec.latent_dims)
-    state = subspace.resident_floats(dim, k)
+    state = subspace.resident_bytes(dim, k) // 8
     # rows in float64, x U and the centred copies, the new state, the widening's Gram, basis
     # and small eigenproblem, the rows' log-likelihoods
     need = 3 * (rows + 1) * (dim + k) + state + (rows + 1) ** 2 + 2 * dim * k + 4 * k * k
@@ -189,10 +191,14 @@ class SubspaceRule:
     def model(self, i: int, h: int) -> tuple[Array, ...]:
         return subspace.decoder(self.arrays, self.state, self._fit, i, h)
 
-    def adjust(self, alarmed: bool, started: bool) -> bool:
-        if started:
+    def adjust(self, alarm_length: int) -> bool:
+        """Restart the fit once an alarm has lasted CONFIRM_BATCHES batches: a change keeps the
+        gap away from its level, a burst of outlying rows of a heavy-tailed stream does not
+        (an alarm of one batch, then quiet: raw and standardized real data)."""
+        if alarm_length == CONFIRM_BATCHES:
             self.state = subspace.restarted(self.state)
-        return started
+            return True
+        return False
 
     @property
     def rows(self) -> float:
@@ -231,7 +237,7 @@ class SubspaceRule:
         s = subspace.Subspace(
             ar.asarray(state["U"])[None],
             ar.asarray(state["M"])[None],
-            None if G is None else ar.asarray(G)[None],
+            None if G is None else ar.asarray(G, "float32")[None],
             ar.asarray(state["c"])[None],
             ar.asarray(state["T"]).reshape(1),
             np.array([float(state["n"])]),
@@ -244,7 +250,7 @@ class SubspaceRule:
         self._last_rows = int(state["last_rows"])
 
     def resident_bytes(self) -> int:
-        return 8 * subspace.resident_floats(*self.state.U.shape[1:])
+        return subspace.resident_bytes(*self.state.U.shape[1:])
 
 
 def _stacked_fit(ar: Arrays, fits: list[subspace.Fit]) -> subspace.Fit:

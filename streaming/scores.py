@@ -57,7 +57,7 @@ def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Sc
     set of float64 numpy operations for every H (and every stream)."""
     sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., TAU2:]
     s_reg, s_rec = entropy.s_reg(tau2, mask), entropy.s_rec(sigma2, dim)
-    f_ent = s_reg + s_rec  # Eq. 20: entropy.entropy_elbo, its two terms kept for the report
+    f_ent = entropy.entropy_elbo(tau2, sigma2, mask, dim)  # Eq. 20
     both = entropy.bic(np.array((f_ent, batch)), np.asarray(spec.latent_dims), dim, spec.bic_n)
     return Scores(host, f_ent, both[0], both[1], entropy.encoder_entropies(tau2), s_reg, s_rec)
 

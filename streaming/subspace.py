@@ -9,7 +9,7 @@ them for the rows seen so far in O(D K) numbers, K = Hmax + OVERSAMPLE:
 
     U (D, K)   an orthonormal basis                    c (D,)  the running mean
     M (K, K)   U^T C U  (C around c, weights 1/n)      T       tr C (exact)
-    G (D, K)   C U, kept to widen the basis            n       rows since the (re)start
+    G (D, K)   C U, to widen the basis (float32)      n       rows since the (re)start
 
 A batch folds in exactly as the running covariance would (Chan et al.'s merge: the batch's
 centred rows plus one row for the shift of the mean), costing two (B, D) x (D, K) products.
@@ -45,6 +45,7 @@ FULL_MARGIN = 8  # D <= K + FULL_MARGIN: keep the whole covariance
 REBASE_EVERY = 8.0  # rebase when rows since the last rebase reach n / REBASE_EVERY
 WARM_ROWS_PER_DIRECTION = 4  # batches widen the basis with their own directions until n >= 4 K
 RANK_TOL = 1e-24  # a widening direction needs a squared norm above this share of the total
+SINGLE_TOL = 1e-12  # ... and, from G (float32), above this share of |G|^2
 MIN_VARIANCE = 1e-12  # sigma^2 >= MIN_VARIANCE tr(C) / D: data in an exact subspace
 LOG_2PI = math.log(2 * math.pi)
 
@@ -64,7 +65,7 @@ class Subspace:
 
     U: Array  # (S, D, K) orthonormal; the identity when the whole covariance is kept
     M: Array  # (S, K, K) U^T C U
-    G: Array | None  # (S, D, K) C U; None when the whole covariance is kept
+    G: Array | None  # (S, D, K) C U in float32 (it only finds directions); None: whole covariance
     c: Array  # (S, D) running mean
     T: Array  # (S,) trace of C
     n: np.ndarray  # (S,) rows since the (re)start (host numbers)
@@ -90,7 +91,7 @@ def new(ar: Arrays, dim: int, k: int, seed: int) -> Subspace:
     else:
         draw = np.random.default_rng(seed).standard_normal((dim, k))
         U = ar.asarray(np.linalg.qr(draw)[0])
-    G = None if k == dim else ar.zeros(1, dim, k)
+    G = None if k == dim else ar.single(ar.zeros(1, dim, k))
     zero = np.zeros(1)
     return Subspace(U[None], ar.zeros(1, k, k), G, ar.zeros(1, dim), ar.zeros(1), zero, zero,
                     ar.zeros(1, k), ar.eye(k)[None])  # fmt: skip
@@ -141,7 +142,7 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     assert s.G is not None
     zcu = ar.cat([xu - ar.mean_rows(xu), zc[:, -1:] @ s.U], 1)  # (1, B + 1, K) in the basis
     M = s.M * a + (zcu.mT @ zcu) * b  # (1, K, K)
-    G = s.G * a + (zc.mT @ zcu) * b  # (1, D, K)
+    G = ar.single(s.G * a + (zc.mT @ zcu) * b)  # (1, D, K)
     out = Subspace(s.U, M, G, c, T, n1, s.since + rows, s.evals, s.R)
     if out.since[0] >= out.n[0] / REBASE_EVERY:
         return _rebased(ar, out)
@@ -186,21 +187,29 @@ def _rebased(ar: Arrays, s: Subspace) -> Subspace:
     assert s.G is not None
     U, M = s.U[0], s.M[0]
     d, k = U.shape
-    gp = s.G[0] - U @ M  # (D, K): C U outside span U (exact)
-    q, cross = _orth_rows(ar, gp.T, k, d - k)  # cross = Q^T C U (q, K)
+    G = s.G[0] + U * 0.0  # in float64
+    gp = G - U @ (U.T @ G)  # (D, K): C U outside span U, projected out twice (to rounding)
+    gp = gp - U @ (U.T @ gp)
+    # G is kept in float32: a direction whose norm is within its rounding is not one
+    floor = SINGLE_TOL * float(ar.sum_last(ar.sum_last(G * G)))
+    q, cross = _orth_rows(ar, gp.T, k, d - k, floor)  # cross = Q^T C U (q, K)
     nq = q.shape[1]
     big = ar.cat([ar.cat([M, cross.T], 1), ar.cat([cross, ar.eye(nq) * _tail(ar, s)], 1)])
     return _rotated(ar, replace(s, since=s.since * 0.0), ar.cat([U, q], 1), big)
 
 
-def _orth_rows(ar: Arrays, rows: Array, k: int, room: int) -> tuple[Array, Array]:
+def _orth_rows(
+    ar: Arrays, rows: Array, k: int, room: int, floor: float = 0.0
+) -> tuple[Array, Array]:
     """An orthonormal basis Q (D, q) of the span of `rows` (m, D), at most min(k, room) of its
     strongest directions, and Q^T rows^T (q, m). Through the Gram matrix (m, m): directions of
-    negligible norm (rank deficiency, rounding) are dropped."""
+    negligible squared norm (below RANK_TOL of the rows' own, or `floor`: rank deficiency,
+    rounding) are dropped."""
     xp = ar.xp
     w, v = xp.linalg.eigh(rows @ rows.T)  # ascending
     w, v = ar.flip(w), ar.flip(v)
-    keep = min(int((w > RANK_TOL * max(float(w.sum()), 1e-300)).sum()), k, room)
+    tol = max(RANK_TOL * float(w.sum()), floor, 1e-300)
+    keep = min(int((w > tol).sum()), k, room)
     w, v = w[:keep], v[:, :keep]
     root = xp.sqrt(w)
     return rows.T @ (v / root), root[:, None] * v.T  # Q^T rows^T = W^{1/2} V^T
@@ -214,7 +223,8 @@ def _rotated(ar: Arrays, s: Subspace, basis: Array, big: Array) -> Subspace:
     w, v = ar.flip(w)[:k], ar.flip(v)[:, :k]
     U = basis @ v  # (D, K)
     eye = ar.eye(k)[None]
-    return replace(s, U=U[None], M=ar.xp.diag(w)[None], G=(U * w)[None], evals=w[None], R=eye)
+    G = ar.single(U * w)[None]
+    return replace(s, U=U[None], M=ar.xp.diag(w)[None], G=G, evals=w[None], R=eye)
 
 
 def _eig(ar: Arrays, s: Subspace) -> Subspace:
@@ -285,6 +295,7 @@ def decoder(ar: Arrays, s: Subspace, f: Fit, i: int, h: int) -> tuple[Array, ...
     return W, s.c[0], V, -(V @ s.c[0])
 
 
-def resident_floats(dim: int, k: int) -> int:
-    """Numbers held: U, G (D K each, G only when k < D), M and R (K^2 each), c, evals, T."""
-    return dim * k * (1 if k == dim else 2) + 2 * k * k + dim + k + 1
+def resident_bytes(dim: int, k: int) -> int:
+    """Bytes held: U (D K), M and R (K^2 each), c, evals and T in float64, and G (D K, only
+    when k < D) in float32."""
+    return 8 * (dim * k + 2 * k * k + dim + k + 1) + (0 if k == dim else 4 * dim * k)

@@ -492,7 +492,12 @@ def test_wheel_requires_only_the_client_without_extras(wheel: Wheel) -> None:
     server = sorted(re.split(r"[<>=~ ;]", r)[0] for r in requires if 'extra == "server"' in r)
     assert plain == ["httpx", "numpy", "rich"]
     assert {"torch", "fastapi", "uvicorn"} <= set(server)
-    assert 'dimwatch[cluster,server]; extra == "test"' in requires
+    assert 'dimwatch[cluster,export,server]; extra == "test"' in requires
+    # the exports are optional extras of the client, never needed by the server
+    assert 'scikit-learn>=1.4; extra == "sklearn"' in requires
+    assert 'onnx>=1.14; extra == "onnx"' in requires
+    assert 'dimwatch[onnx,sklearn]; extra == "export"' in requires
+    assert not {"scikit-learn", "onnx"} & set(server)
 
 
 def test_wheel_includes_dashboard_files(wheel: Wheel) -> None:

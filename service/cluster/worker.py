@@ -32,6 +32,7 @@ from service.cluster.partition import Fenced, Partition
 from service.metrics import Metrics
 from service.registry import _init_worker, _warm_up
 from service.settings import Settings
+from streaming.report import StepReport
 
 log = logging.getLogger("dimwatch")
 LEASE_MARGIN = 0.8
@@ -55,8 +56,15 @@ class Worker:
         self.pool = ThreadPoolExecutor(settings.workers, "dimwatch-worker", _init_worker)
         self.metrics = Metrics()
         self.held: dict[int, Held] = {}
+        self.metrics.watch(self._reports)
         self._epochs = 0
         self._c: Cluster | None = None
+
+    def _reports(self) -> list[tuple[str, StepReport | None]]:
+        """The last report of every stream of the partitions held, for /metrics (a scrape runs
+        in prometheus_client's thread: the dicts are copied before they are walked)."""
+        owned = [o for h in list(self.held.values()) for o in list(h.partition.streams.values())]
+        return [(o.live.name, o.live.report) for o in owned]
 
     @property
     def c(self) -> Cluster:

@@ -40,6 +40,8 @@ SELECTION: dict[str, Any] = {
             "batch_bic": 337.0,
             "sigma2": 0.81,
             "active_latents": 2,
+            "effective_rank": 7.25,
+            "variance_share": 0.625,
         },
         {
             "latent_dim": 4,
@@ -51,6 +53,7 @@ SELECTION: dict[str, Any] = {
             "active_latents": 4,
         },
     ],
+    "effective_rank": 6.5,
 }
 
 PUSH: dict[str, Any] = {"step": 121, "rows": 10, "duplicate": False, "selection": SELECTION}

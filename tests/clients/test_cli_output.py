@@ -38,9 +38,18 @@ def test_selection_table_has_a_row_per_candidate_and_marks_the_best() -> None:
     rows = [line for line in _text(_render.selection_table(SELECTION)).splitlines() if "│" in line]
 
     assert rows == [
-        "│ 2 │      -14.100 │       329.4 │     337.0 │  0.8100 │            2/2 │         │",
-        "│ 4 │      -12.000 │       300.5 │         - │  0.5000 │            4/4 │ <- best │",
+        "│ 2 │      -14.100 │       329.4 │     337.0 │  0.8100 │            2/2 │       7.2 │"
+        "       62.5% │         │",
+        # a server that does not say (an older one): "-"
+        "│ 4 │      -12.000 │       300.5 │         - │  0.5000 │            4/4 │         - │"
+        "           - │ <- best │",
     ]
+
+
+def test_selection_table_title_names_the_picks_effective_rank() -> None:
+    title = _text(_render.selection_table(SELECTION)).splitlines()[0]
+
+    assert title.strip() == "step 121, 1210 rows, best H = 4, effective rank 6.5"
 
 
 def test_push_summary_reports_duplicates() -> None:
@@ -128,3 +137,11 @@ def test_streams_table_says_converged_or_provisional() -> None:
     assert lines[2].split("┃")[6].strip() == "pick"
     rows = [line.split("│")[6].strip() for line in lines if "│" in line]
     assert rows == ["converged", "provisional", "-"]
+
+
+def test_powers_of_two_is_a_grid_below_the_limit_and_d() -> None:
+    from clients.models import powers_of_two
+
+    assert powers_of_two(256) == [2, 4, 8, 16, 32, 64, 128, 256]
+    assert powers_of_two(256, dim=100, start=8) == [8, 16, 32, 64]
+    assert powers_of_two(100, start=3) == [3, 6, 12, 24, 48, 96]
