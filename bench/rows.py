@@ -131,8 +131,9 @@ def run_case(
     spec = StreamSpec(latent_dims=dims, bic_n=bic_n, device="cpu", seed=seed,
                       standardize=standardize)  # fmt: skip
     methods: dict[str, Any] = {"exact": Exact(dim)}
-    if batch >= max(dims) + 8 and not standardize:
-        methods["ipca"] = Incremental(dim, max(dims) + 8)
+    k = min(max(dims) + 8, dim)
+    if batch >= k and not standardize:
+        methods["ipca"] = Incremental(dim, k)
     learner = Learner(dim, spec)
     penalty = (np.array(dims) * dim + 1) * math.log(bic_n)
     star_pick = int(np.argmin(penalty - 2 * bic_n * ll_star))

@@ -18,9 +18,9 @@ Both averages run over the batches since n last doubled and the window before it
 about n / 4 on): what the first, wildly overfit fits measured drops out after two doublings.
 
 A candidate is `converged` when the optimism plus Z standard errors of the noise are within
-TOLERANCE of |F_ent| (at least 1 nat), after at least MIN_BATCHES batches since the start or
-the last restart, and while no change is being detected; it stays converged while that bound is
-within twice the tolerance. Z and TOLERANCE were set on synthetic p-PCA streams (bench/rows.py)
+TOLERANCE of |F_ent| (at least 1 nat), after at least MIN_BATCHES measured batches since the
+start or the last restart, and while no change is being detected; it stays converged while
+that bound is within twice the tolerance. Z and TOLERANCE were set on synthetic p-PCA streams (bench/rows.py)
 so that the flag comes within 2x of the rows at which every candidate is in fact within 1%, and
 checked on other streams and on real data never to be set while a candidate is 5% off
 (bench/RESULTS.md). Only rules whose F_ent reaches the optimum (trusted: the subspace rule) ever
@@ -31,8 +31,8 @@ import math
 from typing import Any
 
 TOLERANCE = 0.01  # largest certified |F_ent - LL*| / max(1, |F_ent|)
-Z = 1.0  # standard errors of the noise of n rows in the bound
-MIN_BATCHES = 4  # batches since the (re)start before any flag
+Z = 0.8  # standard errors of the noise of n rows in the bound
+MIN_BATCHES = 1  # measured batches since the (re)start before any flag
 
 _LISTS = ("gap", "row_var", "old_gap", "old_row_var", "error")
 
