@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from streaming.errors import InvalidBatchError
+
 Array = Any  # numpy.ndarray or torch.Tensor, per Arrays.xp
 
 
@@ -111,3 +113,30 @@ class Arrays:
         if self.numpy:
             return math.isfinite(np.add.reduce(a, axis=None, dtype=np.float64))
         return bool(torch.isfinite(a).all())
+
+    def batch(self, X: Any, dim: int) -> Array:
+        """X as float64 rows of this library, after the checks every batch passes: 2-D, at
+        least one row, `dim` columns, numbers that are finite as float32 (the data's precision:
+        the service stores float32). Raises InvalidBatchError."""
+        if not isinstance(X, torch.Tensor | np.ndarray):
+            raise InvalidBatchError(
+                f"expected a 2-D numpy array or torch tensor, got {type(X).__name__}"
+            )
+        if X.ndim != 2:
+            shape = tuple(X.shape)
+            raise InvalidBatchError(f"expected a 2-D batch (rows, {dim}), got shape {shape}")
+        if X.shape[0] < 1:
+            raise InvalidBatchError("expected at least one row, got an empty batch")
+        if X.shape[1] != dim:
+            raise InvalidBatchError(f"expected {dim} columns, got {X.shape[1]}")
+        try:
+            if X.dtype == np.float32 or X.dtype == torch.float32:
+                x = self.asarray(X, "float32")
+            else:
+                with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+                    x = self.asarray(X, "float32")
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InvalidBatchError(f"expected numbers, got dtype {X.dtype}") from exc
+        if not self.finite(x):
+            raise InvalidBatchError("expected finite numbers, got NaN or Inf")
+        return x.astype(np.float64) if self.numpy else x.double()

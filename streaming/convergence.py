@@ -20,10 +20,10 @@ about n / 4 on): what the first, wildly overfit fits measured drops out after tw
 A candidate is `converged` when the optimism plus Z standard errors of the noise are within
 TOLERANCE of |F_ent| (at least 1 nat), after at least MIN_BATCHES measured batches since the
 start or the last restart, and while no change is being detected; it stays converged while
-that bound is within twice the tolerance. Z and TOLERANCE were set on synthetic p-PCA streams (bench/rows.py)
-so that the flag comes within 2x of the rows at which every candidate is in fact within 1%, and
-checked on other streams and on real data never to be set while a candidate is 5% off
-(bench/RESULTS.md). Only rules whose F_ent reaches the optimum (trusted: the subspace rule) ever
+that bound is within twice the tolerance. Z and TOLERANCE were set on synthetic p-PCA streams
+(bench/rows.py) so that the flag comes within 2x of the rows at which every candidate is in fact
+within 1%, and checked on other streams and on real data never to be set while a candidate is 5%
+off (bench/RESULTS.md). Only rules whose F_ent reaches the optimum (trusted: the subspace rule) ever
 report converged: Adam's and SGD's F_ent can sit still far from it.
 """
 

@@ -106,7 +106,7 @@ class Learner:
     def _prepare(self, X: np.ndarray | torch.Tensor) -> tuple[Array, Scaler | None]:
         """The batch as the rule takes it (validated, through the pipeline), and the scaler
         after it (committed with the step)."""
-        x = self._as_batch(X)
+        x = self.arrays.batch(X, self.dim)
         scaler = None if self.scaler is None else self.scaler.updated(x)
         if scaler is not None:
             x = scaler.transform(x)
@@ -184,34 +184,6 @@ class Learner:
             training=training,
         )
 
-    def _as_batch(self, X: Any) -> Array:
-        """X as float64 rows of the rule's array library, after the checks every batch passes:
-        2-D, at least one row, D columns, numbers that are finite as float32 (the data's
-        precision: the service stores float32)."""
-        if not isinstance(X, torch.Tensor | np.ndarray):
-            raise InvalidBatchError(
-                f"expected a 2-D numpy array or torch tensor, got {type(X).__name__}"
-            )
-        if X.ndim != 2:
-            raise InvalidBatchError(
-                f"expected a 2-D batch (rows, {self.dim}), got shape {tuple(X.shape)}"
-            )
-        if X.shape[0] < 1:
-            raise InvalidBatchError("expected at least one row, got an empty batch")
-        if X.shape[1] != self.dim:
-            raise InvalidBatchError(f"expected {self.dim} columns, got {X.shape[1]}")
-        try:
-            if X.dtype == np.float32 or X.dtype == torch.float32:
-                x = self.arrays.asarray(X, "float32")
-            else:
-                with np.errstate(over="ignore"):  # beyond float32: inf, refused below
-                    x = self.arrays.asarray(X, "float32")
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise InvalidBatchError(f"expected numbers, got dtype {X.dtype}") from exc
-        if not self.arrays.finite(x):
-            raise InvalidBatchError("expected finite numbers, got NaN or Inf")
-        return x.astype(np.float64) if self.arrays.numpy else x.double()
-
     # ----------------------------------------------------------------------------- reading
 
     def report(self) -> StepReport:
@@ -260,7 +232,7 @@ class Learner:
         return tuple(p.detach().double() if isinstance(p, torch.Tensor) else p for p in parts)
 
     def _pre(self, X: np.ndarray | torch.Tensor) -> Array:
-        x = self._as_batch(X)
+        x = self.arrays.batch(X, self.dim)
         return x if self.scaler is None else self.scaler.transform(x)
 
     def _finite_result(self, out: Array, what: str) -> np.ndarray:
