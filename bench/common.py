@@ -7,6 +7,7 @@ baselines in bench/baselines.py); its report gives the pick, the entropy BIC and
 every candidate after each batch.
 """
 
+import contextlib
 import itertools
 import json
 import os
@@ -219,9 +220,14 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def set_threads(n: int) -> None:
-    """Pin torch's and BLAS's threads (the machine is shared; default 1)."""
+    """Pin torch's and BLAS's threads (the machine is shared; default 1). SciPy brings its own
+    OpenBLAS: it is loaded first, or a later import (scikit-learn's IncrementalPCA) would run
+    on every core and its CPU time count every spinning thread (IPCA 111 ms a batch at D=256,
+    B=256 instead of 14)."""
     from threadpoolctl import threadpool_limits
 
+    with contextlib.suppress(ImportError):  # the bench extra without scikit-learn
+        import scipy.linalg  # noqa: F401
     torch.set_num_threads(n)
     threadpool_limits(n)
 
