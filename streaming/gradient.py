@@ -30,6 +30,7 @@ from torch.nn.functional import softplus
 from streaming import objectives
 from streaming.arrays import Arrays
 from streaming.errors import InvalidBatchError
+from streaming.preprocess import Remap
 from streaming.rules import Stepped, not_finite
 from streaming.spec import StreamSpec
 
@@ -46,6 +47,7 @@ class GradientRule:
     entropy ELBO can sit still far from the optimum (docs/math.md)."""
 
     trusted = False
+    remaps = False  # a standardized stream's rows come in the running scaler's coordinates
 
     def __init__(self, dim: int, spec: StreamSpec, device: torch.device) -> None:
         self.arrays = Arrays(device, numpy=False)
@@ -71,7 +73,7 @@ class GradientRule:
 
     # ----------------------------------------------------------------------------- learning
 
-    def step(self, x: Tensor) -> Stepped:
+    def step(self, x: Tensor, remap: Remap | None = None) -> Stepped:
         saved = self._saved()
         try:
             elbo = self._step(x)

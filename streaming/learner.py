@@ -27,7 +27,7 @@ from streaming.control import ChangeDetector
 from streaming.convergence import Convergence
 from streaming.errors import InvalidBatchError, InvalidConfigError
 from streaming.gradient import GradientRule
-from streaming.preprocess import Scaler
+from streaming.preprocess import Remap, Scaler, Standardizer
 from streaming.report import ModelParams, StepReport, Training
 from streaming.rules import Stepped, SubspaceRule, UpdateRule
 from streaming.spec import StreamSpec
@@ -70,7 +70,7 @@ class Learner:
         self._mask = (np.arange(hmax)[None, :] < np.array(self.spec.latent_dims)[:, None]) * 1.0
         self.rule = make_rule(dim, self.spec, self.device)
         self.arrays = self.rule.arrays
-        self.scaler = Scaler.empty(self.arrays, dim) if self.spec.standardize else None
+        self.stage = Standardizer.empty(self.arrays, dim) if self.spec.standardize else None
         learn_level = not self.spec.gradient
         self.detector = ChangeDetector(m, dim, learn_level) if self.spec.adaptive else None
         self.convergence = Convergence(m)
@@ -99,20 +99,28 @@ class Learner:
         Raises InvalidBatchError, leaving the learner untouched, unless X is a non-empty 2-D
         array of finite numbers with D columns whose update gives finite results. X is never
         modified."""
-        x, scaler = self._prepare(X)
+        x, remap, stage = self._prepare(X)
         before = self._before()
-        return self._finish(x.shape[0], scaler, self.rule.step(x), before)
+        return self._finish(x.shape[0], stage, self.rule.step(x, remap), before)
 
-    def _prepare(self, X: np.ndarray | torch.Tensor) -> tuple[Array, Scaler | None]:
-        """The batch as the rule takes it (validated, through the pipeline), and the scaler
-        after it (committed with the step)."""
+    def _prepare(
+        self, X: np.ndarray | torch.Tensor
+    ) -> tuple[Array, Remap | None, Standardizer | None]:
+        """The batch as the rule takes it (validated, through the pipeline), the map that
+        re-expresses the rule's state (None: none) and the stage after it (committed with the
+        step)."""
         x = self.arrays.batch(X, self.dim)
-        scaler = None if self.scaler is None else self.scaler.updated(x)
-        if scaler is not None:
-            x = scaler.transform(x)
+        remap, stage = None, None
+        if self.stage is not None:
+            x, remap, stage = self.stage.step(x, self.rule.remaps)
         if not self.arrays.numpy and self.spec.gradient:
             x = x.float()  # the gradient rules train in float32
-        return x, scaler
+        return x, remap, stage
+
+    @property
+    def scaler(self) -> Scaler | None:
+        """The scaler the models are expressed in (None: raw data)."""
+        return None if self.stage is None else self.stage.ref
 
     def _before(self) -> tuple[list[float], list[float] | None, float]:
         """What the step's bookkeeping needs from before it: F_ent, the expected gap, rows."""
@@ -121,7 +129,7 @@ class Learner:
     def _finish(
         self,
         rows: int,
-        scaler: Scaler | None,
+        stage: Standardizer | None,
         stepped: Stepped,
         before: tuple[list[float], list[float] | None, float],
         given: scores.Scores | None = None,
@@ -129,7 +137,7 @@ class Learner:
         """After the rule's step: commit the pipeline, score, detect, test convergence, report."""
         f_prev, expected, rows_before = before
         rule = self.rule
-        self.scaler = scaler
+        self.stage = stage
         c = self.counters
         c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
         s = self._scores = given or self._score(stepped.batch_elbo, stepped.row_var, stepped.host)
@@ -283,7 +291,7 @@ class Learner:
             "dim": self.dim,
             "spec": self.spec.to_record(),
             "rule": self.rule.state_dict(),
-            "scaler": None if self.scaler is None else self.scaler.state(),
+            "scaler": None if self.stage is None else self.stage.state(),
             "detector": None if self.detector is None else self.detector.state(),
             "convergence": self.convergence.state(),
             "counters": [c.step, c.rows_seen, c.last_rows, c.pick, c.restarts],
@@ -315,7 +323,7 @@ class Learner:
     def _load(self, state: dict[str, Any]) -> None:
         self.rule.load_state_dict(state["rule"])
         if state["scaler"] is not None:
-            self.scaler = Scaler.from_state(self.arrays, state["scaler"])
+            self.stage = Standardizer.from_state(self.arrays, state["scaler"])
         if self.detector is not None and state["detector"] is not None:
             self.detector.load(state["detector"])
         self.convergence.load(state["convergence"])
@@ -330,7 +338,7 @@ def resident_bytes(spec: StreamSpec, dim: int) -> int:
     """Bytes a learner with these settings holds on data of dimension `dim`: its rule's state,
     the scaler's and the kept report's numbers (the memory budget reserves this per stream)."""
     m, hmax = len(spec.latent_dims), max(spec.latent_dims)
-    scaler = 16 * dim if spec.standardize else 0
+    scaler = 32 * dim if spec.standardize else 0  # two scalers: the running one, the rule's
     return rules.resident_bytes(spec, dim) + scaler + 8 * m * (hmax + 3) + 2048
 
 
@@ -344,7 +352,7 @@ def learn_together(
     pays numpy's per-operation cost once for all. -> each pair's report, or the
     InvalidBatchError learn_many would have raised (its learner unchanged)."""
     out: list[StepReport | InvalidBatchError | None] = [None] * len(pairs)
-    groups: dict[tuple[Any, ...], list[tuple[int, Array, Scaler | None]]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[int, Array, Remap | None, Standardizer | None]]] = {}
     seen: set[int] = set()
     later = []  # a learner's second batch waits for this round
     for i, (learner, X) in enumerate(pairs):
@@ -357,24 +365,24 @@ def learn_together(
             out[i] = _learned(learner, X)
             continue
         try:
-            x, scaler = learner._prepare(X)
+            x, remap, stage = learner._prepare(X)
         except InvalidBatchError as exc:
             out[i] = exc
             continue
         key = (learner.dim, learner.spec.latent_dims, x.shape[0])
-        groups.setdefault(key, []).append((i, x, scaler))
+        groups.setdefault(key, []).append((i, x, remap, stage))
     for members in groups.values():
-        learners = [pairs[i][0] for i, _, _ in members]
+        learners = [pairs[i][0] for i, *_ in members]
         befores = [learner._before() for learner in learners]
         rules = [cast(SubspaceRule, learner.rule) for learner in learners]
-        steps = SubspaceRule.step_many(rules, [x for _, x, _ in members])
+        steps = SubspaceRule.step_many(rules, [m[1] for m in members], [m[2] for m in members])
         hosts = np.stack([cast(np.ndarray, stepped.host) for stepped in steps])
         together = scores.scored(learners[0].spec, learners[0].dim, hosts, learners[0]._mask)
-        for j, ((i, x, scaler), learner, stepped, before) in enumerate(
+        for j, ((i, x, _, stage), learner, stepped, before) in enumerate(
             zip(members, learners, steps, befores, strict=True)
         ):
             given = scores.one(together, j)
-            out[i] = stepped.refused or learner._finish(x.shape[0], scaler, stepped, before, given)
+            out[i] = stepped.refused or learner._finish(x.shape[0], stage, stepped, before, given)
     if later:
         for i, result in zip(later, learn_together([pairs[i] for i in later]), strict=True):
             out[i] = result

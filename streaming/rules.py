@@ -21,6 +21,7 @@ import torch
 from streaming import scores, subspace
 from streaming.arrays import Array, Arrays
 from streaming.errors import InvalidBatchError
+from streaming.preprocess import Remap
 from streaming.spec import StreamSpec
 
 CONFIRM_BATCHES = 3  # alarmed batches before the subspace rule forgets what it learnt
@@ -40,12 +41,15 @@ class UpdateRule(Protocol):
     """One stream's candidates (M of them, padded to Hmax latents) and how they learn."""
 
     trusted: bool  # its entropy ELBO reaches the exact optimum: `converged` can be reported
+    remaps: bool  # it re-expresses its state when a standardized stream's scaler moves
     arrays: Arrays  # the array library it computes with (numpy or torch, one device)
 
-    def step(self, x: Array) -> Stepped:
+    def step(self, x: Array, remap: Remap | None = None) -> Stepped:
         """Learn the batch x (B, D) (validated, finite; float64 arrays of its library, or
         float32 tensors for the gradient rules); InvalidBatchError, with nothing changed, when
-        the result would not be finite."""
+        the result would not be finite. remap (g, h) (only where `remaps`): after the batch's
+        ELBO under the models before, the state and x are re-expressed as z g + h before the
+        update (streaming/preprocess.py)."""
         ...
 
     def variances(self) -> tuple[Array, Array]:
@@ -119,6 +123,7 @@ class SubspaceRule:
     """Optimizer "subspace": see streaming/subspace.py. Trusted for convergence."""
 
     trusted = True
+    remaps = True
 
     def __init__(self, dim: int, spec: StreamSpec, device: torch.device) -> None:
         self.arrays = ar = Arrays.fastest(device)
@@ -143,15 +148,17 @@ class SubspaceRule:
         """Whether step_many may step it with others (the whole covariance, numpy)."""
         return self.state.full and self.arrays.numpy
 
-    def step(self, x: Array) -> Stepped:
-        return self.step_many([self], [x])[0]
+    def step(self, x: Array, remap: Remap | None = None) -> Stepped:
+        return self.step_many([self], [x], [remap])[0]
 
     @staticmethod
-    def step_many(rules: "list[SubspaceRule]", xs: list[Array]) -> list[Stepped]:
-        """One step of each rule with its batch, in one computation: the rules share their
-        settings and D and (more than one) are stackable; the batches have as many rows. A
-        rule whose result would not be finite is left unchanged and gets InvalidBatchError
-        (raised when there is one rule)."""
+    def step_many(
+        rules: "list[SubspaceRule]", xs: list[Array], remaps: list[Remap | None] | None = None
+    ) -> list[Stepped]:
+        """One step of each rule with its batch (and remap, as `step`), in one computation: the
+        rules share their settings and D and (more than one) are stackable; the batches have as
+        many rows. A rule whose result would not be finite is left unchanged and gets
+        InvalidBatchError (raised when there is one rule)."""
         first = rules[0]
         ar = first.arrays
         s = rules[0].state if len(rules) == 1 else subspace.stacked(ar, [r.state for r in rules])
@@ -169,6 +176,11 @@ class SubspaceRule:
             unmeasured = ar.asarray(s.n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
             elbo = ar.xp.where(unmeasured, np.nan, elbo)
             row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
+        if remaps is not None and any(m is not None for m in remaps):
+            g, h = _stacked_remap(ar, remaps, x.shape[2])
+            s = subspace.reexpressed(ar, s, g, h)
+            x = x * g[:, None] + h[:, None]
+            xu = subspace.project(s, x)
         try:
             new = subspace.updated(ar, s, x, xu)
         except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
@@ -230,6 +242,7 @@ class SubspaceRule:
             "G": None if s.G is None else tensor(s.G[0]),
             "c": tensor(s.c[0]),
             "T": tensor(s.T[0]),
+            "d": None if s.d is None else tensor(s.d[0]),
             "n": self.rows,
             "since": float(s.since[0]),
             "last_rows": self._last_rows,
@@ -248,13 +261,25 @@ class SubspaceRule:
             np.array([float(state["since"])]),
             self.state.evals,
             self.state.R,
+            None,
         )
+        if G is not None:  # C's diagonal (saved before it was kept: spread as the fit has it)
+            d = state.get("d")
+            s.d = subspace.diagonal_of(ar, s) if d is None else ar.asarray(d)[None]
         self.state = subspace._eig(ar, s)
         self._fit = self._fitted(self.state)
         self._last_rows = int(state["last_rows"])
 
     def resident_bytes(self) -> int:
         return subspace.resident_bytes(*self.state.U.shape[1:])
+
+
+def _stacked_remap(ar: Arrays, remaps: list[Remap | None], dim: int) -> tuple[Array, Array]:
+    """(g, h) (S, D) of every stream's remap (none: the identity, g = 1 and h = 0)."""
+    zero = ar.zeros(dim)
+    one = zero + 1.0
+    pairs = [(one, zero) if m is None else m for m in remaps]
+    return ar.xp.stack([g for g, _ in pairs]), ar.xp.stack([h for _, h in pairs])
 
 
 def _stacked_fit(ar: Arrays, fits: list[subspace.Fit]) -> subspace.Fit:

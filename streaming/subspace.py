@@ -10,6 +10,7 @@ them for the rows seen so far in O(D K) numbers, K = Hmax + OVERSAMPLE:
     U (D, K)   an orthonormal basis                    c (D,)  the running mean
     M (K, K)   U^T C U  (C around c, weights 1/n)      T       tr C (exact)
     G (D, K)   C U, to widen the basis (float32)      n       rows since the (re)start
+    d (D,)     C's diagonal (a standardized stream's change of scaler needs it)
 
 A batch folds in exactly as the running covariance would (Chan et al.'s merge: the batch's
 centred rows plus one row for the shift of the mean), costing two (B, D) x (D, K) products.
@@ -74,6 +75,7 @@ class Subspace:
     evals: Array  # (S, K) the latents' variances, descending
     R: Array | None  # (S, K, K) the whole covariance's eigenvectors (columns); None when a
     # subspace is tracked: its latents are U's columns, sorted by variance (M's diagonal)
+    d: Array | None  # (S, D) C's diagonal (T its sum) when a subspace is tracked; else None
 
     @property
     def full(self) -> bool:
@@ -96,8 +98,9 @@ def new(ar: Arrays, dim: int, k: int, seed: int) -> Subspace:
     G = None if k == dim else ar.single(ar.zeros(1, dim, k))
     R = ar.eye(k)[None] if k == dim else None
     zero = np.zeros(1)
+    d = None if k == dim else ar.zeros(1, dim)
     return Subspace(U[None], ar.zeros(1, k, k), G, ar.zeros(1, dim), ar.zeros(1), zero, zero,
-                    ar.zeros(1, k), R)  # fmt: skip
+                    ar.zeros(1, k), R, d)  # fmt: skip
 
 
 def stacked(ar: Arrays, states: list[Subspace]) -> Subspace:
@@ -107,7 +110,7 @@ def stacked(ar: Arrays, states: list[Subspace]) -> Subspace:
         return ar.cat([getattr(s, name) for s in states])
 
     return Subspace(cat("U"), cat("M"), None, cat("c"), cat("T"), cat("n"), cat("since"),
-                    cat("evals"), cat("R"))  # fmt: skip
+                    cat("evals"), cat("R"), None)  # fmt: skip
 
 
 def split(s: Subspace) -> list[Subspace]:
@@ -115,7 +118,7 @@ def split(s: Subspace) -> list[Subspace]:
     assert s.R is not None
     return [
         Subspace(s.U[i : i + 1], s.M[i : i + 1], None, s.c[i : i + 1], s.T[i : i + 1],
-                 s.n[i : i + 1], s.since[i : i + 1], s.evals[i : i + 1], s.R[i : i + 1])
+                 s.n[i : i + 1], s.since[i : i + 1], s.evals[i : i + 1], s.R[i : i + 1], None)
         for i in range(s.U.shape[0])
     ]  # fmt: skip
 
@@ -138,21 +141,44 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     if s.full:  # the covariance itself; its trace: the sum of its eigenvalues
         M = s.M * a + (zc.mT @ zc) * b
         w, v = ar.xp.linalg.eigh(M)  # ascending, per stream
-        return Subspace(s.U, M, None, c, ar.sum_last(w), n1, s.since, ar.flip(w), ar.flip(v))
-    T = s.T * ar.per_stream(s.n / n1, 1) + ar.sum_rows(zc * zc).sum(-1) * ar.per_stream(1 / n1, 1)
+        return Subspace(s.U, M, None, c, ar.sum_last(w), n1, s.since, ar.flip(w), ar.flip(v), None)
+    assert s.d is not None
+    d = s.d * ar.per_stream(s.n / n1, 2) + ar.sum_rows(zc * zc) * ar.per_stream(1 / n1, 2)
+    T = ar.sum_last(d)
     if s.warm:
         a0, b0 = float(s.n[0] / n1[0]), float(1.0 / n1[0])
-        return _widened(ar, s, zc[0], a0, b0, c, T, n1)
+        return _widened(ar, s, zc[0], a0, b0, c, T, d, n1)
     assert s.G is not None
     zcu = ar.cat([xu - ar.mean_rows(xu), zc[:, -1:] @ s.U], 1)  # (1, B + 1, K) in the basis
     M = s.M * a + (zcu.mT @ zcu) * b  # (1, K, K)
     G = ar.single(s.G * a + (zc.mT @ zcu) * b)  # (1, D, K)
-    out = Subspace(s.U, M, G, c, T, n1, s.since + rows, s.evals, None)
+    out = Subspace(s.U, M, G, c, T, n1, s.since + rows, s.evals, None, d)
     if out.since[0] >= out.n[0] / REBASE_EVERY:
         return _rebased(ar, out)
     # between rebases the latents keep their directions (U's columns) and refit their
     # variances: the Rayleigh quotients, M's diagonal (no O(K^3) eigh)
     return _sorted(ar, out)
+
+
+def reexpressed(ar: Arrays, s: Subspace, g: Array, h: Array) -> Subspace:
+    """The state of the same rows in the coordinates z' = z g + h (g, h (S, D): a change of a
+    standardized stream's scaler). The whole covariance maps exactly (M' = diag(g) M diag(g));
+    a tracked subspace maps its span: g U = Q Rq (QR), U' = Q, M' = Rq M Rq^T, G' = g G Rq^-1
+    (G only finds directions: the g^2 inside C' U' is left out) and C's diagonal d' = d g^2."""
+    c = s.c * g + h
+    if s.full:
+        M = s.M * g[:, :, None] * g[:, None, :]
+        T = ar.sum_last(ar.xp.diagonal(M, 0, 1, 2))
+        return Subspace(s.U, M, None, c, T, s.n, s.since, s.evals, s.R, None)
+    assert s.G is not None and s.d is not None
+    xp, U, gd = ar.xp, s.U[0], g[0][:, None]
+    q, r = xp.linalg.qr(U * gd)
+    sign = xp.where(xp.diagonal(r) < 0, -1.0, 1.0)  # U's columns keep their directions
+    q, r = q * sign, r * sign[:, None]
+    M = r @ s.M[0] @ r.T
+    G = ar.single(xp.linalg.solve(r.T, ((s.G[0] + U * 0.0) * gd).T).T)
+    d = s.d * g * g
+    return Subspace(q[None], M[None], G[None], c, ar.sum_last(d), s.n, s.since, s.evals, None, d)
 
 
 def restarted(s: Subspace) -> Subspace:
@@ -166,8 +192,24 @@ def _tail(ar: Arrays, s: Subspace) -> Array:
     return ar.clip0(s.T[0] - ar.xp.diagonal(s.M[0]).sum()) / (d - k)
 
 
+def diagonal_of(ar: Arrays, s: Subspace) -> Array:
+    """(1, D) C's diagonal as a tracked state without one implies it: diag(U M U^T) plus the
+    tail's mean variance rho on each coordinate's share outside span U (its sum: T)."""
+    U = s.U[0]
+    inside = ar.sum_last((U @ s.M[0]) * U)
+    return (inside + _tail(ar, s) * (1.0 - ar.sum_last(U * U)))[None]
+
+
 def _widened(
-    ar: Arrays, s: Subspace, zm: Array, a: float, b: float, c: Array, T: Array, n1: np.ndarray
+    ar: Arrays,
+    s: Subspace,
+    zm: Array,
+    a: float,
+    b: float,
+    c: Array,
+    T: Array,
+    diag: Array,
+    n1: np.ndarray,
 ) -> Subspace:
     """Rayleigh-Ritz on span(U, the rows' directions outside U) of a M~ + b zm^T zm (zm (m, D):
     the centred rows and the mean-shift row of one stream); the top K directions are kept."""
@@ -179,7 +221,7 @@ def _widened(
     top = ar.cat([s.M[0] * a + (pm.T @ pm) * b, (pm.T @ rq.T) * b], 1)
     bottom = ar.cat([(rq @ pm) * b, (rq @ rq.T) * b + ar.eye(nq) * (_tail(ar, s) * a)], 1)
     big = ar.cat([top, bottom])  # (K + q, K + q)
-    moved = replace(s, c=c, T=T, n=n1, since=n1 * 0.0)
+    moved = replace(s, c=c, T=T, d=diag, n=n1, since=n1 * 0.0)
     return _rotated(ar, moved, ar.cat([U, q], 1), big)
 
 
@@ -233,7 +275,7 @@ def _eig(ar: Arrays, s: Subspace) -> Subspace:
     if not s.full:
         return _sorted(ar, s)
     w, v = ar.xp.linalg.eigh(s.M)  # ascending, per stream
-    return Subspace(s.U, s.M, s.G, s.c, ar.sum_last(w), s.n, s.since, ar.flip(w), ar.flip(v))
+    return Subspace(s.U, s.M, s.G, s.c, ar.sum_last(w), s.n, s.since, ar.flip(w), ar.flip(v), None)
 
 
 def _sorted(ar: Arrays, s: Subspace) -> Subspace:
@@ -244,8 +286,8 @@ def _sorted(ar: Arrays, s: Subspace) -> Subspace:
     if bool((order[1:] < order[:-1]).any()):
         assert s.G is not None
         U, G, M = s.U[:, :, order], s.G[:, :, order], s.M[:, order][:, :, order]
-        return Subspace(U, M, G, s.c, s.T, s.n, s.since, evals[:, order], None)
-    return Subspace(s.U, s.M, s.G, s.c, s.T, s.n, s.since, evals, None)
+        return Subspace(U, M, G, s.c, s.T, s.n, s.since, evals[:, order], None, s.d)
+    return Subspace(s.U, s.M, s.G, s.c, s.T, s.n, s.since, evals, None, s.d)
 
 
 @dataclass(slots=True)
@@ -313,7 +355,9 @@ def decoder(ar: Arrays, s: Subspace, f: Fit, i: int, h: int) -> tuple[Array, ...
 
 
 def resident_bytes(dim: int, k: int) -> int:
-    """Bytes held: U (D K), M (K^2), R (K^2, only with the whole covariance), c, evals and T
-    in float64, and G (D K, only when a subspace is tracked) in float32."""
+    """Bytes held: U (D K), M (K^2), R (K^2, only with the whole covariance), c, evals, T and
+    (when a subspace is tracked) C's diagonal in float64, and G (D K, tracked) in float32."""
     tracked = k < dim
-    return 8 * (dim * k + (1 if tracked else 2) * k * k + dim + k + 1) + 4 * dim * k * tracked
+    return 8 * (dim * k + (1 if tracked else 2) * k * k + (1 + tracked) * dim + k + 1) + (
+        4 * dim * k * tracked
+    )
