@@ -9,7 +9,9 @@ dimwatch.sqlite3 (docs/operations.md says what is fsynced when):
 
 dimwatch-snapshots.sqlite3:
 
-    snapshots  stream, step, state (the bank's state_bytes())           the latest one per stream
+    snapshots  stream, step, state (the bank's state_bytes()),          the latest one per stream
+               digests (the recent batches' digests, service/runtime/digests.py; NULL in files
+               written before them)
 
 Group commit: every write of dimwatch.sqlite3 goes to one committer thread, which runs the
 writes waiting at that moment in one transaction (each in its own savepoint, so one failing
@@ -58,7 +60,9 @@ _SNAPSHOT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT PRIMARY KEY, step INTEGER NOT NULL, state BLOB NOT NULL);
 """
+_SNAPSHOT_DIGESTS = "ALTER TABLE snapshots ADD COLUMN digests BLOB"
 Write = Callable[[sqlite3.Connection], object]
+Done = Callable[[BaseException | None], None]
 log = logging.getLogger("dimwatch")
 
 
@@ -74,6 +78,7 @@ class StoredStream:
     snapshot: tuple[int, bytes] | None = None  # (step, state bytes)
     batches: list[tuple[int, bytes]] = field(default_factory=list)  # (step, float32 bytes)
     history: list[Point] = field(default_factory=list)
+    digests: bytes | None = None  # the snapshot's recent-batch digests
 
     @property
     def stored_step(self) -> int:
@@ -103,6 +108,9 @@ class Store:
         self._snap_lock = threading.Lock()
         self._snaps = _connect(data_dir / SNAPSHOTS)
         self._snaps.executescript(_SNAPSHOT_SCHEMA)
+        columns = {row[1] for row in self._snaps.execute("PRAGMA table_info(snapshots)")}
+        if "digests" not in columns:
+            self._snaps.execute(_SNAPSHOT_DIGESTS)
 
     def close(self) -> None:
         self._committer.close()
@@ -118,7 +126,10 @@ class Store:
 
     def _write(self, write: Write) -> None:
         """Run `write` in the next group commit; returns once it is durable."""
-        self._committer.submit(write).result()
+        done: Future[BaseException | None] = Future()
+        self._committer.submit(write, done.set_result)
+        if (error := done.result()) is not None:
+            raise error
 
     # -------------------------------------------------------------------------------- streams
 
@@ -148,13 +159,15 @@ class Store:
 
     def load_stream(self, name: str) -> StoredStream | None:
         """A stream with its latest snapshot, the batches after it and its history."""
-        snapshot = self._snapshot(name)
+        snapshot, digests = self._snapshot(name)
         with self._lock:
             self._db.execute("BEGIN")  # one consistent view of the row, log and history
             try:
                 stored = self._row(name)
                 if stored is not None:
                     self._load_one(stored, snapshot)
+                    if stored.snapshot == snapshot:
+                        stored.digests = digests
             finally:
                 self._db.execute("COMMIT")
         return stored
@@ -199,9 +212,18 @@ class Store:
     # -------------------------------------------------------------------------------- batches
 
     def append_batch(
-        self, name: str, step: int, rows: int, data: bytes, dim: int, change: Change
+        self,
+        name: str,
+        step: int,
+        rows: int,
+        data: bytes,
+        dim: int,
+        change: Change,
+        done: Done | None = None,
     ) -> None:
-        """Log one applied batch (step = the stream's step after it); returns once durable."""
+        """Log one applied batch (step = the stream's step after it): returns once durable, or
+        at once when `done` is given, which the committer thread calls once it is (or with the
+        error)."""
 
         def write(db: sqlite3.Connection) -> None:
             if step == 1:
@@ -212,7 +234,10 @@ class Store:
             )
             _mirror_history(db, name, change)
 
-        self._write(write)
+        if done is None:
+            self._write(write)
+        else:
+            self._committer.submit(write, done)
 
     def logged_batches(self, name: str) -> int:
         """Rows of the batch log held for a stream (for tests and operations)."""
@@ -222,13 +247,14 @@ class Store:
 
     # -------------------------------------------------------------------------------- snapshots
 
-    def save_snapshot(self, name: str, step: int, state: bytes) -> None:
+    def save_snapshot(self, name: str, step: int, state: bytes, digests: bytes = b"") -> None:
         """Replace the stream's snapshot (durably, in the snapshot file, holding no other
         stream's commit), then drop the logged batches it covers."""
         with self._snap_lock:
             self._snaps.execute(
-                "INSERT OR REPLACE INTO snapshots (stream, step, state) VALUES (?, ?, ?)",
-                (name, step, state),
+                "INSERT OR REPLACE INTO snapshots (stream, step, state, digests) "
+                "VALUES (?, ?, ?, ?)",
+                (name, step, state, digests),
             )
 
         def write(db: sqlite3.Connection) -> None:
@@ -237,12 +263,15 @@ class Store:
 
         self._write(write)
 
-    def _snapshot(self, name: str) -> tuple[int, bytes] | None:
+    def _snapshot(self, name: str) -> tuple[tuple[int, bytes] | None, bytes | None]:
+        """(step, state) of the stream's snapshot and its digests; (None, None) without one."""
         with self._snap_lock:
             row = self._snaps.execute(
-                "SELECT step, state FROM snapshots WHERE stream = ?", (name,)
+                "SELECT step, state, digests FROM snapshots WHERE stream = ?", (name,)
             ).fetchone()
-        return None if row is None else (row[0], bytes(row[1]))
+        if row is None:
+            return None, None
+        return (row[0], bytes(row[1])), None if row[2] is None else bytes(row[2])
 
     def _drop_snapshot(self, name: str) -> None:
         with self._snap_lock:
@@ -271,15 +300,14 @@ class GroupCommit:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self.commits = 0  # transactions committed (writes per commit = grouping achieved)
-        self._queue: queue.SimpleQueue[tuple[Write, Future[None]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Write, Done] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dimwatch-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Write) -> "Future[None]":
-        """Queue `write`; the future resolves once its group is committed (or with its error)."""
-        done: Future[None] = Future()
+    def submit(self, write: Write, done: Done) -> None:
+        """Queue `write`; `done(None)` is called on the committer thread once its group is
+        committed, `done(error)` if it failed."""
         self._queue.put((write, done))
-        return done
 
     def close(self) -> None:
         """Commit what is queued, stop the thread, close the connection."""
@@ -302,7 +330,7 @@ class GroupCommit:
                     group.append(item)
             self._commit(group)
 
-    def _commit(self, group: list[tuple[Write, "Future[None]"]]) -> None:
+    def _commit(self, group: list[tuple[Write, Done]]) -> None:
         db = self._db
         errors: list[BaseException | None] = []
         try:
@@ -326,10 +354,10 @@ class GroupCommit:
             except sqlite3.Error:  # the next BEGIN fails and says why; the thread must live on
                 log.exception("rollback of a failed group commit failed")
         for (_, done), error in zip(group, errors, strict=True):
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
+            try:
+                done(error)
+            except Exception:  # a waiter's bug must not stop the committer
+                log.exception("a commit's callback failed")
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -86,12 +86,13 @@ def collapse(live: LiveStream) -> CollapseOut:
     )
 
 
-def batch_out(applied: Applied) -> BatchOut:
+def batch_out(applied: Applied, selected: SelectionOut | None = None) -> BatchOut:
+    """The answer to a batch (`selected`: its selection, when already built)."""
     return BatchOut(
         step=applied.report.step,
         rows=applied.rows,
         duplicate=applied.duplicate,
-        selection=selection(applied.report),
+        selection=selected if selected is not None else selection(applied.report),
     )
 
 
@@ -107,7 +108,8 @@ def step_events(applied: Applied) -> Messages:
             "best_latent_dim": report.best_latent_dim,
         }
         messages.append(("selection_change", json.dumps(change)))
-    messages.append(("step", selection(report).model_dump_json()))
+    selected = applied.selection if applied.selection is not None else selection(report)
+    messages.append(("step", selected.model_dump_json()))
     return messages
 
 

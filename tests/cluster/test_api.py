@@ -47,6 +47,9 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v1/streams/p.q/collapse", {}),
     ("POST", "/v1/streams", {"json": {"name": "other", "latent_dims": [1, 3]}}),
     ("GET", "/v1/streams", {}),
+    ("GET", "/v1/streams?limit=1", {}),  # one page: "other", next "other"
+    ("GET", "/v1/streams?after=other&limit=1", {}),  # the last page: "p.q", next null
+    ("GET", "/v1/streams?limit=0", {}),  # 422
     ("DELETE", "/v1/streams/p.q", {}),
     ("DELETE", "/v1/streams/p.q", {}),  # 404
     ("GET", "/v1/streams/p.q/selection", {}),  # 404
