@@ -212,6 +212,7 @@ class LiveStream:
             raise InvalidBatchError(f"expected {self.dim} columns, got {x.shape[1]}")
         step = self.step
         if seq is not None and seq < step:
+            self.digests.check(self.name, seq, x)
             previous = self.report
             assert previous is not None
             self.lock.release()

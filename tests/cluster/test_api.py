@@ -33,6 +33,7 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/streams/nope/batches", {"content": X.tobytes(), "headers": BINARY}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),  # dup
+    ("POST", "/v1/streams/p.q/batches", {"json": {"data": (X + 1).tolist(), "seq": 0}}),  # 409
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": [[1.0, 2.0, 3.0]], "seq": 1}}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 5}}),  # gap
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": [[1e39] * 8]}}),  # 422 not finite

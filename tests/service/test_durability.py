@@ -209,6 +209,23 @@ def test_sigkill_between_batches_loses_nothing(tmp_path: Path) -> None:
         _assert_same_models(server.client, "s", _reference(data))
 
 
+def test_reused_seq_still_refused_after_sigkill(tmp_path: Path) -> None:
+    # snapshot_every 7: seqs 0-6 come back with the snapshot, seqs 7-9 from the replayed log
+    data, log = _batches(10), tmp_path / "server.log"
+    with _process(tmp_path / "data", log) as (proc, client):
+        client.post("/v1/streams", json={"name": "s", **CONFIG})
+        for i, x in enumerate(data):
+            push(client, "s", x, seq=i)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    with _restarted(tmp_path / "data") as server:
+        for seq in (2, 8):
+            assert push(server.client, "s", data[seq], seq=seq).json()["duplicate"] is True
+            reused = push(server.client, "s", data[seq] + 1, seq=seq)
+            assert (reused.status_code, reused.json()["error"]) == (409, "seq_reused")
+        assert server.client.get("/v1/streams/s").json()["step"] == 10
+
+
 def test_sigkill_mid_stream_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     data, log = _batches(60), tmp_path / "server.log"
     acked: list[int] = []
