@@ -64,14 +64,17 @@ async def phase(url: str, case: str, seconds: float, setup: bool) -> dict[str, A
         after = (await client.get("/metrics")).text if setup else ""
     out = {"case": case, **summary(loops)}
     if setup:
-        total = _metric(after, "dimwatch_step_seconds_sum") - _metric(
-            before, "dimwatch_step_seconds_sum"
-        )
-        count = _metric(after, "dimwatch_step_seconds_count") - _metric(
-            before, "dimwatch_step_seconds_count"
-        )
-        out["step_ms"] = 1e3 * total / count if count else None
+        for key, metric in (("step_ms", "step_seconds"), ("commit_ms", "commit_seconds")):
+            out[key] = _mean_ms(before, after, f"dimwatch_{metric}")
     return out
+
+
+def _mean_ms(before: str, after: str, histogram: str) -> float | None:
+    """The mean of a histogram's observations between two /metrics texts, in ms (None: the
+    server has no such histogram)."""
+    count = _metric(after, histogram + "_count") - _metric(before, histogram + "_count")
+    total = _metric(after, histogram + "_sum") - _metric(before, histogram + "_sum")
+    return 1e3 * total / count if count > 0 else None
 
 
 DECODE_PROBE = """
@@ -166,6 +169,7 @@ def _print(r: dict[str, Any]) -> None:
         print(f"{head} SQLite durable commit p50 {r['commit_p50_ms']:.3f} ms", flush=True)
     else:
         step = f"  step {r['step_ms']:.3f} ms" if r.get("step_ms") is not None else ""
+        step += f" (commit {r['commit_ms']:.3f})" if r.get("commit_ms") is not None else ""
         print(
             f"{head} {r['batches_per_s']:8.1f} batches/s  p50 {r['p50_ms']:6.2f} ms  "
             f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{step}",
@@ -173,25 +177,29 @@ def _print(r: dict[str, Any]) -> None:
         )
 
 
+def _ms(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.3f}"
+
+
 def line_table(rows: list[dict[str, Any]]) -> None:
     """Medians over rounds, with the ratios the issue's targets are stated in."""
 
     def median(case: str, target: str, key: str) -> float:
-        found = [r[key] for r in rows if (r["case"], r["target"]) == (case, target)]
+        found = [r.get(key) for r in rows if (r["case"], r["target"]) == (case, target)]
         found = [v for v in found if v is not None]
         return float(np.median(found)) if found else float("nan")
 
-    print("| case | target | batches/s | p50 ms | p99 ms | / no-op | step ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| case | target | batches/s | p50 ms | p99 ms | / no-op | step ms | of which commit |")
+    print("|---|---|---|---|---|---|---|---|")
     for case in CASES:
         noop = median(case, "noop", "batches_per_s")
         for target in ("noop", "before", "after"):
             rate = median(case, target, "batches_per_s")
-            step = median(case, target, "step_ms") if target != "noop" else float("nan")
+            step, commit = (median(case, target, k) for k in ("step_ms", "commit_ms"))
             print(
                 f"| {case} | {target} | {rate:.0f} | {median(case, target, 'p50_ms'):.2f} | "
-                f"{median(case, target, 'p99_ms'):.2f} | {rate / noop:.2f} | "
-                f"{'-' if np.isnan(step) else f'{step:.3f}'} |"
+                f"{median(case, target, 'p99_ms'):.2f} | {rate / noop:.2f} | {_ms(step)} | "
+                f"{_ms(commit)} |"
             )
     for target in ("before", "after"):
         js, binary = median("decode", target, "json"), median("decode", target, "binary")

@@ -87,7 +87,8 @@ class Applied:
     rows: int
     duplicate: bool
     previous_best: int | None
-    seconds: float
+    seconds: float  # from the step's start until durable
+    commit_seconds: float = 0.0  # of which the commit (its hand-off to the log until durable)
     answer: bytes = b""
     selection: SelectionOut | None = None
 
@@ -103,7 +104,7 @@ class Pending:
     change: Change  # what the history did, for the log to mirror
     digest: bytes
     previous: StepReport | None
-    started: float  # perf_counter at `begin`
+    started: float  # perf_counter when the step began
     position: int | None  # the batch's position in its log (JetStream's sequence), if any
 
 
@@ -253,8 +254,8 @@ class LiveStream:
         self.lock.release()
         previous = pending.previous
         best = None if previous is None else previous.best_latent_dim
-        seconds = time.perf_counter() - pending.started
-        return Applied(pending.report, pending.x.shape[0], False, best, seconds)
+        now = time.perf_counter()
+        return Applied(pending.report, pending.x.shape[0], False, best, now - pending.started)
 
     def abort(self) -> None:
         """The step raised (the core refused the batch): nothing changed; release the lock."""

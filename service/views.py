@@ -1,7 +1,6 @@
 """Core results and live streams -> response schemas and events (no I/O, no locking)."""
 
 import json
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -47,8 +46,8 @@ def selection(report: StepReport | None) -> SelectionOut:
         best_latent_dim=report.best_latent_dim,
         converged=report.converged,
         margin=report.margin,
-        path=[PathPieceOut(**asdict(piece)) for piece in report.path],
-        training=TrainingOut(**asdict(report.training)),
+        path=[PathPieceOut(**vars(piece)) for piece in report.path],
+        training=TrainingOut(**vars(report.training)),
         models=[
             ModelSelectionOut(
                 latent_dim=m.latent_dim,

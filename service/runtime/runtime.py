@@ -198,6 +198,7 @@ class Runtime:
         self.metrics.batches.inc()
         self.metrics.rows.inc(applied.rows)
         self.metrics.step_seconds.observe(applied.seconds)
+        self.metrics.commit_seconds.observe(applied.commit_seconds)
         if applied.previous_best not in (None, report.best_latent_dim):
             self.metrics.selection_changes.inc()
         self._events(entry, applied)
@@ -268,10 +269,12 @@ class Runtime:
         both are done."""
         live = entry.live
         both = _Both(lambda result, error: self._finish(entry, job, result, error))
+        handed = time.perf_counter()
 
         def done(error: BaseException | None) -> None:
             if error is None:
-                both.set(live.committed(pending), None)
+                applied = live.committed(pending)
+                both.set(replace(applied, commit_seconds=time.perf_counter() - handed), None)
             else:
                 both.set(None, _CommitFailed(pending, error))
 
@@ -308,7 +311,8 @@ class _Both:
             self._then(None, error)
             return
         committed, rendered = (first, second) if first.answer == b"" else (second, first)
-        self._then(replace(rendered, seconds=committed.seconds), None)
+        seconds, commit = committed.seconds, committed.commit_seconds
+        self._then(replace(rendered, seconds=seconds, commit_seconds=commit), None)
 
 
 def _render(applied: Applied) -> Applied:
