@@ -224,16 +224,23 @@ class Runtime:
     # -------------------------------------------------------------------------------- threads
 
     def _step_group(self, group: list[tuple[Entry, Job]]) -> None:
-        """Step a group of batches of different streams (on a worker thread)."""
-        started = time.perf_counter()
+        """Step a group of batches of different streams (on a worker thread). A stream whose
+        lock a reader holds is stepped after the others, so that none of them waits for it."""
         ready: list[tuple[Entry, Job]] = []
-        waiting: list[tuple[Entry, Job]] = []
-        for entry, job in group:  # streams a reader holds come last, so none waits for them
-            (ready if entry.live.lock.acquire(blocking=False) else waiting).append((entry, job))
-        for entry, _ in waiting:
+        busy: list[tuple[Entry, Job]] = []
+        for entry, job in group:
+            (ready if entry.live.lock.acquire(blocking=False) else busy).append((entry, job))
+        self._step_locked(ready)
+        for entry, _ in busy:
             entry.live.lock.acquire()
+        self._step_locked(busy)
+
+    def _step_locked(self, group: list[tuple[Entry, Job]]) -> None:
+        """Check, step (one learn_together call), commit: batches whose streams' locks this
+        thread holds."""
+        started = time.perf_counter()
         steps = []
-        for entry, job in ready + waiting:
+        for entry, job in group:
             assert job.x is not None
             try:
                 duplicate = entry.live.check(job.x, job.seq)  # releases the lock unless None
@@ -248,6 +255,8 @@ class Runtime:
             except BaseException as exc:
                 entry.live.abort()
                 self._finish(entry, job, None, exc)
+        if not steps:
+            return
         try:
             reports = learn_together([(bank, job.x) for _, job, bank in steps])
         except Exception as exc:  # the core's own failure: every pair fails with it
