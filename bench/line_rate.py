@@ -10,10 +10,12 @@ this checkout. Cases, D = 10, B = 10:
     json     one kept-alive client, JSON bodies, one stream
     sixteen  16 kept-alive clients, each on its own stream, binary bodies
 
-Per case: batches/s, p50/p99, and for the service the mean of dimwatch_step_seconds (training
-step + durable commit) over the phase. Beside them, in the same run: the decode path alone
-(`decode_batch` per call, JSON and binary, B = 10, both revisions) and the floor of a durable
-commit on this disk (one SQLite WAL transaction with synchronous=FULL, the store's settings).
+Per case: batches/s, p50/p99, the server process's CPU time per batch (all its threads: less
+sensitive than rates to the other work on a shared machine), and for the service the mean of
+dimwatch_step_seconds (training step + durable commit) and of its commit over the phase.
+Beside them, in the same run: the decode path alone (`decode_batch` per call, JSON and binary,
+B = 10, both revisions) and the floor of a durable commit on this disk (one SQLite WAL
+transaction with synchronous=FULL, the store's settings).
 
     python -m bench.service_speed --part line [--before REV] [--rounds 3] [--seconds 5]
 """
@@ -29,7 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.served import running_service
+from bench.served import Server, running_service
 
 B, D = 10, 10
 CASES = {"one": ("binary", 1), "json": ("json", 1), "sixteen": ("binary", 16)}
@@ -42,7 +44,7 @@ def _metric(text: str, name: str) -> float:
     return float("nan")
 
 
-async def phase(url: str, case: str, seconds: float, setup: bool) -> dict[str, Any]:
+async def phase(server: Server, case: str, seconds: float, setup: bool) -> dict[str, Any]:
     """One case against one server: streams created (service only), one warm-up batch each
     (outside the figures), then `seconds` of load; the step time from /metrics around it."""
     from bench.service_speed import create_streams, drive, sample_bodies, summary
@@ -51,7 +53,7 @@ async def phase(url: str, case: str, seconds: float, setup: bool) -> dict[str, A
     bodies = sample_bodies(kind)
     names = [f"{case}{i}" for i in range(clients)]
     limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
         if setup:
             await create_streams(client, names, D)
         for name in names:
@@ -60,9 +62,12 @@ async def phase(url: str, case: str, seconds: float, setup: bool) -> dict[str, A
             r.raise_for_status()
         before = (await client.get("/metrics")).text if setup else ""
         posts = [[(name, *bodies[j % len(bodies)]) for j in range(16)] for name in names]
+        cpu = server.cpu_seconds()
         loops = await drive(client, posts, seconds)
+        cpu = server.cpu_seconds() - cpu
         after = (await client.get("/metrics")).text if setup else ""
     out = {"case": case, **summary(loops)}
+    out["server_cpu_ms"] = 1e3 * cpu / out["requests"]  # per batch, every thread of it
     if setup:
         for key, metric in (("step_ms", "step_seconds"), ("commit_ms", "commit_seconds")):
             out[key] = _mean_ms(before, after, f"dimwatch_{metric}")
@@ -145,7 +150,7 @@ def part_line(seconds: float, before: str, rounds: int) -> list[dict[str, Any]]:
                     noop=target == "noop", max_streams=100, source=source, real=True
                 ) as server:
                     for case in CASES:
-                        r = asyncio.run(phase(server.url, case, seconds, target != "noop"))
+                        r = asyncio.run(phase(server, case, seconds, target != "noop"))
                         r.update(target=target, round=round_)
                         rows.append(r)
                         _print(r)
@@ -172,7 +177,8 @@ def _print(r: dict[str, Any]) -> None:
         step += f" (commit {r['commit_ms']:.3f})" if r.get("commit_ms") is not None else ""
         print(
             f"{head} {r['batches_per_s']:8.1f} batches/s  p50 {r['p50_ms']:6.2f} ms  "
-            f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}{step}",
+            f"p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_ms']:.2f} ms/batch  "
+            f"errors {r['errors']}{step}",
             flush=True,
         )
 
@@ -189,8 +195,11 @@ def line_table(rows: list[dict[str, Any]]) -> None:
         found = [v for v in found if v is not None]
         return float(np.median(found)) if found else float("nan")
 
-    print("| case | target | batches/s | p50 ms | p99 ms | / no-op | step ms | of which commit |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| case | target | batches/s | p50 ms | p99 ms | / no-op | server CPU ms/batch "
+        "| step ms | of which commit |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for case in CASES:
         noop = median(case, "noop", "batches_per_s")
         for target in ("noop", "before", "after"):
@@ -198,8 +207,8 @@ def line_table(rows: list[dict[str, Any]]) -> None:
             step, commit = (median(case, target, k) for k in ("step_ms", "commit_ms"))
             print(
                 f"| {case} | {target} | {rate:.0f} | {median(case, target, 'p50_ms'):.2f} | "
-                f"{median(case, target, 'p99_ms'):.2f} | {rate / noop:.2f} | {_ms(step)} | "
-                f"{_ms(commit)} |"
+                f"{median(case, target, 'p99_ms'):.2f} | {rate / noop:.2f} | "
+                f"{median(case, target, 'server_cpu_ms'):.2f} | {_ms(step)} | {_ms(commit)} |"
             )
     for target in ("before", "after"):
         js, binary = median("decode", target, "json"), median("decode", target, "binary")

@@ -39,9 +39,11 @@ class Owner(Protocol):
 
 @dataclass
 class Claim:
-    """A stream's record as this owner claimed or last wrote it (the compare-and-set base)."""
+    """A stream's record as this owner claimed or last wrote it (the compare-and-set base), and
+    the state it claimed it for."""
 
     owner: Owner
+    live: LiveStream
     record: StreamRecord
     revision: int
 
@@ -63,8 +65,10 @@ class JetStreamLog:
         """Object, then the record (CAS: fenced if another epoch claimed it), then the purge of
         the stream's log behind the record's position, then the old object."""
         claim = self.claims.get(live.name)
+        if claim is None or claim.live is not live:  # work left by an earlier owner period
+            return
         state = await asyncio.to_thread(live.state)
-        if claim is None or state is None:
+        if state is None:
             return
         step, data, digests = state
         position, tok = live.position, layout.token(live.name)
@@ -88,7 +92,9 @@ class JetStreamLog:
 
     async def delete(self, live: LiveStream) -> None:
         """The record (CAS), the end of its events, its log up to the delete, its snapshot."""
-        claim = self.claims[live.name]
+        claim = self.claims.get(live.name)
+        if claim is None or claim.live is not live:
+            raise Fenced(f"stream {live.name!r} is no longer claimed by this owner period")
         tok, p = layout.token(live.name), layout.partition(live.name, self.c.partitions)
         claim.owner.check()
         try:

@@ -45,6 +45,7 @@ from streaming.errors import StreamingError
 
 log = logging.getLogger("dimwatch")
 POLL_SECONDS = 0.25  # how often an idle consumer checks for a stop or for having caught up
+INTERNAL = ApiError(500, "internal", "internal server error; see the worker's log")
 
 
 class Partition:
@@ -165,7 +166,7 @@ class Partition:
                 else self.runtime.admission.restored(live.name, live.bank_config, live.dim)
             )
             entry = self.runtime.add(live, slot)
-            self.log.claims[live.name] = Claim(self, record, revision)
+            self.log.claims[live.name] = Claim(self, live, record, revision)
             self.streams[tok], self._covered[tok] = entry, record.log_seq
             return entry
         raise Fenced(f"partition {self.p}: the record of {tok!r} keeps moving")
@@ -249,6 +250,9 @@ class Partition:
             out = layout.answer_error(exc)
         except StreamingError as exc:
             out = layout.answer_error(from_core(exc))
+        except Exception:  # a bug: answered as the embedded server answers one (500)
+            log.exception("partition %d: a batch failed", self.p)
+            out = layout.answer_error(INTERNAL)
         self._answer(headers, out)
 
     def _answer(self, headers: dict[str, str], out: bytes) -> None:
@@ -272,6 +276,11 @@ class Partition:
         try:
             await self.runtime.call(entry, delete)
         except Fenced:
+            return
+        except Exception as exc:  # NATS away mid-delete: hand the partition over; the next
+            # owner replays the delete from the log
+            log.exception("partition %d: delete of %r failed", self.p, entry.live.name)
+            self.fence(Fenced(f"partition {self.p}: a delete failed ({exc!r})"))
             return
         if self.streams.get(tok) is entry:
             del self.streams[tok], self._covered[tok]

@@ -134,7 +134,7 @@ class Worker:
             except KeyWrongLastSequenceError:
                 continue  # another worker was faster
             deadline = sent + LEASE_MARGIN * self.settings.lease_seconds
-            valid = self._validity(p)
+            valid = self._validity(p, epoch)
             part = Partition(self.c, self.settings, self.runtime, p, epoch, valid)
             held = Held(part, revision, deadline)
             self.held[p] = held
@@ -146,10 +146,17 @@ class Worker:
         if held is not None and held.partition.streams.get(layout.token(entry.live.name)) is entry:
             held.partition.events(entry, applied)
 
-    def _validity(self, p: int) -> Callable[[], bool]:
+    def _validity(self, p: int, epoch: str) -> Callable[[], bool]:
+        """Whether this ownership period of partition p may still act: work of an earlier
+        period that still runs in the runtime's queues (a later one may hold p now) may not."""
+
         def valid() -> bool:
             held = self.held.get(p)
-            return held is not None and time.monotonic() < held.deadline
+            return (
+                held is not None
+                and held.partition.epoch == epoch
+                and time.monotonic() < held.deadline
+            )
 
         return valid
 

@@ -261,6 +261,7 @@ class Runtime:
             reports = learn_together([(bank, job.x) for _, job, bank in steps])
         except Exception as exc:  # the core's own failure: every pair fails with it
             reports = [exc] * len(steps)
+        committing = []
         for (entry, job, bank), report in zip(steps, reports, strict=True):
             assert job.x is not None
             try:
@@ -271,11 +272,17 @@ class Runtime:
                 entry.live.abort()
                 self._finish(entry, job, None, exc)
                 continue
-            self._commit(entry, job, pending)
+            committing.append((pending, self._commit(entry, job, pending)))
+        # Every commit of the group is handed over first (so they can share one), then the
+        # answers are rendered while the log commits them.
+        for pending, both in committing:
+            rows = pending.x.shape[0]
+            best = None if pending.previous is None else pending.previous.best_latent_dim
+            both.set(_render(Applied(pending.report, rows, False, best, 0.0)), None)
 
-    def _commit(self, entry: Entry, job: Job, pending: Pending) -> None:
-        """Hand the batch to the log; render its answer while the log commits it; answer when
-        both are done."""
+    def _commit(self, entry: Entry, job: Job, pending: Pending) -> "_Both":
+        """Hand the batch to the log; it is answered once committed and its answer rendered
+        (the returned join's other half)."""
         live = entry.live
         both = _Both(lambda result, error: self._finish(entry, job, result, error))
         handed = time.perf_counter()
@@ -291,9 +298,7 @@ class Runtime:
             self.log.commit(live, pending, done)
         except Exception as exc:
             done(exc)
-        rows = pending.x.shape[0]
-        best = None if pending.previous is None else pending.previous.best_latent_dim
-        both.set(_render(Applied(pending.report, rows, False, best, 0.0)), None)
+        return both
 
     def _finish(self, entry: Entry, job: Job, result: Any, error: BaseException | None) -> None:
         """Back to the loop with a job's outcome (from any thread)."""
