@@ -13,11 +13,11 @@ dimwatch-snapshots.sqlite3:
                digests (the recent batches' digests, service/runtime/digests.py; NULL in files
                written before them)
 
-Group commit: every write of dimwatch.sqlite3 goes to one committer thread, which runs the
-writes waiting at that moment in one transaction (each in its own savepoint, so one failing
-write fails alone) and commits, hence fsyncs, once for all of them; each writer returns only
-after the commit of its write is durable. Batches of many streams arriving together share one
-fsync instead of queueing behind one fsync each.
+Group commit (service/commit.py): every write of dimwatch.sqlite3 goes to one committer
+thread, which runs the writes waiting at that moment in one transaction (one failing write
+fails alone) and commits, hence fsyncs, once for all of them; a write is answered only after
+the commit of its group is durable. Batches of many streams arriving together share one fsync
+instead of queueing behind one fsync each.
 
 Snapshots (hundreds of MB at the limits) are written to their own file with their own
 connection, so they never hold the committer: the snapshot is committed first, then the log rows
@@ -28,15 +28,14 @@ which loading skips. Loading a stream = its snapshot + the batches after it, rep
 import fcntl
 import json
 import logging
-import queue
 import sqlite3
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from service.commit import Done, GroupCommit, Write
 from service.history import Change, Point
 
 FILENAME = "dimwatch.sqlite3"
@@ -61,8 +60,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT PRIMARY KEY, step INTEGER NOT NULL, state BLOB NOT NULL);
 """
 _SNAPSHOT_DIGESTS = "ALTER TABLE snapshots ADD COLUMN digests BLOB"
-Write = Callable[[sqlite3.Connection], object]
-Done = Callable[[BaseException | None], None]
 log = logging.getLogger("dimwatch")
 
 
@@ -292,72 +289,6 @@ def _mirror_history(db: sqlite3.Connection, name: str, change: Change) -> None:
         db.execute(
             "UPDATE streams SET history_stride = ? WHERE name = ?", (change.thinned_to, name)
         )
-
-
-class GroupCommit:
-    """One thread that owns the writing connection and commits the waiting writes together."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self.commits = 0  # transactions committed (writes per commit = grouping achieved)
-        self._queue: queue.SimpleQueue[tuple[Write, Done] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="dimwatch-commit", daemon=True)
-        self._thread.start()
-
-    def submit(self, write: Write, done: Done) -> None:
-        """Queue `write`; `done(None)` is called on the committer thread once its group is
-        committed, `done(error)` if it failed."""
-        self._queue.put((write, done))
-
-    def close(self) -> None:
-        """Commit what is queued, stop the thread, close the connection."""
-        self._queue.put(None)
-        self._thread.join()
-        self._db.close()
-
-    def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
-            group, more = [first], True
-            while more:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:  # close(): commit this group, then stop
-                    self._queue.put(None)
-                    more = False
-                else:
-                    group.append(item)
-            self._commit(group)
-
-    def _commit(self, group: list[tuple[Write, Done]]) -> None:
-        db = self._db
-        errors: list[BaseException | None] = []
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for write, _ in group:
-                db.execute("SAVEPOINT write")
-                try:
-                    write(db)
-                    errors.append(None)
-                except Exception as exc:  # this write fails alone
-                    db.execute("ROLLBACK TO write")
-                    errors.append(exc)
-                db.execute("RELEASE write")
-            db.execute("COMMIT")
-            self.commits += 1
-        except BaseException as exc:  # the group fails as a whole (e.g. the disk is full)
-            errors = [exc] * len(group)
-            try:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            except sqlite3.Error:  # the next BEGIN fails and says why; the thread must live on
-                log.exception("rollback of a failed group commit failed")
-        for (_, done), error in zip(group, errors, strict=True):
-            try:
-                done(error)
-            except Exception:  # a waiter's bug must not stop the committer
-                log.exception("a commit's callback failed")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
