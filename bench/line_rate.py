@@ -2,9 +2,12 @@
 
 Every target runs as `dimwatch serve` runs (service.server: its own socket, the access log at
 "info", written to a file); the no-op is a FastAPI app under the same uvicorn settings that
-decodes the same bodies with the service's decoder (bench/noop_app.py). Targets are alternated
-in rounds: the no-op, the service at a baseline revision (`--before`, from a `git archive`) and
-this checkout. Cases, D = 10, B = 10:
+decodes the same bodies with the service's decoder (bench/noop_app.py). The three targets, the
+no-op, the service at a baseline revision (`--before`, from a `git archive`) and this checkout,
+run together for the whole run. With one client, its loop posts to them in turn, request by
+request: on a shared machine whose load changes from second to second, all three meet the same
+moments. 16 clients saturate the machine, so they load one target at a time, in an order
+rotated by round. Rates are closed-loop equivalents: clients / mean latency. D = 10, B = 10:
 
     one      one kept-alive client, binary bodies, one stream
     json     one kept-alive client, JSON bodies, one stream
@@ -21,10 +24,12 @@ transaction with synchronous=FULL, the store's settings).
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,34 +49,63 @@ def _metric(text: str, name: str) -> float:
     return float("nan")
 
 
-async def phase(server: Server, case: str, seconds: float, setup: bool) -> dict[str, Any]:
-    """One case against one server: streams created (service only), one warm-up batch each
-    (outside the figures), then `seconds` of load; the step time from /metrics around it."""
-    from bench.service_speed import create_streams, drive, sample_bodies, summary
+async def interleaved(
+    servers: dict[str, Server], case: str, seconds: float, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """One case against every target at once: each client loop posts to the targets in turn
+    (no-op, before, after, no-op, ...), so that all of them meet the same moments of a shared
+    machine. Streams are created on the services, one warm-up batch each (outside the figures).
+    Per target: latencies, the closed-loop rate they allow (clients / mean latency), the server
+    process's CPU per batch, and the services' mean step and commit from /metrics."""
+    from bench.service_speed import sample_bodies
 
     kind, clients = CASES[case]
     bodies = sample_bodies(kind)
-    names = [f"{case}{i}" for i in range(clients)]
-    limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
-        if setup:
-            await create_streams(client, names, D)
-        for name in names:
-            body, headers = bodies[0]
-            r = await client.post(f"/v1/streams/{name}/batches", content=body, headers=headers)
-            r.raise_for_status()
-        before = (await client.get("/metrics")).text if setup else ""
-        posts = [[(name, *bodies[j % len(bodies)]) for j in range(16)] for name in names]
-        cpu = server.cpu_seconds()
-        loops = await drive(client, posts, seconds)
-        cpu = server.cpu_seconds() - cpu
-        after = (await client.get("/metrics")).text if setup else ""
-    out = {"case": case, **summary(loops)}
-    out["server_cpu_ms"] = 1e3 * cpu / out["requests"]  # per batch, every thread of it
-    if setup:
-        for key, metric in (("step_ms", "step_seconds"), ("commit_ms", "commit_seconds")):
-            out[key] = _mean_ms(before, after, f"dimwatch_{metric}")
-    return out
+    names = [f"{prefix}{case}{i}" for i in range(clients)]
+    limits = httpx.Limits(max_connections=len(servers) * clients + 4)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        for target, server in servers.items():
+            for name in names if target != "noop" else []:
+                spec = {"name": name, "dim": D, "device": "cpu"}
+                (await client.post(f"{server.url}/v1/streams", json=spec)).raise_for_status()
+            for name in names:
+                body, headers = bodies[0]
+                url = f"{server.url}/v1/streams/{name}/batches"
+                (await client.post(url, content=body, headers=headers)).raise_for_status()
+        metrics = {t: (await client.get(f"{s.url}/metrics")).text for t, s in servers.items()}
+        cpu = {t: s.cpu_seconds() for t, s in servers.items()}
+        latencies: dict[str, list[float]] = {t: [] for t in servers}
+        deadline = time.perf_counter() + seconds
+
+        async def loop(i: int) -> None:
+            while time.perf_counter() < deadline:
+                for target, server in servers.items():
+                    body, headers = bodies[len(latencies[target]) % len(bodies)]
+                    url = f"{server.url}/v1/streams/{names[i]}/batches"
+                    start = time.perf_counter()
+                    r = await client.post(url, content=body, headers=headers)
+                    latencies[target].append(time.perf_counter() - start)
+                    r.raise_for_status()
+
+        await asyncio.gather(*(loop(i) for i in range(clients)))
+        rows = []
+        for target, server in servers.items():
+            lat = np.array(latencies[target]) * 1e3
+            row = {
+                "case": case,
+                "target": target,
+                "requests": len(lat),
+                "batches_per_s": clients / (lat.mean() / 1e3),
+                "p50_ms": float(np.percentile(lat, 50)),
+                "p99_ms": float(np.percentile(lat, 99)),
+                "server_cpu_ms": 1e3 * (server.cpu_seconds() - cpu[target]) / len(lat),
+            }
+            if target != "noop":
+                after = (await client.get(f"{server.url}/metrics")).text
+                for key, metric in (("step_ms", "step_seconds"), ("commit_ms", "commit_seconds")):
+                    row[key] = _mean_ms(metrics[target], after, f"dimwatch_{metric}")
+            rows.append(row)
+    return rows
 
 
 def _mean_ms(before: str, after: str, histogram: str) -> float | None:
@@ -137,23 +171,32 @@ def _probe(script: str, args: list[str], source: Path) -> dict[str, float]:
 
 
 def part_line(seconds: float, before: str, rounds: int) -> list[dict[str, Any]]:
-    """The three cases on the no-op, `before` and this checkout, alternated `rounds` times, with
-    the decode and commit probes in each round."""
+    """The three cases on the no-op, `before` and this checkout, running together and
+    interleaved request by request, `rounds` times, with the decode and commit probes."""
     from bench.service_speed import checkout
 
     rows: list[dict[str, Any]] = []
-    with checkout(before) as old:
-        sources: dict[str, Path | None] = {"noop": None, "before": old, "after": None}
+    with checkout(before) as old, contextlib.ExitStack() as running:
+        options: dict[str, dict[str, Any]] = {
+            "noop": {"noop": True},
+            "before": {"source": old},
+            "after": {},
+        }
+        servers = {
+            target: running.enter_context(running_service(real=True, max_streams=1000, **extra))
+            for target, extra in options.items()
+        }
         for round_ in range(rounds):
-            for target, source in sources.items():
-                with running_service(
-                    noop=target == "noop", max_streams=100, source=source, real=True
-                ) as server:
-                    for case in CASES:
-                        r = asyncio.run(phase(server, case, seconds, target != "noop"))
-                        r.update(target=target, round=round_)
-                        rows.append(r)
-                        _print(r)
+            runs = [(case, servers) for case in ("one", "json")]
+            # 16 clients: one target at a time (else the client, loading three servers at
+            # once, would be the limit), in an order rotated by round
+            targets = list(servers)[round_ % 3 :] + list(servers)[: round_ % 3]
+            runs += [("sixteen", {t: servers[t]}) for t in targets]
+            for case, these in runs:
+                for r in asyncio.run(interleaved(these, case, seconds, f"r{round_}")):
+                    r["round"] = round_
+                    rows.append(r)
+                    _print(r)
             for target, source in (("before", old), ("after", Path.cwd())):
                 r = {"case": "decode", "target": target, "round": round_}
                 r.update(_probe(DECODE_PROBE, [str(B), "2000"], source))
@@ -177,8 +220,7 @@ def _print(r: dict[str, Any]) -> None:
         step += f" (commit {r['commit_ms']:.3f})" if r.get("commit_ms") is not None else ""
         print(
             f"{head} {r['batches_per_s']:8.1f} batches/s  p50 {r['p50_ms']:6.2f} ms  "
-            f"p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_ms']:.2f} ms/batch  "
-            f"errors {r['errors']}{step}",
+            f"p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_ms']:.2f} ms/batch{step}",
             flush=True,
         )
 
@@ -192,8 +234,8 @@ def line_table(rows: list[dict[str, Any]]) -> None:
 
     def median(case: str, target: str, key: str) -> float:
         found = [r.get(key) for r in rows if (r["case"], r["target"]) == (case, target)]
-        found = [v for v in found if v is not None]
-        return float(np.median(found)) if found else float("nan")
+        values = [float(v) for v in found if v is not None]
+        return float(np.median(values)) if values else float("nan")
 
     print(
         "| case | target | batches/s | p50 ms | p99 ms | / no-op | server CPU ms/batch "
