@@ -39,6 +39,9 @@ from service.schemas import (
 from service.settings import Settings
 
 READ_TIMEOUT = 5.0  # seconds a read waits for the owner (a frozen owner: then 503)
+# Seconds a write waits for the owner's admission; past it (or with no owner at all) the batch is
+# logged unadmitted and waits in the log for an owner, as a batch sent during a takeover does.
+ADMIT_TIMEOUT = 1.0
 PUBLISH_RETRY_SECONDS = 0.25  # between publishes of one batch while JetStream is away
 HEADROOM = 1024  # bytes of a log message beyond its data (headers), under max_payload
 
@@ -122,7 +125,7 @@ class ClusterBackend:
         if spec.dim is not None:
             if await self._exists(key):
                 raise _exists(spec.name)
-            await self._query(spec.name, "reserve", config=config, dim=spec.dim)
+            await self._admitted(spec.name, "reserve", config=config, dim=spec.dim)
         end = (await self.c.js.stream_info(layout.LOG)).state.last_seq
         record = StreamRecord(spec.name, config, spec.dim, live.created_at, end)
         try:
@@ -170,8 +173,10 @@ class ClusterBackend:
                 f"{self.c.nc.max_payload - HEADROOM}; send fewer rows per batch",
             )
         rows, dim = x.shape
-        admitted = await self._query(name, "admit", rows=rows, dim=dim)
-        headers = {layout.OP: "batch", layout.DIM: str(dim), layout.TICKET: admitted["ticket"]}
+        headers = {layout.OP: "batch", layout.DIM: str(dim)}
+        admitted = await self._admitted(name, "admit", rows=rows, dim=dim)
+        if admitted is not None:
+            headers[layout.TICKET] = admitted["ticket"]
         if seq is not None:
             headers[layout.SEQ] = str(seq)
         body = layout.parse_json(await self._write(name, data, headers))
@@ -239,6 +244,17 @@ class ClusterBackend:
     async def project(self, name: str, body: TransformIn, decode: bool) -> TransformOut:
         out = await self._query(name, "project", body=body.model_dump(), decode=decode)
         return TransformOut.model_validate(out)
+
+    async def _admitted(self, name: str, op: str, **args: Any) -> Any:
+        """The owner's admission (its 4xx stand); None when no owner answers in ADMIT_TIMEOUT
+        (a takeover, a frozen or cut-off owner): the write goes on unadmitted."""
+        request = {"op": op, "name": name, **args}
+        try:
+            return await self._ask(self._partition(name), request, timeout=ADMIT_TIMEOUT)
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            return None
 
     async def _query(self, name: str, op: str, **args: Any) -> Any:
         return await self._ask(self._partition(name), {"op": op, "name": name, **args})

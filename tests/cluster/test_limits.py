@@ -1,8 +1,12 @@
 """Admission in the cluster: the queue depth counts a stream's batches admitted through every API
-node, and a worker's memory budget answers as the embedded server's does."""
+node, a worker's memory budget answers as the embedded server's does, and a batch whose owner
+cannot be asked (frozen, changing) is logged all the same and waits for it."""
 
 import asyncio
 import json
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ import pytest
 from service.cluster import layout, local
 from service.settings import Settings
 from tests.cluster.helpers import Cluster
-from tests.service.helpers import push, serve
+from tests.service.helpers import push, serve, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -89,3 +93,28 @@ def test_queue_depth_counts_batches_admitted_through_any_node(limited: Cluster) 
         "message": "stream 'q' has 2 batches queued; the limit queue_depth is 2; retry later",
         "details": None,
     }
+
+
+async def _log_end(url: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        return (await nc.jetstream().stream_info(layout.LOG)).state.last_seq
+    finally:
+        await nc.close()
+
+
+def test_a_batch_its_frozen_owner_cannot_admit_waits_in_the_log(cluster: Cluster) -> None:
+    worker = cluster.worker()
+    with cluster.api() as api:
+        assert api.client.post("/v1/streams", json={"name": "f"}).status_code == 201
+        logged = asyncio.run(_log_end(cluster.url))
+        answers: list[httpx.Response] = []
+        os.kill(worker.pid, signal.SIGSTOP)  # asked to admit the batch, it cannot answer
+        try:
+            thread = threading.Thread(target=lambda: answers.append(push(api.client, "f", X, 0)))
+            thread.start()
+            wait_until(lambda: asyncio.run(_log_end(cluster.url)) > logged, 30)  # logged anyway
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        thread.join(60)
+    assert [(a.status_code, a.json()["step"]) for a in answers] == [(200, 1)]
