@@ -27,8 +27,8 @@ demo: $(VENV)/.installed-server
 	$(BIN)/dimwatch demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check streaming service clients tests bench
-	$(BIN)/ruff format --check streaming service clients tests bench
+	$(BIN)/ruff check streaming service clients tests bench examples
+	$(BIN)/ruff format --check streaming service clients tests bench examples
 	$(BIN)/mypy
 
 test: lint

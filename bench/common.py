@@ -2,9 +2,9 @@
 (docs/math.md, Fig. 3a: second-half accuracy, detection delay, noise of both BICs), the machine, the
 output folder, progress lines.
 
-A learner is anything with `learn_many(X) -> StepReport` (LinearVAEBank, streaming.adaptive,
-the baselines in bench/baselines.py); its report gives the pick, the entropy BIC and the batch BIC
-of every candidate after each batch.
+A learner is anything with `learn_many(X) -> StepReport` (streaming.learner.Learner, the
+baselines in bench/baselines.py); its report gives the pick, the entropy BIC and the batch BIC of
+every candidate after each batch.
 """
 
 import itertools
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from streaming.learner import Learner as Online
 from streaming.report import StepReport
 from streaming.tracking import accuracy, batch_noise, detection_delay
 
@@ -225,41 +226,33 @@ def set_threads(n: int) -> None:
     threadpool_limits(n)
 
 
-def make_learner(spec: str, dim: int, seed: int = 0, **bank: Any) -> Learner:
-    """A learner from a short spec: 'plain:lr=0.002' (LinearVAEBank, optionally opt=sgd),
-    'adaptive:lr=0.002,boost_lr=0.05,decay=50,threshold=5,score_rate=1,reset=1,reset_every=25'
-    (streaming.adaptive), or 'default:' (what the service runs for a new stream:
-    AdaptiveBank(BankConfig()), the natural step; the other specs default to opt=adam, the
-    paper's recipe). Extra keyword arguments go to BankConfig (estimator, bic_n, ...).
-    The spec's own defaults (lr 0.002, boost_lr 0.02, decay 50, threshold 5, score_rate 1,
-    reset 1, reset_every 0, margin 0) are fixed here so that recorded specs keep their meaning;
-    they are not AdaptiveConfig's defaults."""
-    from streaming.adaptive import AdaptiveBank, AdaptiveConfig
-    from streaming.bank import LinearVAEBank
-    from streaming.config import BankConfig
+def make_learner(spec: str, dim: int, seed: int = 0, **settings: Any) -> Online:
+    """A learner from a short spec: 'default:' (what the service runs for a new stream:
+    Learner(StreamSpec()), the subspace rule with change detection), 'plain:lr=0.002'
+    (Adam at a constant rate, no detection; opt=sgd for SGD) or 'adaptive:lr=0.002,boost_lr=0.05'
+    (Adam with change detection and the boosted rate after a change; the paper's recipe plus
+    detection). `margin=` sets switch_margin (default 0 for plain/adaptive, the spec's for
+    default). Extra keyword arguments go to StreamSpec (estimator, bic_n, latent_dims, ...)."""
+    from streaming.spec import StreamSpec
 
     kind, _, rest = spec.partition(":")
     kv = dict(item.split("=") for item in rest.split(",") if item)
-    if kind == "default" and not kv:
-        return AdaptiveBank(dim, BankConfig(seed=seed, **{"device": "cpu", **bank}))
-    config = BankConfig(
-        learning_rate=float(kv.pop("lr", 0.002)),
-        optimizer=kv.pop("opt", "adam"),  # type: ignore[arg-type]
-        seed=seed,
-        **{"device": "cpu", **bank},
-    )
-    if kind == "plain" and not kv:
-        return LinearVAEBank(dim, config)
-    if kind == "adaptive":
-        adaptive = AdaptiveConfig(
-            boost_lr=float(kv.pop("boost_lr", 0.02)),
-            decay_batches=float(kv.pop("decay", 50)),
-            threshold=float(kv.pop("threshold", 5)),
-            score_rate=float(kv.pop("score_rate", 1)),
-            reset_optimizer=kv.pop("reset", "1") == "1",
-            reset_every=int(kv.pop("reset_every", 0)),
+    base: dict[str, Any] = {"device": "cpu", "seed": seed, **settings}
+    if kind == "default":
+        if "margin" in kv:
+            base["switch_margin"] = float(kv.pop("margin"))
+        config = StreamSpec(**base)
+    elif kind in ("plain", "adaptive"):
+        config = StreamSpec(
+            optimizer=kv.pop("opt", "adam"),  # type: ignore[arg-type]
+            learning_rate=float(kv.pop("lr", 0.002)),
+            boost_learning_rate=float(kv.pop("boost_lr", 0.05)),
+            adaptive=kind == "adaptive",
             switch_margin=float(kv.pop("margin", 0)),
+            **base,
         )
-        if not kv:
-            return AdaptiveBank(dim, config, adaptive)
-    raise ValueError(f"learner spec: cannot read {spec!r} (left over: {kv})")
+    else:
+        raise ValueError(f"learner spec: unknown kind {kind!r}")
+    if kv:
+        raise ValueError(f"learner spec: cannot read {spec!r} (left over: {kv})")
+    return Online(dim, config)

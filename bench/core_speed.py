@@ -1,20 +1,27 @@
-"""Speed of the numerical core (issue 6, item 4).
+"""Speed of the numerical core (issue 20, item 4): microseconds per batch of one learner
+against its arithmetic floor, the exact running covariance and IncrementalPCA, in one run.
 
-1. Batches per second of LinearVAEBank (one stacked step for H = 2, 4, 6 plus its report)
-   against the naive per-model loop of bench/naive.py (Listing 1 of the paper), in the same run,
-   for D = 10, 100, 1000, B = 10, 100, analytic and MC-100. The analytic step's closed-form
-   gradients (streaming.objectives.analytic_elbo_and_grads) are checked against autograd first.
-2. Cost of scoring three candidates: the data-free entropy BIC (Corollary 1) against the exact
-   p-PCA log-likelihood (Eq. 26) of a window of 1,000 rows and an MC ELBO (100 samples) of a
-   batch of 100 rows.
-3. The default natural step against the paper's Adam analytic step (issue 9), at D = 10 and 64,
-   B = 10, H = 2, 4, 6, for the plain bank and for the adaptive bank the service runs; the
-   measurements are interleaved in rounds (the machine is shared) and the median kept.
+Per configuration (D, B, candidates), single thread, CPU time per batch (process time: the
+machine is shared), median over interleaved rounds after a warm-up of 60 batches:
 
-    python -m bench.core_speed [--quick] [--device cpu] [--threads 1] [--only optimizers]
+  dimwatch   Learner.learn_many with the service's defaults (subspace rule, change detection):
+             one step of every candidate and its report (scores, pick, collapse, flags)
+  floor      the four products one step of every candidate cannot avoid (x W, nu W^T, r^T nu,
+             W R), float32, into preallocated outputs: what any update of M linear VAEs costs
+  exact      n, sum x, sum x x^T in float64, eigvalsh of the covariance and the closed-form
+             p-PCA log-likelihood of every candidate after every batch (what a user would write)
+  ipca       scikit-learn's IncrementalPCA(K = max H + 8).partial_fit (only where B >= K)
+
+and, for many small streams (`--part many`): the CPU per stream-batch of S streams (D = 10,
+B = 10) pushed one by one (learn_many) and together (learn_together, one stacked computation),
+against S times the floor.
+
+    python -m bench.core_speed [--quick] [--part step many] [--rounds 7] [--device cpu]
 """
 
 import argparse
+import math
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,274 +30,193 @@ import numpy as np
 import torch
 
 from bench.common import progress, set_threads, write_json
-from bench.naive import NaiveBank
-from streaming import entropy, objectives, ppca
-from streaming.adaptive import AdaptiveBank
-from streaming.bank import LinearVAEBank
-from streaming.config import BankConfig, Estimator
 from streaming.data import ppca_data
+from streaming.learner import Learner, learn_together
+from streaming.spec import StreamSpec
 
-DIMS = (10, 100, 1000)
-ROWS = (10, 100)
-ESTIMATORS: tuple[Estimator, ...] = ("analytic", "mc")
-
-
-def rate(step: Callable[[], object], seconds: float, min_calls: int = 3) -> float:
-    """Calls per second of `step` over about `seconds` (after two warm-up calls)."""
-    step()
-    step()
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < seconds:
-        step()
-        calls += 1
-    return calls / (time.perf_counter() - start)
+CONFIGS = (  # D, B, candidates: the issue's table
+    (10, 10, (2, 4, 6)),
+    (256, 10, (8, 16, 32, 64)),
+    (256, 256, (8, 16, 32, 64)),
+    (784, 10, (8, 16, 32, 64)),
+    (784, 256, (8, 16, 32, 64)),
+)
+QUICK = CONFIGS[:2]
 
 
-def cycling(learn: Callable[[Any], object], batches: list[Any]) -> Callable[[], object]:
-    """A step that learns the next batch of the list, round and round."""
-    state = {"i": 0}
+def floor_step(dim: int, rows: int, dims: tuple[int, ...], device: str) -> Callable[[], None]:
+    """The four unavoidable products of one step of every candidate, preallocated."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, dim, generator=gen).to(device)
+    parts = []
+    for h in dims:
+        w = torch.randn(dim, h, generator=gen).to(device)
+        r = torch.randn(h, h, generator=gen).to(device)
+        outs = [torch.empty(s, device=device) for s in ((rows, h), (rows, dim), (dim, h), (dim, h))]
+        parts.append((w, r, outs))
 
-    def step() -> object:
-        state["i"] += 1
-        return learn(batches[state["i"] % len(batches)])
+    def step() -> None:
+        for w, r, (nu, back, grad, rot) in parts:
+            torch.matmul(x, w, out=nu)  # x W
+            torch.matmul(nu, w.T, out=back)  # nu W^T
+            torch.matmul(back.T, nu, out=grad)  # r^T nu
+            torch.matmul(w, r, out=rot)  # W R
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     return step
 
 
-def bank_vs_naive(seconds: float, device: str) -> list[dict[str, Any]]:
-    rows = []
-    for estimator in ESTIMATORS:
-        for dim in DIMS:
-            for b in ROWS:
-                x = ppca_data(50 * b, dim, 4, seed=0)
-                batches = [x[i * b : (i + 1) * b] for i in range(50)]
-                bank = LinearVAEBank(dim, BankConfig(estimator=estimator, device=device))
-                naive = NaiveBank(dim, num_samples=100 if estimator == "mc" else None)
-                r_bank = rate(cycling(bank.learn_many, batches), seconds)
-                r_naive = rate(cycling(naive.learn_many, batches), seconds)
-                rows.append(
-                    {
-                        "estimator": estimator,
-                        "D": dim,
-                        "B": b,
-                        "bank_batches_per_s": r_bank,
-                        "naive_batches_per_s": r_naive,
-                        "speedup": r_bank / r_naive,
-                    }
-                )
-                print(
-                    f"{estimator:<8} D={dim:<5} B={b:<4} bank {r_bank:9.1f}/s  "
-                    f"naive {r_naive:9.1f}/s  x{r_bank / r_naive:5.2f}",
-                    flush=True,
-                )
-    return rows
+class Exact:
+    """The exact running covariance, and every candidate's closed-form p-PCA LL per batch."""
 
+    def __init__(self, dim: int, dims: tuple[int, ...]) -> None:
+        self.n, self.s, self.ss, self.dims = 0, np.zeros(dim), np.zeros((dim, dim)), dims
 
-def scorers(dim: int, device: str) -> dict[str, Callable[[], object]]:
-    """The four ways to score the three candidates of a bank trained a little on D-dim data."""
-    x = ppca_data(1_000, dim, 4, seed=1)
-    bank = LinearVAEBank(dim, BankConfig(device=device))
-    for i in range(20):
-        bank.learn_many(x[i * 10 : (i + 1) * 10])
-    # read-only use of the bank's stacked parameters
-    p = {k: v.detach() for k, v in bank._params.items()}
-    with torch.no_grad():
-        tau2, sigma2 = bank._variances()
-    mask = bank._mask
-    mask_np = mask.double().cpu().numpy()
-    dims = np.array(bank.config.latent_dims)
-    xt = torch.as_tensor(x[:100], device=bank.device)
-    gen = torch.Generator(device=bank.device).manual_seed(0)
-
-    def entropy_bic() -> object:  # Corollary 1 + Eq. 27: M x (Hmax + 1) numbers to the host
-        t2, s2 = tau2.double().cpu().numpy(), sigma2.double().cpu().numpy()
-        f = entropy.entropy_elbo(t2, s2, mask_np, dim)
-        return entropy.bic(f, dims, dim, 10).tolist()
-
-    def eq26() -> object:  # exact p-PCA log-likelihood of a window of 1,000 rows
+    def learn(self, x: np.ndarray) -> list[float]:
+        x = x.astype(np.float64)
+        self.n += x.shape[0]
+        self.s += x.sum(0)
+        self.ss += x.T @ x
+        m = self.s / self.n
+        lam = np.linalg.eigvalsh(self.ss / self.n - np.outer(m, m))[::-1]
+        d, total = lam.shape[0], float(lam.sum())
         out = []
-        for i, h in enumerate(bank.config.latent_dims):
-            w = p["W"][i, :, :h].double().cpu().numpy()
-            mu = p["mu"][i].double().cpu().numpy()
-            out.append(ppca.loglik(w, float(sigma2[i]), ppca.covariance(x, mean=mu)))
+        for h in self.dims:
+            s2 = max((total - lam[:h].sum()) / (d - h), 1e-300)
+            logs = np.log(np.maximum(lam[:h], 1e-300)).sum()
+            out.append(-0.5 * (logs + (d - h) * math.log(s2) + d * (1 + math.log(2 * math.pi))))
         return out
 
-    def mc_elbo() -> object:  # the paper's estimator: 100 samples per row, 100 rows
-        return objectives.batch_elbo(
-            xt, p["W"], p["mu"], sigma2, p["V"], p["b"], tau2, mask, samples=100, generator=gen
-        ).tolist()
 
-    return {
-        "entropy_bic": entropy_bic,
-        "eq26_window_1000": eq26,
-        "mc_elbo_100x100": mc_elbo,
-        "bank_report": bank.report,
-    }
+def stream_of(dim: int, rows: int, batches: int) -> list[np.ndarray]:
+    x = ppca_data(rows * batches, dim, min(16, dim - 2), noise=0.5, seed=1,
+                  mean=np.linspace(-50.0, 50.0, dim))  # fmt: skip
+    return [x[i * rows : (i + 1) * rows] for i in range(batches)]
 
 
-def scoring(seconds: float, device: str) -> list[dict[str, Any]]:
-    """Microseconds per scoring of the three candidates, for every D."""
-    rows = []
-    for dim in DIMS:
-        row: dict[str, Any] = {"D": dim}
-        for name, fn in scorers(dim, device).items():
-            row[f"{name}_us"] = 1e6 / rate(fn, seconds / 4)
-        rows.append(row)
-        print(
-            f"D={dim:<5} entropy BIC {row['entropy_bic_us']:9.1f} us | Eq. 26, 1000 rows "
-            f"{row['eq26_window_1000_us']:10.1f} us | MC ELBO 100x100 "
-            f"{row['mc_elbo_100x100_us']:10.1f} us | bank.report() {row['bank_report_us']:8.1f} us",
-            flush=True,
-        )
-    return rows
+def cycling(learn: Callable[[np.ndarray], object], batches: list[np.ndarray]) -> Callable[[], None]:
+    state = {"i": 0}
+
+    def step() -> None:
+        state["i"] += 1
+        learn(batches[state["i"] % len(batches)])
+
+    return step
 
 
-def check_closed_form(device: str) -> list[dict[str, Any]]:
-    """The bank's closed-form gradients against autograd on the same objective, in float32."""
-    rows = []
-    for dim in DIMS:
-        x = ppca_data(200, dim, 4, seed=2)
-        bank = LinearVAEBank(dim, BankConfig(device=device))
-        for i in range(10):
-            bank.learn_many(x[i * 10 : (i + 1) * 10])
-        xt = torch.as_tensor(x[100:110], device=bank.device)
-        for v in bank._params.values():
-            v.grad = None
-        elbo = autograd_elbo(bank, xt)
-        (-elbo.sum()).backward()
-        closed_elbo, grads = objectives.analytic_elbo_and_grads(
-            xt, **{k: v.detach() for k, v in bank._params.items()}, mask=bank._mask
-        )
-        rel = max(
-            float((v.grad - grads[k]).abs().max() / v.grad.abs().max().clamp_min(1e-30))
-            for k, v in bank._params.items()
-            if v.grad is not None
-        )
-        rows.append(
-            {
-                "D": dim,
-                "max_rel_grad_diff": rel,
-                "max_elbo_diff": float((elbo.detach() - closed_elbo).abs().max()),
-            }
-        )
-        print(
-            f"closed form D={dim}: max relative gradient difference {rel:.2e}, "
-            f"ELBO difference {rows[-1]['max_elbo_diff']:.2e}",
-            flush=True,
-        )
-    return rows
+def per_call(step: Callable[[], None], calls: int) -> float:
+    """Microseconds of CPU time per call of `step`, over `calls` calls."""
+    start = time.process_time()
+    for _ in range(calls):
+        step()
+    return (time.process_time() - start) / calls * 1e6
 
 
-def autograd_elbo(bank: LinearVAEBank, x: torch.Tensor) -> torch.Tensor:
-    """The bank's analytic batch ELBO (M,) through autograd-tracked ops (objectives.batch_elbo)."""
-    p = bank._params
-    tau2, sigma2 = bank._variances()
-    return objectives.batch_elbo(x, p["W"], p["mu"], sigma2, p["V"], p["b"], tau2, bank._mask)
+def interleaved(methods: dict[str, Callable[[], None]], rounds: int, budget: float) -> dict:
+    """Median microseconds per call of each method over interleaved rounds of ~budget s."""
+    calls = {}
+    for name, step in methods.items():  # warm-up and the number of calls a round makes
+        us = per_call(step, 3)
+        calls[name] = max(3, int(budget * 1e6 / max(us, 1.0)))
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, step in methods.items():
+            times[name].append(per_call(step, calls[name]))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def breakdown(seconds: float, device: str) -> dict[str, float]:
-    """Microseconds of the parts of one step at D = 10, B = 10: the bank as it is, its
-    closed-form gradients, and the autograd forward/backward of the analytic ELBO (how the
-    first bank computed its gradients)."""
-    x_np = ppca_data(10, 10, 4, seed=3)
-    bank = LinearVAEBank(10, BankConfig(device=device))
-    x = torch.as_tensor(x_np, device=bank.device)
-    params = {k: v.detach() for k, v in bank._params.items()}
+def part_step(configs: tuple, rounds: int, device: str) -> list[dict[str, Any]]:
+    rows_out = []
+    for dim, rows, dims in configs:
+        progress(f"step: D={dim} B={rows} candidates {dims}")
+        batches = stream_of(dim, rows, 120)
+        learner = Learner(dim, StreamSpec(latent_dims=dims, device=device))
+        for xb in batches[:60]:  # past the first rows' widening of the basis
+            learner.learn_many(xb)
+        exact = Exact(dim, dims)
+        for xb in batches[:60]:
+            exact.learn(xb)
+        methods = {
+            "dimwatch": cycling(learner.learn_many, batches[60:]),
+            "floor": floor_step(dim, rows, dims, device),
+            "exact": cycling(exact.learn, batches[60:]),
+        }
+        k = max(dims) + 8
+        if rows >= k and device == "cpu":
+            from sklearn.decomposition import IncrementalPCA
 
-    def forward() -> object:
-        with torch.no_grad():
-            return autograd_elbo(bank, x)
-
-    def forward_backward() -> object:
-        (-autograd_elbo(bank, x).sum()).backward()
-        return None
-
-    parts: dict[str, Callable[[], object]] = {
-        "bank_learn_many": lambda: bank.learn_many(x_np),
-        "input_validation": lambda: bank._as_batch(x_np),
-        "autograd_forward_no_grad": forward,
-        "autograd_forward_backward": forward_backward,
-        "closed_form_grads": lambda: objectives.analytic_elbo_and_grads(
-            x, **params, mask=bank._mask
-        ),
-        "bank_fused_adam_step": bank._optimizer.step,
-        "bank_report": bank.report,
-    }
-    out = {name: 1e6 / rate(fn, seconds / 2) for name, fn in parts.items()}
-    print(
-        "step breakdown at D=10, B=10 (us): " + ", ".join(f"{k} {v:.0f}" for k, v in out.items()),
-        flush=True,
-    )
-    return out
+            ipca = IncrementalPCA(n_components=k)
+            methods["ipca"] = cycling(lambda xb, p=ipca: p.partial_fit(xb.astype(np.float64)),
+                                      batches[60:])  # fmt: skip
+        budget = 0.05 if dim * rows < 10_000 else 0.3
+        t = interleaved(methods, rounds, budget)
+        row = {"D": dim, "B": rows, "candidates": list(dims), "device": device,
+               **{f"{k}_us": v for k, v in t.items()}}  # fmt: skip
+        row["dimwatch_over_floor"] = t["dimwatch"] / t["floor"]
+        row["dimwatch_over_exact"] = t["dimwatch"] / t["exact"]
+        rows_out.append(row)
+        print_step(row)
+    return rows_out
 
 
-def optimizers(seconds: float, device: str, rounds: int = 20) -> list[dict[str, Any]]:
-    """Microseconds per batch of the natural step and the Adam analytic step, same run: the
-    four measurements take turns in `rounds` short rounds; the median and the fastest round
-    (the least disturbed by other work on a shared machine) are kept."""
-    rows = []
-    for dim in (10, 64):
-        x = ppca_data(5_000, dim, 4, seed=4)
-        batches = [x[i * 10 : (i + 1) * 10] for i in range(500)]
-        steps = {}
-        for kind in (LinearVAEBank, AdaptiveBank):
-            for opt in ("natural", "adam"):
-                bank = kind(dim, BankConfig(optimizer=opt, device=device))  # type: ignore[arg-type]
-                steps[(kind.__name__, opt)] = cycling(bank.learn_many, batches)
-        times: dict[tuple[str, str], list[float]] = {k: [] for k in steps}
-        for _ in range(rounds):
-            for key, step in steps.items():
-                times[key].append(1e6 / rate(step, seconds / rounds))
-        for kind_name in ("LinearVAEBank", "AdaptiveBank"):
-            nat, adam = times[(kind_name, "natural")], times[(kind_name, "adam")]
-            row = {"D": dim, "bank": kind_name, "rounds": rounds,
-                   "natural_us": float(np.median(nat)), "adam_us": float(np.median(adam)),
-                   "natural_min_us": min(nat), "adam_min_us": min(adam)}  # fmt: skip
-            row["natural_over_adam"] = row["natural_us"] / row["adam_us"]
-            row["natural_over_adam_min"] = row["natural_min_us"] / row["adam_min_us"]
-            rows.append(row)
-            print(
-                f"D={dim:<3} {kind_name:<13} us/batch median (fastest round): natural "
-                f"{row['natural_us']:6.0f} ({row['natural_min_us']:5.0f})  adam "
-                f"{row['adam_us']:6.0f} ({row['adam_min_us']:5.0f})  natural/adam "
-                f"{row['natural_over_adam']:4.2f} ({row['natural_over_adam_min']:4.2f})",
-                flush=True,
-            )
-    return rows
+def print_step(r: dict[str, Any]) -> None:
+    ipca = r.get("ipca_us")
+    print(f"D={r['D']:>3} B={r['B']:>3} {r['candidates']}: dimwatch {r['dimwatch_us']:8.0f} us"
+          f" | floor {r['floor_us']:7.0f} (x{r['dimwatch_over_floor']:.2f}) | exact "
+          f"{r['exact_us']:8.0f} (x{r['dimwatch_over_exact']:.2f}) | ipca "
+          f"{'-' if ipca is None else f'{ipca:.0f}'}", flush=True)  # fmt: skip
+
+
+def part_many(streams: int, rounds: int) -> dict[str, Any]:
+    progress(f"many: {streams} streams, D=10, B=10")
+    data = [stream_of(10, 10, 60) for _ in range(streams)]
+    one = [Learner(10, StreamSpec(device="cpu", seed=s)) for s in range(streams)]
+    together = [Learner(10, StreamSpec(device="cpu", seed=s)) for s in range(streams)]
+    state = {"one": 0, "together": 0}
+
+    def by_one() -> None:
+        i = state["one"] = (state["one"] + 1) % 60
+        for learner, batches in zip(one, data, strict=True):
+            learner.learn_many(batches[i])
+
+    def stacked() -> None:
+        i = state["together"] = (state["together"] + 1) % 60
+        learn_together([(lr, b[i]) for lr, b in zip(together, data, strict=True)])
+
+    floor = floor_step(10, 10, (2, 4, 6), "cpu")
+
+    def floors() -> None:
+        for _ in range(streams):
+            floor()
+
+    t = interleaved({"one_by_one": by_one, "together": stacked, "floor": floors}, rounds, 0.2)
+    row = {"streams": streams, **{f"{k}_us_per_stream": v / streams for k, v in t.items()}}
+    row["together_over_floor"] = t["together"] / t["floor"]
+    row["one_by_one_over_floor"] = t["one_by_one"] / t["floor"]
+    print(f"{streams} streams D=10 B=10, us per stream-batch: one by one "
+          f"{row['one_by_one_us_per_stream']:.0f} (x{row['one_by_one_over_floor']:.2f} floor), "
+          f"together {row['together_us_per_stream']:.0f} (x{row['together_over_floor']:.2f}), "
+          f"floor {row['floor_us_per_stream']:.0f}", flush=True)  # fmt: skip
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="0.3 s per measurement")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--part", nargs="+", default=["step", "many"], choices=["step", "many"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", choices=["optimizers"], help="run only this part")
+    parser.add_argument("--tag", default="")
     args = parser.parse_args()
-    set_threads(args.threads)
-    seconds = 0.3 if args.quick else args.seconds
-    progress("natural step vs Adam analytic step")
-    steps = optimizers(4 * seconds, args.device)
-    if args.only:
-        write_json(f"core_speed_optimizers_{args.device}", {"optimizers": steps})
-        return
-    check = check_closed_form(args.device)
-    parts = breakdown(seconds, args.device)
-    progress(f"bank vs naive loop, {seconds} s per measurement, device {args.device}")
-    speed = bank_vs_naive(seconds, args.device)
-    progress("scoring cost")
-    score = scoring(seconds, args.device)
-    write_json(
-        "core_speed_quick" if args.quick else f"core_speed_{args.device}",
-        {
-            "device": args.device,
-            "closed_form_check": check,
-            "breakdown_us": parts,
-            "speed": speed,
-            "scoring": score,
-            "optimizers": steps,
-        },
-    )
+    set_threads(1)
+    result: dict[str, Any] = {}
+    if "step" in args.part:
+        result["step"] = part_step(QUICK if args.quick else CONFIGS, args.rounds, args.device)
+    if "many" in args.part and args.device == "cpu":
+        result["many"] = part_many(8 if args.quick else args.streams, args.rounds)
+    write_json("core_speed" + (f"_{args.tag}" if args.tag else ""), result)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ the entropy BIC and of the batch-ELBO BIC, with their ratios.
     python -m bench.paper_fig3 [--quick] [--runs analytic mc service] [--learner SPEC]
 
 The default learner is the paper's recipe (plain Adam, lr 0.002). `--learner default:` runs what
-the service now runs for a new stream, AdaptiveBank(BankConfig()) with the natural step; it has
-no MC estimator, so its runs are analytic and service.
+the service now runs for a new stream, Learner(StreamSpec()) with the subspace rule; it has no
+MC estimator, so its runs are analytic and service.
 """
 
 import argparse
@@ -54,19 +54,15 @@ def run_service(spec: str, X: np.ndarray, truth: np.ndarray, device: str) -> Tra
 
 
 def service_settings(spec: str, dim: int) -> dict[str, Any]:
-    """Stream settings of the service for a learner spec: a plain bank, or the adaptive bank
-    with AdaptiveConfig's defaults except boost_lr (what the service exposes)."""
-    from streaming.adaptive import AdaptiveBank, AdaptiveConfig
+    """Stream settings of the service for a learner spec (its StreamSpec but the device)."""
+    from streaming.learner import Learner
 
     if spec == DEFAULT:
         return {}  # the service's defaults for a new stream
     learner = make_learner(spec, dim)
-    if isinstance(learner, AdaptiveBank):
-        boost = learner.adaptive.boost_lr
-        if learner.adaptive != AdaptiveConfig(boost_lr=boost):
-            raise SystemExit("the service runs AdaptiveConfig defaults except boost_lr only")
-        return {"learning_rate": learner.quiet_lr, "adaptive": True, "boost_learning_rate": boost}
-    return {"learning_rate": learner.config.learning_rate, "adaptive": False}  # type: ignore[attr-defined]
+    assert isinstance(learner, Learner)
+    record = learner.spec.to_record()
+    return {k: v for k, v in record.items() if k not in ("device", "spec_version")}
 
 
 def print_table(name: str, chunks: list[dict[str, Any]]) -> None:
@@ -132,7 +128,7 @@ def main() -> None:
     progress(f"paper stream: {X.shape[0]} rows, chunks of {chunk}, learner {args.learner}")
     traces: dict[str, Trace] = {}
     if args.learner == DEFAULT and "mc" in args.runs:
-        progress("the natural step has no MC estimator: run mc skipped")
+        progress("the subspace rule has no MC estimator: run mc skipped")
         args.runs = [r for r in args.runs if r != "mc"]
     for name in args.runs:
         if name == "service":

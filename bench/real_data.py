@@ -1,11 +1,11 @@
 """Real data pushed as a user would (issue 9, item 8): scikit-learn's bundled datasets, raw and
-standardized, through the service's default bank, against the exact p-PCA answer.
+standardized, through the service's default learner, against the exact p-PCA answer.
 
 Every case streams one dataset's rows (float32, as the service stores them) shuffled epoch after
-epoch in batches of 10 into AdaptiveBank(D, BankConfig(latent_dims, bic_n, device="cpu",
-seed, standardize)), the service's default learner (natural step, adaptive alarms), one torch
-thread. The exact reference is closed form from the whole dataset (streaming/ppca.py): the
-maximum p-PCA log-likelihood LL_ML(H) from the eigenvalues of the covariance (standardized: of
+epoch in batches of 10 into Learner(D, StreamSpec(latent_dims, bic_n, device="cpu", seed,
+standardize)), the service's default learner (subspace rule, change detection), one thread.
+The exact reference is closed form from the whole dataset (streaming/ppca.py): the maximum
+p-PCA log-likelihood LL_ML(H) from the eigenvalues of the covariance (standardized: of
 the correlation matrix) and BIC(H) = (H D + 1) log N - 2 N LL_ML(H) with N = bic_n. Candidate
 lists and bic_n are chosen so that the exact pick is NOT the smallest candidate (CASES says
 why; the script prints every exact BIC and the pick's margin).
@@ -113,12 +113,12 @@ def stream_rows(x: np.ndarray, rows: int, seed: int) -> np.ndarray:
 
 def serve(case: Case, stream: np.ndarray, seed: int) -> dict[str, Any]:
     """The service's default learner over the stream: pick, F_ent and flags after every batch."""
-    from streaming.adaptive import AdaptiveBank
-    from streaming.config import BankConfig
+    from streaming.learner import Learner
+    from streaming.spec import StreamSpec
 
-    config = BankConfig(latent_dims=case.latent_dims, bic_n=case.bic_n, device="cpu",
+    config = StreamSpec(latent_dims=case.latent_dims, bic_n=case.bic_n, device="cpu",
                         seed=seed, standardize=case.standardize)  # fmt: skip
-    bank = AdaptiveBank(stream.shape[1], config)
+    bank = Learner(stream.shape[1], config)
     n = stream.shape[0] // 10
     m = len(case.latent_dims)
     picks = np.zeros(n, dtype=np.int64)
@@ -133,7 +133,8 @@ def serve(case: Case, stream: np.ndarray, seed: int) -> dict[str, Any]:
         alarmed[t] = rep.training.alarmed
     seconds = time.perf_counter() - start
     return {"picks": picks, "f_ent": f_ent, "flags": flags, "alarmed": alarmed,
-            "alarms": bank.alarms, "ms_per_batch": 1e3 * seconds / n}  # fmt: skip
+            "alarms": rep.training.alarms, "restarts": rep.training.restarts,
+            "ms_per_batch": 1e3 * seconds / n}  # fmt: skip
 
 
 def judge_served(case: Case, ex: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:

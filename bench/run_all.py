@@ -16,9 +16,11 @@ SCRIPTS = [
     "tracking",
     "baselines",
     "core_speed",
+    "rows",
     "service_speed",
     "api_fuzz",
     "real_data",
+    "high_dim",
 ]
 
 

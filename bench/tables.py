@@ -132,64 +132,40 @@ def _pick_cells(chunks: list[dict[str, Any]], digits: int) -> str:
 def core_speed(name: str) -> None:
     data = load(name)
     print(machine_line(data), "\n")
-    if "optimizers" in data:
-        print(
-            "| D | bank | natural step (us/batch, median / fastest round) | Adam analytic step "
-            "(us/batch, median / fastest round) | natural / adam (median / fastest) |"
-        )
-        print("|---|---|---|---|---|")
-        for r in data["optimizers"]:
-            print(
-                f"| {r['D']} | {r['bank']} | {r['natural_us']:.0f} / {r['natural_min_us']:.0f} | "
-                f"{r['adam_us']:.0f} / {r['adam_min_us']:.0f} | {r['natural_over_adam']:.2f} / "
-                f"{r['natural_over_adam_min']:.2f} |"
-            )
-    if "speed" not in data:
-        return
-    # Runs before the closed-form step entered the core also timed its prototype ("fast").
-    has_fast = any("fast_batches_per_s" in r for r in data["speed"])
-    head = "| estimator | D | B | bank batches/s | naive batches/s | bank / naive |"
-    print(head + (" fast step batches/s | fast / naive |" if has_fast else ""))
-    print("|---|---|---|---|---|---|" + ("---|---|" if has_fast else ""))
-    for r in data["speed"]:
-        line = (
-            f"| {r['estimator']} | {r['D']} | {r['B']} | {r['bank_batches_per_s']:.1f} | "
-            f"{r['naive_batches_per_s']:.1f} | {r['speedup']:.2f} |"
-        )
-        if has_fast:
-            line += f" {fmt(r['fast_batches_per_s'], 1)} | {fmt(r['fast_speedup'], 2)} |"
-        print(line)
-    closed = data.get("closed_form_check")
-    if isinstance(closed, list):
-        grads = ", ".join(
-            f"D={g['D']}: {g['max_rel_grad_diff']:.1e} / {g['max_elbo_diff']:.1e}" for g in closed
-        )
-        print(f"\nclosed form vs autograd (max relative gradient / ELBO difference): {grads}")
-    check = data.get("fast_step_check", {})
-    if isinstance(check, dict) and "run" in check:
-        grads = ", ".join(
-            f"D={g['D']}: {g['max_rel_grad_diff']:.1e} / {g['max_elbo_diff']:.1e}"
-            for g in check["gradients"]
-        )
-        run = check["run"]
-        print(
-            "\nfast step vs autograd (max relative gradient difference / ELBO difference): "
-            f"{grads}; over {run['batches']} batches of the paper stream the same pick in "
-            f"{run['same_picks']}/{run['batches']}, max |BIC difference| {run['max_bic_diff']:.2g}"
-        )
-    if "breakdown_us" in data:
-        parts = ", ".join(f"{k} {v:.0f}" for k, v in data["breakdown_us"].items())
-        print(f"\nOne step at D = 10, B = 10 (us): {parts}")
-    print(
-        "\n| D | entropy BIC (us) | Eq. 26 on 1,000 rows (us) | MC ELBO 100 rows x 100 samples "
-        "(us) | bank.report() (us) |"
-    )
-    print("|---|---|---|---|---|")
-    for r in data["scoring"]:
-        print(
-            f"| {r['D']} | {r['entropy_bic_us']:.1f} | {r['eq26_window_1000_us']:.0f} | "
-            f"{r['mc_elbo_100x100_us']:.0f} | {r['bank_report_us']:.1f} |"
-        )
+    print("| D | B | candidates | dimwatch (us/batch) | floor | x floor | exact | x exact | "
+          "IncrementalPCA |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in data.get("step", []):
+        print(f"| {r['D']} | {r['B']} | {','.join(map(str, r['candidates']))} | "
+              f"{r['dimwatch_us']:.0f} | {r['floor_us']:.0f} | {r['dimwatch_over_floor']:.2f} | "
+              f"{r['exact_us']:.0f} | {r['dimwatch_over_exact']:.2f} | "
+              f"{fmt(r.get('ipca_us'), 0)} |")  # fmt: skip
+    many = data.get("many")
+    if many:
+        print(f"\n{many['streams']} streams of D = 10, B = 10, us per stream-batch: one by one "
+              f"{many['one_by_one_us_per_stream']:.0f} (x{many['one_by_one_over_floor']:.2f} the "
+              f"floor), together {many['together_us_per_stream']:.0f} "
+              f"(x{many['together_over_floor']:.2f}), floor "
+              f"{many['floor_us_per_stream']:.0f}")  # fmt: skip
+
+
+def rows(name: str) -> None:
+    data = load(name)
+    print(machine_line(data), "\n")
+    print("| case | seed | D | B | exact pick | rows to 1%: exact | dimwatch | x exact | "
+          "IncrementalPCA | converged from | x dimwatch's rows | largest gap while converged "
+          "| restarts |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in data["runs"]:
+        ratio = (None if r["rows_dimwatch"] is None or r["rows_exact"] is None
+                 else r["rows_dimwatch"] / r["rows_exact"])  # fmt: skip
+        flag = (None if r["rows_flag"] is None or r["rows_dimwatch"] is None
+                else r["rows_flag"] / r["rows_dimwatch"])  # fmt: skip
+        gap = r["max_gap_while_converged_pct"]
+        print(f"| {r['case']} | {r['seed']} | {r['dim']} | {r['batch']} | {r['pick']} | "
+              f"{fmt(r['rows_exact'], 0)} | {fmt(r['rows_dimwatch'], 0)} | {fmt(ratio, 2)} | "
+              f"{fmt(r.get('rows_ipca'), 0)} | {fmt(r['rows_flag'], 0)} | {fmt(flag, 2)} | "
+              f"{'-' if gap is None else f'{gap:.2f}%'} | {r['restarts']} |")  # fmt: skip
 
 
 def real_data(name: str) -> None:
@@ -283,12 +259,14 @@ def main() -> None:
         kind = "baselines" if kind.startswith("baselines") else kind
         kind = "tracking" if kind.startswith("tracking") else kind
         kind = "real_data" if kind.startswith("real_data") else kind
+        kind = "rows" if kind.startswith("rows") else kind
         print(f"\n<!-- {name} -->")
         {
             "fig3": fig3,
             "tracking": tracking,
             "baselines": baselines,
             "core_speed": core_speed,
+            "rows": rows,
             "service_speed": service_speed,
             "real_data": real_data,
         }[kind](name)

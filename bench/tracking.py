@@ -42,20 +42,12 @@ PAPER = "plain:lr=0.002"
 SETTINGS = [
     *(f"plain:lr={lr}" for lr in (0.002, 0.005, 0.01, 0.02, 0.05)),
     "plain:lr=0.002,opt=sgd",
-    "adaptive:lr=0.02,boost_lr=0.02,reset=0,score_rate=0.05",  # averaged variances only
-    "adaptive:lr=0.005,boost_lr=0.005",  # optimizer reset when an alarm starts, no boost
-    "adaptive:lr=0.005,boost_lr=0.05,reset=0",  # boost without reset
     *(f"adaptive:lr={q},boost_lr={b}" for q in (0.002, 0.005) for b in (0.02, 0.05, 0.1)),
-    "adaptive:lr=0.002,boost_lr=0.05,decay=150",
-    "adaptive:lr=0.001,boost_lr=0.05,reset_every=10",
-    "adaptive:lr=0.002,boost_lr=0.05,reset_every=10",
-    "adaptive:lr=0.002,boost_lr=0.05,reset_every=25",
-    "adaptive:lr=0.002,boost_lr=0.1,reset_every=10",
-    "adaptive:lr=0.005,boost_lr=0.05,reset_every=10",
+    "default:",
 ]
 BEST = [
-    "adaptive:lr=0.002,boost_lr=0.05,reset_every=25,margin=5",  # = AdaptiveConfig() defaults
-    "adaptive:lr=0.002,boost_lr=0.05,reset_every=25",
+    "default:",  # the service's default: the subspace rule with change detection
+    "adaptive:lr=0.002,boost_lr=0.05,margin=5",  # the previous default's Adam recipe
 ]
 STREAMS: dict[str, dict[str, Any]] = {
     "D10 (6,2,4)": {"dim": 10, "intrinsic_dims": (6, 2, 4)},

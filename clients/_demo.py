@@ -36,7 +36,7 @@ class DemoOptions:
     batch_size: int = 10  # rows per pushed batch (the paper's)
     learning_rate: float = 0.002  # Adam step size (the paper's; boosted after a change)
     estimator: str = "analytic"  # ELBO gradient (paper: "mc")
-    optimizer: Literal["natural", "adam", "sgd"] = "natural"  # the online step (paper: adam)
+    optimizer: Literal["subspace", "adam", "sgd"] = "subspace"  # the online update (paper: adam)
     mc_samples: int = 100  # samples per row for "mc" (paper: 100)
     seed: int = 0  # seeds the data and the models
 

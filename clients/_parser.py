@@ -1,10 +1,13 @@
 """The `dimwatch` command line: its commands, options, defaults, help texts and examples."""
 
 import argparse
+import dataclasses
 import os
 import re
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from clients._requests import DEFAULT_URL
+from streaming.spec import RENAMED, StreamSpec
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the server's rule for stream names
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -15,6 +18,9 @@ CSV rules: one row per line, cells separated by --delimiter (a comma unless told
 every cell a finite number, every row as long as the first; blank lines are skipped, and a first
 line with no number in it is a header, skipped (push says so). .npy files hold one 2-D numeric
 array. The whole file is checked before anything is sent; errors give line and column from 1.
+Columns that are not data can be dropped: --drop-columns label,1 (header names, or numbers from
+1). The row index pandas writes (DataFrame.to_csv(): a first column with no name in the header,
+or without a header one that counts 0, 1, 2, ...) is dropped, with a note; --keep-index keeps it.
 
 Re-running is safe: push remembers (per server and stream, in ~/.local/state/dimwatch) which file
 went in. The same file again continues where an interrupted push stopped, or sends nothing if it
@@ -61,6 +67,15 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers like 2,4,6, got {text!r}") from None
 
 
+def column_list(text: str) -> tuple[str, ...]:
+    columns = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not columns:
+        raise argparse.ArgumentTypeError(
+            f"expected column names or numbers like label,3, got {text!r}"
+        )
+    return columns
+
+
 def stream_name(text: str) -> str:
     if not NAME.match(text):
         raise argparse.ArgumentTypeError(f"a stream name is {NAME_RULE}; got {text!r}")
@@ -88,61 +103,37 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-SETTING_NAMES = (
-    "latent_dims",
-    "learning_rate",
-    "estimator",
-    "mc_samples",
-    "bic_n",
-    "collapse_threshold",
-    "seed",
-    "device",
-    "optimizer",
-    "standardize",
-    "adaptive",
-    "boost_learning_rate",
-)
+SETTING_NAMES = tuple(f.name for f in dataclasses.fields(StreamSpec))
 
 
 def _stream_settings_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting of a stream (streaming/spec.py, their one source): --latent-dims
+    takes a comma list, a yes/no setting --x / --no-x, a choice its values; each help text ends
+    with the server's default."""
     group = parser.add_argument_group(
         "settings of a stream this command creates (ignored for an existing stream; "
         "server defaults in brackets)"
     )
-    group.add_argument(
-        "--latent-dims", type=int_list, help="candidate latent sizes H, each < D [2,4,6]"
-    )
-    group.add_argument("--learning-rate", type=float, help="optimizer step size [0.002]")
-    group.add_argument(
-        "--estimator",
-        choices=["analytic", "mc"],
-        help="batch ELBO: closed form or Monte Carlo [analytic]",
-    )
-    group.add_argument("--mc-samples", type=int, help="Monte Carlo samples per row [100]")
-    group.add_argument("--bic-n", type=int, help="N of the BIC, see docs/math.md [10]")
-    group.add_argument(
-        "--collapse-threshold", type=float, help="encoder entropy of a collapsed latent [1.0]"
-    )
-    group.add_argument("--seed", type=int, help="seed of initialisation and sampling [0]")
-    group.add_argument("--device", help="auto, cpu, cuda or cuda:N [auto]")
-    group.add_argument(
-        "--optimizer",
-        choices=["natural", "adam", "sgd"],
-        help="the online step; the paper's is adam [natural]",
-    )
-    group.add_argument(
-        "--standardize",
-        action=argparse.BooleanOptionalAction,
-        help="model z-scored columns (for columns in different units) [off]",
-    )
-    group.add_argument(
-        "--adaptive",
-        action=argparse.BooleanOptionalAction,
-        help="boost the learning rate when the stream changes [on]",
-    )
-    group.add_argument(
-        "--boost-learning-rate", type=float, help="learning rate right after a change [0.05]"
-    )
+    hints = get_type_hints(StreamSpec)
+    for f in dataclasses.fields(StreamSpec):
+        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        default: Any = f.default
+        if isinstance(default, tuple):
+            shown = ",".join(str(v) for v in default)
+        elif isinstance(default, bool):
+            shown = "on" if default else "off"
+        else:
+            shown = str(default)
+        options: dict[str, Any] = {"help": f"{f.metadata['doc']} [{shown}]"}
+        if f.name == "latent_dims":
+            options["type"] = int_list
+        elif kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif get_origin(kind) is Literal:
+            options["choices"] = [v for v in get_args(kind) if v not in RENAMED]
+        elif kind in (int, float):
+            options["type"] = kind
+        group.add_argument(flag, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_worker(commands)
     _add_push(commands)
+    _add_fit(commands)
     _add_status(commands)
     _add_watch(commands)
     _add_delete(commands)
@@ -232,12 +224,7 @@ def _add_push(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     push.add_argument(
         "--batch-size", type=positive_int, default=10, help="rows per batch [%(default)s]"
     )
-    push.add_argument(
-        "--delimiter",
-        type=delimiter,
-        default=",",
-        help="CSV cell separator: one character, or tab [comma]",
-    )
+    _file_options(push)
     again = push.add_mutually_exclusive_group()
     again.add_argument(
         "--append", action="store_true", help="add every row, even if the file went in before"
@@ -250,14 +237,71 @@ def _add_push(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     _stream_settings_options(push)
 
 
+def _add_fit(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    fit = _command(
+        commands,
+        "fit",
+        "the latent dimension of a file: passes over it until the pick has converged",
+        "Send the rows of FILE into STREAM (named after the file if not given; created with D\n"
+        "from the file) in shuffled passes until the selection has converged, or until the\n"
+        "stream has learnt from --max-rows rows (then the pick is provisional, and it says so).\n"
+        "Then print the pick, its margin over the runner-up, the pick for each N of the BIC\n"
+        "and the collapse of every latent. Run again, it goes on where it stopped; once\n"
+        "converged it sends nothing and prints the same answer.\n\n" + CSV_RULES.split("\n\n")[0],
+        "  dimwatch fit wine.csv\n"
+        "  dimwatch fit iris.csv --drop-columns species --latent-dims 1,2,3\n"
+        "  dimwatch fit readings.npy readings-2024 --max-rows 1000000\n",
+    )
+    fit.add_argument("file", help=".npy, CSV (any other name), or - for CSV on stdin")
+    fit.add_argument(
+        "stream", nargs="?", type=stream_name, help="stream name [the file's name, no suffix]"
+    )
+    fit.add_argument(
+        "--batch-size", type=positive_int, default=100, help="rows per batch [%(default)s]"
+    )
+    fit.add_argument(
+        "--max-rows",
+        type=positive_int,
+        default=200_000,
+        help="stop, provisional, once the stream has learnt from this many rows [%(default)s]",
+    )
+    _file_options(fit)
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _client_options(fit)
+    _stream_settings_options(fit)
+
+
+def _file_options(parser: argparse.ArgumentParser) -> None:
+    """How to read FILE: the CSV delimiter, columns that are not data, pandas' index."""
+    parser.add_argument(
+        "--delimiter",
+        type=delimiter,
+        default=",",
+        help="CSV cell separator: one character, or tab [comma]",
+    )
+    parser.add_argument(
+        "--drop-columns",
+        type=column_list,
+        default=(),
+        metavar="COLUMNS",
+        help="columns that are not data (a label), by header name or number from 1 [none]",
+    )
+    parser.add_argument(
+        "--keep-index",
+        action="store_true",
+        help="keep a first column that looks like pandas' row index [dropped, with a note]",
+    )
+
+
 def _add_status(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     status = _command(
         commands,
         "status",
         "list streams, or one stream's candidates and scores",
-        "Without STREAM: every stream with D, batches, rows and its best H. With STREAM: its\n"
-        "settings and every candidate H: entropy ELBO, entropy BIC (lower is better), batch BIC,\n"
-        "sigma^2 and active latents (docs/math.md explains each).",
+        "Without STREAM: every stream with D, batches, rows, its best H and whether that pick\n"
+        "has converged or is provisional. With STREAM: its settings and every candidate H:\n"
+        "entropy ELBO, entropy BIC (lower is better), batch BIC, sigma^2 and active latents\n"
+        "(docs/math.md explains each).",
         "  dimwatch status\n  dimwatch status sensors --url http://dimwatch.internal:8000\n",
     )
     status.add_argument("stream", nargs="?", type=stream_name, help="the stream to show")

@@ -1,4 +1,5 @@
-"""Bookkeeping of a batched upload (`stream_array`) and its progress bar on stderr."""
+"""Bookkeeping of a batched upload (`stream_array`) and the progress bars of uploads and fits
+on stderr."""
 
 import time
 from types import TracebackType
@@ -14,10 +15,30 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from clients.models import PushResult, PushSummary
+from clients.models import PushResult, PushSummary, Selection
 
 
-class Upload:
+class Bar:
+    """A progress bar on stderr (or none: `_progress` None), drawn between `with` and its end."""
+
+    _progress: Progress | None = None
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class Upload(Bar):
     """Counts what the server answered to each batch and, if asked, draws a progress bar.
 
     Used as `with Upload(total_rows, show, label) as upload: upload.record(result)`;
@@ -43,20 +64,6 @@ class Upload:
             )
             self._task = self._progress.add_task(label, total=total_rows, best="-")
 
-    def __enter__(self) -> Self:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
     def record(self, result: PushResult) -> None:
         self._batches += 1
         self._rows += result.rows
@@ -74,3 +81,30 @@ class Upload:
             seconds=time.perf_counter() - self._start,
             last=self._last,
         )
+
+
+def fit_bar(label: str, max_rows: int) -> Progress:
+    """The progress bar of a fit (one task): rows learnt of the most allowed, then `fit_state`."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows  {task.fields[state]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    progress.add_task(label, total=max_rows, state="")
+    return progress
+
+
+def fit_state(selection: Selection, rows: int) -> str:
+    """Passes over the data, the pick and its margin, and how many candidates have converged
+    (all of them: done)."""
+    done = sum(bool(m.converged) for m in selection.models)
+    best = selection.best_latent_dim or "-"
+    margin = "" if selection.margin is None else f" (margin {selection.margin:.1f})"
+    return (
+        f"pass {selection.rows_seen / rows:.1f}  best H [cyan]{best}[/cyan]{margin}  "
+        f"converged {done}/{len(selection.models)} candidates"
+    )

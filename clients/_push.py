@@ -16,8 +16,11 @@ Batches carry seq numbers from the stream's step, so a batch retried after a los
 applied once (the server answers `duplicate`), and two producers cannot interleave unnoticed.
 """
 
+import signal
+import threading
 from dataclasses import dataclass
-from typing import Literal
+from types import FrameType
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -38,13 +41,14 @@ class PushRefused(DimwatchError):
 
 class PushStopped(DimwatchError):
     """The upload failed or was interrupted part-way; `.cause` is why (a DimwatchError or
-    KeyboardInterrupt), `.done` rows of the file are in."""
+    KeyboardInterrupt), `.done` rows of the file are in (at least, unless `.exact`)."""
 
-    def __init__(self, cause: BaseException, done: int, total: int) -> None:
+    def __init__(self, cause: BaseException, done: int, total: int, exact: bool = True) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.done = done
         self.total = total
+        self.exact = exact  # False: a batch was on its way when it stopped, and may be in too
 
 
 @dataclass(frozen=True)
@@ -115,12 +119,45 @@ def send(
     batch_size: int,
     progress: bool,
 ) -> PushSummary:
-    """Push rows[start:] in batches numbered from the stream's step; PushStopped on a failure."""
+    """Push rows[start:] in batches numbered from the stream's step; PushStopped on a failure.
+
+    Ctrl-C stops after the batch on its way has been answered, so that the rows counted are the
+    rows the server holds; a second Ctrl-C stops at once (that batch may then be in or not)."""
     rest = rows[start:]
-    with Upload(len(rest), progress, stream.name) as upload:
+    with Upload(len(rest), progress, stream.name) as upload, CtrlC() as ctrl_c:
         try:
             for seq, batch in api.batches(rest, batch_size, stream.step):
+                ctrl_c.check()
                 upload.record(client.push(stream.name, batch, seq=seq))
+            ctrl_c.check()
         except (DimwatchError, KeyboardInterrupt) as exc:
-            raise PushStopped(exc, start + upload.summary().rows, len(rows)) from exc
+            exact = not (isinstance(exc, KeyboardInterrupt) and ctrl_c.presses > 1)
+            raise PushStopped(exc, start + upload.summary().rows, len(rows), exact) from exc
     return upload.summary()
+
+
+class CtrlC:
+    """While entered (in the main thread): the first SIGINT is noted, for `check()` to raise
+    KeyboardInterrupt between batches; a second one raises at once, as Python does."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self._before: Any = None
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGINT, self._pressed)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)
+
+    def _pressed(self, signum: int, frame: FrameType | None) -> None:
+        self.presses += 1
+        if self.presses > 1:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.presses:
+            raise KeyboardInterrupt

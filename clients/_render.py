@@ -7,7 +7,15 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from clients.models import PushSummary, Selection, SelectionChangeEvent, Stream
+from clients.models import (
+    Collapse,
+    FitResult,
+    PathPiece,
+    PushSummary,
+    Selection,
+    SelectionChangeEvent,
+    Stream,
+)
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -30,7 +38,7 @@ def _best(selection: Selection) -> str:
 
 
 def streams_table(streams: Sequence[Stream]) -> Table:
-    """One row per stream: its size, progress and current choice of H."""
+    """One row per stream: its size, progress, current choice of H and whether it is final."""
     table = Table(title="dimwatch streams", title_justify="left")
     for name, justify in [
         ("stream", "left"),
@@ -38,11 +46,12 @@ def streams_table(streams: Sequence[Stream]) -> Table:
         ("step", "right"),
         ("rows", "right"),
         ("best H", "right"),
+        ("pick", "left"),
         ("candidates", "left"),
-        ("estimator", "left"),
+        ("optimizer", "left"),
         ("device", "left"),
     ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=name in ("pick", "best H"))  # type: ignore[arg-type]
     for s in streams:
         table.add_row(
             s.name,
@@ -50,31 +59,56 @@ def streams_table(streams: Sequence[Stream]) -> Table:
             str(s.step),
             str(s.rows_seen),
             Text(_h(s.best_latent_dim), style="bold green"),
+            _pick(s),
             ",".join(str(h) for h in s.latent_dims),
-            s.estimator,
+            s.optimizer or "-",
             s.device,
         )
     return table
 
 
+def _pick(stream: Stream) -> Text:
+    """converged (final for the data seen) or provisional; "-" before the first batch or from a
+    server that does not say."""
+    if stream.best_latent_dim is None or stream.converged is None:
+        return Text("-")
+    if stream.converged:
+        return Text("converged", style="green")
+    return Text("provisional", style="yellow")
+
+
 def stream_line(stream: Stream) -> str:
-    """The stream's settings in one line."""
+    """The stream's settings in one line; a learning rate only where the optimizer uses one."""
     return (
         f"stream {stream.name!r}: D={_h(stream.dim)}, candidates H="
-        f"{','.join(str(h) for h in stream.latent_dims)}, estimator {stream.estimator}, "
-        f"learning rate {stream.learning_rate:g}, BIC N={stream.bic_n}, seed {stream.seed}, "
+        f"{','.join(str(h) for h in stream.latent_dims)}, {_optimizer(stream)}, "
+        f"estimator {stream.estimator}, BIC N={stream.bic_n}, seed {stream.seed}, "
         f"device {stream.device}"
     )
 
 
+def _optimizer(stream: Stream) -> str:
+    """`optimizer subspace` (it has no learning rate), `optimizer adam at learning rate 0.002`;
+    an older server that does not name the optimizer: its learning rate."""
+    if stream.optimizer is None:
+        return f"learning rate {stream.learning_rate:g}"
+    if stream.optimizer in ("subspace", "natural"):  # natural: its name on earlier servers
+        return f"optimizer {stream.optimizer}"
+    return f"optimizer {stream.optimizer} at learning rate {stream.learning_rate:g}"
+
+
 def selection_table(selection: Selection, title: str = "") -> Table:
     """Every candidate's scores; the best H (lowest entropy BIC) highlighted."""
-    title = (
-        title or f"step {selection.step}, {selection.rows_seen} rows, best H = {_best(selection)}"
+    rank = selection.effective_rank
+    title = title or (
+        f"step {selection.step}, {selection.rows_seen} rows, best H = {_best(selection)}"
+        + ("" if rank is None else f", effective rank {rank:.1f}")
     )
     table = Table(title=title)
     table.title_justify = "left"
     for name in ("H", "entropy ELBO", "entropy BIC", "batch BIC", "sigma^2", "active latents"):
+        table.add_column(name, justify="right")
+    for name in ("eff. rank", "top-H share"):
         table.add_column(name, justify="right")
     table.add_column("")
     for m in selection.models:
@@ -86,10 +120,15 @@ def selection_table(selection: Selection, title: str = "") -> Table:
             _num(m.batch_bic, 1),
             _num(m.sigma2, 4),
             f"{m.active_latents}/{m.latent_dim}",
+            _num(m.effective_rank, 1),
+            "-" if m.variance_share is None else f"{100 * m.variance_share:.1f}%",
             "<- best" if best else "",
             style="bold green" if best else None,
         )
-    table.caption = "lower BIC is better; the best H has the lowest entropy BIC"
+    table.caption = (
+        "lower BIC is better; the best H has the lowest entropy BIC. eff. rank: exp of the "
+        "entropy of the eigenvalues of each model's covariance; top-H share: of its variance"
+    )
     return table
 
 
@@ -105,6 +144,60 @@ def push_summary(stream: str, summary: PushSummary) -> str:
         chosen = summary.last.selection
         line += f"\nstep {chosen.step}, best H = {_best(chosen)}"
     return line
+
+
+def fit_lines(result: FitResult, file: str, dim: int, bic_n: int) -> list[str]:
+    """What a fit found: how it ended, the pick and its margin, the pick for each N."""
+    ended = "converged" if result.converged else "provisional: not converged"
+    cap = "" if result.converged else ", the most --max-rows allows"
+    lines = [
+        f"fitted {file} ({result.rows:,} rows, D = {dim}) into stream {result.stream!r}: "
+        f"{ended} after {result.rows_seen:,} rows ({result.passes:.1f} passes){cap}",
+        f"best H = {_h(result.best_latent_dim)}{_margin(result.selection)}",
+    ]
+    if result.selection.path:
+        lines.append(f"the pick for each N of the BIC: {path_text(result.selection.path, bic_n)}")
+    return lines
+
+
+def _margin(selection: Selection) -> str:
+    """`, ahead of H = 2 by 41.2 BIC units` (the runner-up's BIC minus the pick's)."""
+    others = [m for m in selection.models if m.latent_dim != selection.best_latent_dim]
+    if selection.margin is None or not others:
+        return ""
+    runner_up = min(others, key=lambda m: m.bic).latent_dim
+    if selection.margin < 0:
+        return f", held against H = {runner_up} ({-selection.margin:.1f} BIC units behind it)"
+    return f", ahead of H = {runner_up} by {selection.margin:.1f} BIC units"
+
+
+def path_text(path: Sequence[PathPiece], bic_n: int) -> str:
+    """`H = 4 for 3 <= N < 41.2, H = 6 for N >= 41.2 (this stream's N = 10)`."""
+    pieces = [
+        f"H = {p.latent_dim} for "
+        + (f"N >= {_n(p.n_from)}" if p.n_to is None else f"{_n(p.n_from)} <= N < {_n(p.n_to)}")
+        for p in path
+    ]
+    return f"{', '.join(pieces)} (this stream's N = {bic_n})"
+
+
+def _n(n: float) -> str:
+    return f"{n:,.0f}" if n >= 1000 else f"{n:.3g}"
+
+
+def collapse_table(collapse: Collapse) -> Table:
+    """Per candidate H, each latent's encoder entropy; collapsed latents marked."""
+    table = Table(caption=f"* collapsed: encoder entropy above {collapse.threshold:g}")
+    table.add_column("H", justify="right")
+    table.add_column("active", justify="right")
+    table.add_column("encoder entropy of each latent", justify="left")
+    for m in collapse.models:
+        cells = [
+            f"{h + 0.0:.2f}{'*' if gone else ''}".replace("-0.00", "0.00")
+            for h, gone in zip(m.encoder_entropies, m.collapsed, strict=True)
+        ]
+        table.add_row(str(m.latent_dim), f"{m.active_latents}/{m.latent_dim}", "  ".join(cells))
+    return table
 
 
 def step_line(selection: Selection) -> Text:

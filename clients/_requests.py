@@ -9,7 +9,7 @@ retry decision and the server-sent-event decoder.
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -51,6 +51,16 @@ class Call(Generic[T]):
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     idempotent: bool = True  # may be resent after a transport error (the server may have seen it)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of httpx's `request` besides method and path."""
+        return {"params": self.params, "json": self.json, "content": self.content,
+                "headers": self.headers}  # fmt: skip
+
+
+def watch_timeout(timeout: float | None) -> httpx.Timeout:
+    """The timeouts of an events stream: `timeout`, but reads wait for the keep-alive."""
+    return httpx.Timeout(timeout, read=SSE_READ_TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -195,10 +205,31 @@ def as_rows(array: Any, what: str, dtype: type = np.float32) -> np.ndarray:
     return rows
 
 
-def encode_batch(array: Any) -> tuple[bytes, int]:
-    """The binary body of a batch: float32 little-endian, row-major; and its column count D."""
+WireDtype = Literal["float32", "float16", "bfloat16"]  # X-Dtype of a binary batch
+
+
+def encode_batch(array: Any, dtype: WireDtype | None = None) -> tuple[bytes, int, WireDtype]:
+    """The binary body of a batch (little-endian, row-major), its column count D and its X-Dtype.
+
+    `dtype` None sends a float16 numpy array as float16 (lossless, half the bytes) and anything
+    else as float32; "bfloat16" rounds float32 to the nearest bfloat16 (ties to even).
+    """
+    if dtype is None:
+        is_half = isinstance(array, np.ndarray) and array.dtype == np.float16
+        dtype = "float16" if is_half else "float32"
+    if dtype == "float16":
+        with np.errstate(over="ignore"):  # beyond float16 becomes inf, which the server refuses
+            half = as_rows(array, "batch", np.float16)
+        return np.ascontiguousarray(half, dtype="<f2").tobytes(), half.shape[1], dtype
     rows = as_rows(array, "batch")
-    return np.ascontiguousarray(rows, dtype="<f4").tobytes(), rows.shape[1]
+    if dtype == "bfloat16":
+        bits = np.ascontiguousarray(rows, dtype="<f4").view("<u4").astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16  # round half to even
+        rounded = np.where(np.isfinite(rows), rounded, bits >> 16)  # inf, NaN stay non-finite
+        return rounded.astype("<u2").tobytes(), rows.shape[1], dtype
+    if dtype != "float32":
+        raise errors.InputError(f"dtype: expected float32, float16 or bfloat16, got {dtype!r}")
+    return np.ascontiguousarray(rows, dtype="<f4").tobytes(), rows.shape[1], dtype
 
 
 def batches(array: Any, batch_size: int, start_seq: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -246,10 +277,14 @@ def delete_stream(name: str) -> Call[None]:
     return Call("DELETE", _stream_path(name), lambda r: None, idempotent=False)
 
 
-def push(name: str, array: Any, seq: int | None = None) -> Call[PushResult]:
+def push(
+    name: str, array: Any, seq: int | None = None, dtype: WireDtype | None = None
+) -> Call[PushResult]:
     """A batch in the binary format; with a seq it is safe to resend (duplicates are skipped)."""
-    content, dim = encode_batch(array)
+    content, dim, wire = encode_batch(array, dtype)
     headers = {"Content-Type": "application/octet-stream", "X-Dim": str(dim)}
+    if wire != "float32":  # the server's default; an older server knows no X-Dtype
+        headers["X-Dtype"] = wire
     if seq is not None:
         headers["X-Seq"] = str(int(seq))
     return Call(

@@ -4,6 +4,7 @@
     dimwatch serve --nats URL [...]         a cluster's API node ('dimwatch[server,cluster]')
     dimwatch worker --nats URL [--device DEV]   a cluster's worker
     dimwatch push STREAM FILE [--batch-size B] [--append | --resume] [...]   FILE: .npy, .csv, -
+    dimwatch fit FILE [STREAM] [--max-rows N] [...]   passes over FILE until the pick converges
     dimwatch status [STREAM]
     dimwatch watch STREAM [--max-events N]
     dimwatch delete STREAM [--yes]
@@ -30,33 +31,16 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from clients import _demo, _journal, _push, _render, errors
-from clients._files import load_rows
-from clients._parser import SETTING_NAMES, build_parser
-from clients._requests import RetryPolicy
+from clients import _demo, _journal, _push, _render, _words, errors
+from clients._command import CLI_RETRY, CommandError, read_file, say, stream_for
+from clients._fit_command import cmd_fit
+from clients._parser import build_parser
 from clients.client import DimwatchClient
-from clients.models import Event, SelectionChangeEvent, StepEvent, Stream, StreamSettings
+from clients.models import Event, SelectionChangeEvent, StepEvent, Stream
 
-# A command line gives up sooner than the library default: a server that is down is reported
-# after about a second rather than four.
-CLI_RETRY = RetryPolicy(attempts=3, backoff=0.25)
 # The packages only the server needs (`pip install 'dimwatch[server]'`).
 SERVER_PACKAGES = {"torch", "fastapi", "starlette", "uvicorn", "pydantic", "pydantic_settings"}
 SERVER_PACKAGES |= {"prometheus_client"}
-
-
-class CommandError(Exception):
-    """A failure the user can act on; main prints its message without a traceback."""
-
-
-def _say(console: Console, text: str | Text) -> None:
-    """One message as it is: no markup, no highlighting, long lines left to the terminal."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _given_settings(args: argparse.Namespace) -> StreamSettings:
-    given = {k: getattr(args, k) for k in SETTING_NAMES if getattr(args, k) is not None}
-    return StreamSettings(**given)  # type: ignore[typeddict-item]
 
 
 def _without_server(exc: ImportError, what: str) -> CommandError:
@@ -118,59 +102,25 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_push(args: argparse.Namespace, console: Console) -> int:
-    rows = load_rows(args.file, sys.stdin, args.delimiter)  # every row checked before sending
+    rows = read_file(args)
     X = rows.data
-    if rows.header is not None:
-        _say(Console(stderr=True), f"{rows.name}: skipped the header line {rows.header!r}")
-    settings = _given_settings(args)
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
-        stream = _stream_for(client, args, settings, X.shape[1], console)
+        stream = stream_for(client, args.stream, args, X.shape[1], console)
         mode: _push.Mode = "append" if args.append else "resume" if args.resume else "auto"
         recorded = _journal.load(client.base_url, stream.name)
         plan = _push.plan(stream, X, rows.name, recorded, mode, _command_line(args))
         if plan.note:
-            _say(console, plan.note)
+            say(console, plan.note)
         if plan.start == len(X):
             return 0
         _journal.save(client.base_url, stream.name, plan.record)
         summary = _push.send(
             client, stream, X, plan.start, args.batch_size, progress=not args.no_progress
         )
-    _say(console, _render.push_summary(args.stream, summary))
+    say(console, _render.push_summary(args.stream, summary))
     if summary.last is not None:
         console.print(_render.selection_table(summary.last.selection))
     return 0
-
-
-def _stream_for(
-    client: DimwatchClient,
-    args: argparse.Namespace,
-    settings: StreamSettings,
-    dim: int,
-    console: Console,
-) -> Stream:
-    """The stream to push into, created (with D = dim) if absent; CommandError if D differs."""
-    # D from the file: a new stream checks its latent sizes against it before existing.
-    wanted: StreamSettings = {**settings, "dim": dim}
-    stream, created = client.ensure_stream(args.stream, **wanted)
-    if created:
-        _say(console, f"created {_render.stream_line(stream)}")
-    else:
-        differ = [k for k, v in settings.items() if _setting(stream, k) != _setting(settings, k)]
-        if differ:
-            ignored = ", ".join("--" + k.replace("_", "-") for k in differ)
-            _say(console, f"stream {args.stream!r} exists; its settings stay ({ignored} ignored)")
-    if stream.dim is not None and stream.dim != dim:
-        raise CommandError(
-            f"{args.file}: has {dim} columns, but stream {args.stream!r} "
-            f"expects {stream.dim} (D is fixed by the stream's first batch)"
-        )
-    return stream
-
-
-def _setting(where: Stream | StreamSettings, name: str) -> object:
-    value = where.get(name) if isinstance(where, dict) else getattr(where, name, None)
-    return tuple(value) if isinstance(value, list | tuple) else value
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -184,36 +134,45 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         if args.stream is None:
             streams = client.list_streams()
             if not streams:
-                _say(console, "no streams yet: push one with `dimwatch push NAME FILE`")
+                say(console, "no streams yet: push one with `dimwatch push NAME FILE`")
             else:
                 console.print(_render.streams_table(streams))
             return 0
-        stream = client.get_stream(args.stream)
+        stream = _existing(client, args.stream)
         selection = client.selection(args.stream)
-    _say(console, _render.stream_line(stream))
+    say(console, _render.stream_line(stream))
     if selection.best_latent_dim is None:
-        _say(console, "no batches yet")
+        say(console, "no batches yet")
     else:
         console.print(_render.selection_table(selection))
     return 0
 
 
+def _existing(client: DimwatchClient, name: str) -> Stream:
+    """The stream; CommandError naming a close match (or `dimwatch status`) if it is not there."""
+    try:
+        return client.get_stream(name)
+    except errors.NotFoundError:
+        names = [s.name for s in client.list_streams()]
+        raise CommandError(_words.no_such_stream(name, names, client.base_url)) from None
+
+
 def cmd_watch(args: argparse.Namespace, console: Console) -> int:
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
-        client.get_stream(args.stream)  # a missing stream fails here, before waiting
+        _existing(client, args.stream)  # a missing stream fails here, before waiting
         with closing(client.watch(args.stream)) as stream_events:
             events = itertools.islice(stream_events, args.max_events)  # None: until the end
             if console.is_terminal:
                 _watch_live(args.stream, events, console)
                 return 0
-            _say(console, f"watching {args.stream!r}")
+            say(console, f"watching {args.stream!r}")
             for event in events:
                 if isinstance(event, SelectionChangeEvent):
-                    _say(console, _render.change_line(event))
+                    say(console, _render.change_line(event))
                 elif isinstance(event, StepEvent):
-                    _say(console, _render.step_line(event.selection))
+                    say(console, _render.step_line(event.selection))
                 else:  # a reconnect lost events: the server says which
-                    _say(console, event.message)
+                    say(console, event.message)
     return 0
 
 
@@ -231,16 +190,16 @@ def _watch_live(stream: str, events: Iterable[Event], console: Console) -> None:
 
 def cmd_delete(args: argparse.Namespace, console: Console) -> int:
     with DimwatchClient(args.url, args.token, retry=CLI_RETRY) as client:
-        stream = client.get_stream(args.stream)  # a missing stream fails here
+        stream = _existing(client, args.stream)  # a missing stream fails here
         what = f"stream {stream.name!r} ({stream.rows_seen:,} rows, its models and history)"
         if not args.yes and not _confirmed(f"delete {what} for good? [y/N] ", console):
             if not sys.stdin.isatty():
                 raise CommandError(f"not deleting {what}: pass --yes to confirm")
-            _say(console, "not deleted")
+            say(console, "not deleted")
             return 1
         client.delete_stream(stream.name)
         _journal.forget(client.base_url, stream.name)
-    _say(console, f"deleted {what}")
+    say(console, f"deleted {what}")
     return 0
 
 
@@ -266,17 +225,17 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     options = _demo_options(args)
     name = args.stream or f"demo-{uuid.uuid4().hex[:6]}"
     if args.url is not None:
-        _say(console, f"replaying into the dimwatch server at {args.url}")
+        say(console, f"replaying into the dimwatch server at {args.url}")
         return _run_demo(args.url, args.token, name, options, args, console)
     if _demo.is_serving(_demo.DEFAULT_URL, args.token):
-        _say(console, f"replaying into the dimwatch server running at {_demo.DEFAULT_URL}")
+        say(console, f"replaying into the dimwatch server running at {_demo.DEFAULT_URL}")
         return _run_demo(_demo.DEFAULT_URL, args.token, name, options, args, console)
     try:
         from clients._local_server import local_server
     except ImportError as exc:
         raise _without_server(exc, f"no server at {_demo.DEFAULT_URL}; starting one") from None
     with _demo.scratch_dir() as data_dir, local_server(data_dir) as url:
-        _say(
+        say(
             console,
             f"no dimwatch server at {_demo.DEFAULT_URL}: started one in this process at {url} "
             f"(data in {data_dir}, deleted afterwards)",
@@ -293,7 +252,7 @@ def _run_demo(
     console: Console,
 ) -> int:
     dims = ", ".join(str(d) for d in options.intrinsic_dims)
-    _say(
+    say(
         console,
         f"replaying the paper's stream into {name!r}: chunks of true dimension {dims}, "
         f"{options.chunk_size} rows each, batches of {options.batch_size}, "
@@ -310,6 +269,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "worker": cmd_worker,
     "push": cmd_push,
+    "fit": cmd_fit,
     "status": cmd_status,
     "watch": cmd_watch,
     "delete": cmd_delete,
@@ -321,9 +281,10 @@ def _explain(exc: Exception, args: argparse.Namespace) -> str:
     if isinstance(exc, _push.PushStopped):
         cause = exc.cause if isinstance(exc.cause, Exception) else None
         return (
-            f"{'interrupted' if cause is None else _explain(cause, args)}; {exc.done:,} of "
-            f"{exc.total:,} rows of {args.file} went into {args.stream!r}: run the same command "
-            "again to continue where it stopped"
+            f"{'interrupted' if cause is None else _explain(cause, args)}; "
+            f"{'' if exc.exact else 'at least '}{exc.done:,} of {exc.total:,} rows of "
+            f"{args.file} went into {args.stream!r}: run the same command again to continue "
+            "where it stopped"
         )
     if isinstance(exc, errors.ConnectionError):
         if isinstance(exc.__cause__, httpx.ConnectError):  # nothing listens there
@@ -333,7 +294,7 @@ def _explain(exc: Exception, args: argparse.Namespace) -> str:
         given = "was refused" if getattr(args, "token", None) else "is required"
         return f"a token {given} by {args.url} ({exc.message}); pass --token or set DIMWATCH_TOKEN"
     if isinstance(exc, errors.HTTPStatusError):
-        return f"{exc.message} ({exc.status_code} {exc.code})"
+        return f"{_words.in_cli_words(exc.message)} ({exc.status_code} {exc.code})"
     return str(exc)
 
 
@@ -346,13 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, console)
     except (errors.DimwatchError, CommandError) as exc:
-        _say(Console(stderr=True), Text.assemble(("error: ", "bold red"), _explain(exc, args)))
+        say(Console(stderr=True), Text.assemble(("error: ", "bold red"), _explain(exc, args)))
         interrupted = isinstance(exc, _push.PushStopped) and isinstance(
             exc.cause, KeyboardInterrupt
         )
         return 130 if interrupted else 1
     except KeyboardInterrupt:
-        _say(Console(stderr=True), "interrupted")
+        say(Console(stderr=True), "interrupted")
         return 130
 
 

@@ -6,6 +6,7 @@ else (request bodies, parsing, error mapping, retry decisions) is shared and fre
     with DimwatchClient("http://127.0.0.1:8000", token="...") as client:
         client.create_stream("sensors", latent_dims=[2, 4, 6])
         client.stream_array("sensors", X, batch_size=10)       # binary batches with seq numbers
+        client.fit_array("sensors", X).best_latent_dim         # passes over X until converged
         print(client.selection("sensors").best_latent_dim)
         for event in client.watch("sensors"): ...
 
@@ -21,13 +22,14 @@ from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 
+from clients import _fit, errors
 from clients import _requests as api
-from clients import errors
 from clients._progress import Upload
-from clients._requests import DEFAULT_URL, Call, RetryPolicy
+from clients._requests import DEFAULT_URL, Call, RetryPolicy, WireDtype
 from clients.models import (
     Collapse,
     Event,
+    FitResult,
     Health,
     History,
     ModelParams,
@@ -42,19 +44,6 @@ from clients.models import (
 T = TypeVar("T")
 
 __all__ = ["DEFAULT_URL", "AsyncDimwatchClient", "DimwatchClient", "RetryPolicy"]
-
-
-def _options(call: Call[Any]) -> dict[str, Any]:
-    return {
-        "params": call.params,
-        "json": call.json,
-        "content": call.content,
-        "headers": call.headers,
-    }
-
-
-def _watch_timeout(timeout: float | None) -> httpx.Timeout:
-    return httpx.Timeout(timeout, read=api.SSE_READ_TIMEOUT)
 
 
 class DimwatchClient:
@@ -98,7 +87,7 @@ class DimwatchClient:
         while True:
             attempt += 1
             try:
-                response = self._http.request(call.method, call.path, **_options(call))
+                response = self._http.request(call.method, call.path, **call.options())
             except httpx.TransportError as exc:
                 delay = api.retry_delay(self.retry, attempt, idempotent=call.idempotent, error=exc)
                 if delay is None:
@@ -151,9 +140,12 @@ class DimwatchClient:
     def delete_stream(self, name: str) -> None:
         self._send(api.delete_stream(name))
 
-    def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
-        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
-        return self._send(api.push(stream, array, seq))
+    def push(
+        self, stream: str, array: Any, seq: int | None = None, dtype: WireDtype | None = None
+    ) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice.
+        `dtype` "float16"/"bfloat16" sends 2 bytes a number (None: float16 arrays as float16)."""
+        return self._send(api.push(stream, array, seq, dtype))
 
     def stream_array(
         self,
@@ -175,6 +167,29 @@ class DimwatchClient:
             for number, batch in api.batches(rows, batch_size, seq):
                 upload.record(self.push(stream, batch, seq=number))
         return upload.summary()
+
+    def fit_array(
+        self,
+        stream: str,
+        X: Any,
+        batch_size: int = _fit.DEFAULT_BATCH_SIZE,
+        max_rows: int = _fit.DEFAULT_MAX_ROWS,
+        shuffle_seed: int = 0,
+        progress: bool = False,
+        **settings: Unpack[StreamSettings],
+    ) -> FitResult:
+        """Learn X (N, D) in shuffled passes until the selection converges or the stream has
+        learnt from `max_rows` rows (then `result.converged` is False: the pick is provisional).
+
+        Creates the stream with `settings` (and D from X) if it does not exist. Run again after
+        an interruption, it goes on where it stopped; on a converged stream it sends nothing.
+        """
+        with _fit.Fit(X, stream, batch_size, max_rows, shuffle_seed, progress) as fit:
+            created, _ = self.ensure_stream(stream, **fit.settings(settings))
+            fit.start(created, self.selection(stream))
+            while (batch := fit.next_batch()) is not None:
+                fit.record(self.push(stream, batch[1], seq=batch[0]))
+        return fit.result(self.collapse(stream))
 
     def selection(self, stream: str) -> Selection:
         return self._send(api.selection(stream))
@@ -207,7 +222,7 @@ class DimwatchClient:
                     "GET",
                     api.events_path(stream),
                     headers=session.headers(),
-                    timeout=_watch_timeout(self._timeout),
+                    timeout=api.watch_timeout(self._timeout),
                 ) as response:
                     if response.status_code >= 400:
                         response.read()
@@ -266,7 +281,7 @@ class AsyncDimwatchClient:
         while True:
             attempt += 1
             try:
-                response = await self._http.request(call.method, call.path, **_options(call))
+                response = await self._http.request(call.method, call.path, **call.options())
             except httpx.TransportError as exc:
                 delay = api.retry_delay(self.retry, attempt, idempotent=call.idempotent, error=exc)
                 if delay is None:
@@ -317,9 +332,12 @@ class AsyncDimwatchClient:
     async def delete_stream(self, name: str) -> None:
         await self._send(api.delete_stream(name))
 
-    async def push(self, stream: str, array: Any, seq: int | None = None) -> PushResult:
-        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice."""
-        return await self._send(api.push(stream, array, seq))
+    async def push(
+        self, stream: str, array: Any, seq: int | None = None, dtype: WireDtype | None = None
+    ) -> PushResult:
+        """Learn one batch (B, D); with `seq`, retries after a lost answer cannot train twice.
+        `dtype` "float16"/"bfloat16" sends 2 bytes a number (None: float16 arrays as float16)."""
+        return await self._send(api.push(stream, array, seq, dtype))
 
     async def stream_array(
         self,
@@ -336,6 +354,24 @@ class AsyncDimwatchClient:
             for number, batch in api.batches(rows, batch_size, seq):
                 upload.record(await self.push(stream, batch, seq=number))
         return upload.summary()
+
+    async def fit_array(
+        self,
+        stream: str,
+        X: Any,
+        batch_size: int = _fit.DEFAULT_BATCH_SIZE,
+        max_rows: int = _fit.DEFAULT_MAX_ROWS,
+        shuffle_seed: int = 0,
+        progress: bool = False,
+        **settings: Unpack[StreamSettings],
+    ) -> FitResult:
+        """Learn X in shuffled passes until converged; see `DimwatchClient.fit_array`."""
+        with _fit.Fit(X, stream, batch_size, max_rows, shuffle_seed, progress) as fit:
+            created, _ = await self.ensure_stream(stream, **fit.settings(settings))
+            fit.start(created, await self.selection(stream))
+            while (batch := fit.next_batch()) is not None:
+                fit.record(await self.push(stream, batch[1], seq=batch[0]))
+        return fit.result(await self.collapse(stream))
 
     async def selection(self, stream: str) -> Selection:
         return await self._send(api.selection(stream))
@@ -364,7 +400,7 @@ class AsyncDimwatchClient:
                     "GET",
                     api.events_path(stream),
                     headers=session.headers(),
-                    timeout=_watch_timeout(self._timeout),
+                    timeout=api.watch_timeout(self._timeout),
                 ) as response:
                     if response.status_code >= 400:
                         await response.aread()

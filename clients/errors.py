@@ -4,6 +4,7 @@
     ├── ConnectionError          the server could not be reached (refused, DNS, timeout, dropped)
     ├── ProtocolError            the server answered something that breaks the API contract
     ├── InputError (ValueError)  a local argument cannot be sent (e.g. an array that is not 2-D)
+    ├── MissingExtraError (ImportError)  an optional part (export) needs a package not installed
     └── HTTPStatusError          the server answered 4xx/5xx with its error body
         ├── ValidationError      422 invalid_request / invalid_batch / invalid_config / ...
         ├── AuthError            401 unauthorized, 403
@@ -41,6 +42,11 @@ class ProtocolError(DimwatchError):
 
 class InputError(DimwatchError, ValueError):
     """An argument cannot be turned into a request; raised before anything is sent."""
+
+
+class MissingExtraError(DimwatchError, ImportError):
+    """An optional part of the client needs a package that is not installed; the message names
+    the extra to install (`pip install 'dimwatch[export]'`)."""
 
 
 class HTTPStatusError(DimwatchError):

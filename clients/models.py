@@ -12,12 +12,14 @@ from typing import Any, Literal, Self, TypedDict
 
 import numpy as np
 
+from clients.params import ModelParams as ModelParams  # re-exported: its home is clients.params
+
 
 class StreamSettings(TypedDict, total=False):
     """Settings of a new stream; any key left out takes the server's default."""
 
     latent_dims: list[int]  # candidate latent sizes H (server default [2, 4, 6])
-    learning_rate: float  # adam/sgd step size (default 0.002; natural follows its schedule)
+    learning_rate: float  # adam/sgd step size (default 0.002; subspace has none)
     estimator: Literal["analytic", "mc"]  # ELBO gradient: closed form or Monte Carlo
     mc_samples: int  # samples per row for estimator "mc" (default 100)
     bic_n: int  # N of the BIC (default 10)
@@ -25,10 +27,22 @@ class StreamSettings(TypedDict, total=False):
     seed: int  # seeds initialisation and sampling
     dim: int | None  # data dimension D, or None to take it from the first batch
     device: str  # "auto", "cpu", "cuda", "cuda:N"
-    optimizer: Literal["natural", "adam", "sgd"]  # the online step (default "natural")
+    optimizer: Literal["subspace", "adam", "sgd"]  # the online update (default "subspace")
     standardize: bool  # model the running z-scores of the columns (default False)
-    adaptive: bool  # boost the learning rate when the stream changes (default True)
-    boost_learning_rate: float  # learning rate right after a detected change (default 0.05)
+    adaptive: bool  # detect changes and restart training on one (default True)
+    boost_learning_rate: float  # adam/sgd: learning rate right after a detected change (0.05)
+    switch_margin: float  # the pick moves only to an H better by more BIC than this (5.0)
+
+
+def powers_of_two(limit: int, dim: int | None = None, start: int = 2) -> list[int]:
+    """A grid of candidate latent sizes: start, 2 start, 4 start, ... up to `limit`, below `dim`
+    when given (every H must be < D): `powers_of_two(256, dim=768)` is 2, 4, ..., 256."""
+    if start < 1 or limit < start:
+        raise ValueError(f"expected 1 <= start <= limit, got start {start}, limit {limit}")
+    grid = [start]
+    while grid[-1] * 2 <= limit:
+        grid.append(grid[-1] * 2)
+    return [h for h in grid if dim is None or h < dim]
 
 
 def _opt_int(value: Any) -> int | None:
@@ -57,10 +71,12 @@ class Stream:
     rows_seen: int
     best_latent_dim: int | None  # None before the first batch
     created_at: datetime
-    optimizer: str | None = None  # "natural", "adam" or "sgd"; None from an older server
+    optimizer: str | None = None  # "subspace", "adam" or "sgd"; None from an older server
     standardize: bool | None = None  # z-scored columns; None from a server that does not say
     adaptive: bool | None = None  # adaptive learning rate; None from a server that does not say
     boost_learning_rate: float | None = None  # rate right after a detected change
+    switch_margin: float | None = None  # hysteresis of the pick in BIC units
+    converged: bool | None = None  # the selection converged (False: provisional); None: not said
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -83,6 +99,8 @@ class Stream:
             standardize=None if obj.get("standardize") is None else bool(obj["standardize"]),
             adaptive=None if obj.get("adaptive") is None else bool(obj["adaptive"]),
             boost_learning_rate=_opt_float(obj.get("boost_learning_rate")),
+            switch_margin=_opt_float(obj.get("switch_margin")),
+            converged=None if obj.get("converged") is None else bool(obj["converged"]),
         )
 
 
@@ -106,6 +124,8 @@ class ModelScoreView:
     sigma2: float  # decoder variance
     active_latents: int  # H minus collapsed latents
     converged: bool | None = None  # F_ent has settled; None from a server that does not say
+    effective_rank: float | None = None  # of the fitted covariance W W^T + sigma2 I (1..D)
+    variance_share: float | None = None  # share of that covariance's trace in the top H
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -118,6 +138,8 @@ class ModelScoreView:
             sigma2=float(obj["sigma2"]),
             active_latents=int(obj["active_latents"]),
             converged=None if obj.get("converged") is None else bool(obj["converged"]),
+            effective_rank=_opt_float(obj.get("effective_rank")),
+            variance_share=_opt_float(obj.get("variance_share")),
         )
 
 
@@ -146,6 +168,7 @@ class Selection:
     margin: float | None = None  # runner-up BIC minus the pick's
     path: tuple[PathPiece, ...] = ()  # the pick for each range of N = bic_n
     training: dict[str, Any] | None = None  # alarmed, step_size, alarms, restarts, ...
+    effective_rank: float | None = None  # the pick's effective rank (None: not yet, or not said)
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
@@ -158,6 +181,7 @@ class Selection:
             margin=_opt_float(obj.get("margin")),
             path=tuple(PathPiece.from_json(p) for p in obj.get("path") or ()),
             training=None if obj.get("training") is None else dict(obj["training"]),
+            effective_rank=_opt_float(obj.get("effective_rank")),
         )
 
 
@@ -189,6 +213,32 @@ class PushSummary:
     duplicates: int  # batches the server had applied already (a resumed upload)
     seconds: float  # wall time of the upload
     last: PushResult | None  # None when the array had no rows
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What `fit_array` did: the stream's selection and collapse when it stopped, and why it
+    stopped: the selection converged, or the stream had learnt from `max_rows` rows (then the
+    pick is provisional)."""
+
+    stream: str
+    rows: int  # rows in the array (one pass)
+    rows_seen: int  # rows the stream has learnt from, every pass (and earlier fits) included
+    pushed: int  # rows this call sent
+    converged: bool  # False: stopped at max_rows, the pick is provisional
+    max_rows: int
+    seconds: float  # wall time of the call
+    selection: "Selection"
+    collapse: "Collapse"
+
+    @property
+    def best_latent_dim(self) -> int | None:
+        return self.selection.best_latent_dim
+
+    @property
+    def passes(self) -> float:
+        """Passes over the array the stream has learnt from."""
+        return self.rows_seen / self.rows
 
 
 @dataclass(frozen=True)
@@ -275,41 +325,6 @@ class History:
             data=tuple(HistoryPoint.from_json(p) for p in obj["data"]),
             count=int(obj["count"]),
             capacity=int(obj["capacity"]),
-        )
-
-
-def _matrix(value: Any, rows: int, cols: int) -> np.ndarray:
-    # An empty JSON list has no columns to infer, so the shape is fixed from the known sizes.
-    return np.asarray(value, dtype=np.float64).reshape(rows, cols)
-
-
-@dataclass(frozen=True, eq=False)
-class ModelParams:
-    """Parameters of one linear VAE (docs/math.md notation) as numpy arrays."""
-
-    step: int
-    latent_dim: int  # H
-    dim: int  # D
-    W: np.ndarray  # (D, H) decoder weights
-    mu: np.ndarray  # (D,) decoder bias
-    sigma2: float  # decoder variance
-    V: np.ndarray  # (H, D) encoder weights
-    b: np.ndarray  # (H,) encoder bias
-    tau2: np.ndarray  # (H,) encoder variances
-
-    @classmethod
-    def from_json(cls, obj: Any) -> Self:
-        h, d = int(obj["latent_dim"]), int(obj["dim"])
-        return cls(
-            step=int(obj["step"]),
-            latent_dim=h,
-            dim=d,
-            W=_matrix(obj["W"], d, h),
-            mu=_matrix(obj["mu"], 1, d)[0],
-            sigma2=float(obj["sigma2"]),
-            V=_matrix(obj["V"], h, d),
-            b=_matrix(obj["b"], 1, h)[0],
-            tau2=_matrix(obj["tau2"], 1, h)[0],
         )
 
 

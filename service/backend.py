@@ -84,7 +84,7 @@ def history_out(live: LiveStream, after: int, limit: int) -> HistoryOut:
 
 def model_latent_dim(live: LiveStream, which: str) -> int | None:
     """A model's latent size from the path ("best": None); 404 for anything else."""
-    dims = live.bank_config.latent_dims
+    dims = live.spec.latent_dims
     if which == "best":
         return None
     if which.isascii() and which.isdigit() and int(which) in dims:
@@ -99,7 +99,7 @@ def model_out(live: LiveStream, latent_dim: int | None) -> ModelParamsOut:
 
 
 def check_projection(live: LiveStream, body: TransformIn) -> None:
-    dims = live.bank_config.latent_dims
+    dims = live.spec.latent_dims
     if body.latent_dim is not None and body.latent_dim not in dims:
         raise ApiError(
             422,

@@ -22,6 +22,9 @@ NPY = "application/x-npy"
 MEDIA_TYPES = (JSON, BINARY, NPY)
 _INTEGER = re.compile(r"\s*[0-9]{1,18}\s*")  # X-Dim and X-Seq headers
 MAX_HEADER_INTEGER = 10**18 - 1  # the largest value _INTEGER reads
+# X-Dtype of a binary body -> how its values are read; bfloat16 as its bits (numpy has no
+# bfloat16): the high 16 bits of a float32, widened exactly in _from_binary.
+BINARY_DTYPES = {"float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}
 
 
 def invalid(message: str, details: object = None) -> ApiError:
@@ -39,7 +42,7 @@ def decode_batch(
             raise _from_pydantic(exc) from None
         return rows_to_array(parsed.data, settings), parsed.seq
     if media_type == BINARY:
-        x = _from_binary(body, headers.get("x-dim"), settings)
+        x = _from_binary(body, headers.get("x-dim"), headers.get("x-dtype"), settings)
     elif media_type == NPY:
         x = _from_npy(body)
     else:
@@ -112,7 +115,14 @@ def _check_rows(rows: int, settings: Settings) -> None:
         )
 
 
-def _from_binary(body: bytes, x_dim: str | None, settings: Settings) -> np.ndarray:
+def _from_binary(
+    body: bytes, x_dim: str | None, x_dtype: str | None, settings: Settings
+) -> np.ndarray:
+    """Little-endian rows of X-Dtype (float32 when absent); check_array widens them to float32
+    and refuses what is not finite, the same for every width."""
+    name = "float32" if x_dtype is None else x_dtype.strip().lower()
+    if name not in BINARY_DTYPES:
+        raise invalid(f"X-Dtype: expected one of {', '.join(BINARY_DTYPES)}, got {x_dtype!r}")
     if x_dim is None or not _INTEGER.fullmatch(x_dim) or int(x_dim) < 1:
         raise invalid(f"X-Dim: expected the number of columns as a positive integer, got {x_dim!r}")
     dim = int(x_dim)
@@ -120,11 +130,16 @@ def _from_binary(body: bytes, x_dim: str | None, settings: Settings) -> np.ndarr
         raise ApiError(
             422, "limit_exceeded", f"X-Dim is {dim}; the limit max_dim is {settings.max_dim}"
         )
-    if len(body) % (4 * dim) != 0:
+    size = np.dtype(BINARY_DTYPES[name]).itemsize
+    if len(body) % (size * dim) != 0:
         raise invalid(
-            f"expected a multiple of 4 * X-Dim = {4 * dim} bytes of float32, got {len(body)} bytes"
+            f"expected a multiple of {size} * X-Dim = {size * dim} bytes of {name}, "
+            f"got {len(body)} bytes"
         )
-    return np.frombuffer(body, dtype="<f4").reshape(-1, dim)
+    x = np.frombuffer(body, dtype=BINARY_DTYPES[name]).reshape(-1, dim)
+    if name == "bfloat16":
+        x = (x.astype("<u4") << 16).view("<f4")
+    return x
 
 
 def _from_npy(body: bytes) -> np.ndarray:

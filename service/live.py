@@ -33,21 +33,13 @@ from service.runtime.digests import Digests, digest
 from service.schemas import SelectionOut, StreamCreate
 from service.settings import Settings
 from service.store import StoredStream
-from streaming.adaptive import AdaptiveBank, AdaptiveConfig
-from streaming.bank import LinearVAEBank, resolve_device
-from streaming.config import BankConfig
 from streaming.errors import InvalidBatchError
+from streaming.learner import Learner, resolve_device
 from streaming.report import ModelParams, StepReport
+from streaming.spec import SPEC_VERSION, StreamSpec
 
 log = logging.getLogger("dimwatch")
 
-Bank = LinearVAEBank | AdaptiveBank
-# Settings added after the first release, with the values that keep older streams as they were.
-LEGACY_DEFAULTS: dict[str, Any] = {
-    "adaptive": False,
-    "boost_learning_rate": 0.05,
-    "standardize": False,
-}
 EPOCH = "1970-01-01T00:00:00Z"  # created_at of a stream whose row cannot be read
 
 
@@ -98,7 +90,7 @@ class Pending:
     """A trained batch waiting for its commit; its stream's lock is held until `committed` or
     `recover`."""
 
-    bank: "Bank"
+    bank: Learner
     report: StepReport
     x: np.ndarray  # (B, D) float32, the batch as logged
     change: Change  # what the history did, for the log to mirror
@@ -108,26 +100,11 @@ class Pending:
     position: int | None  # the batch's position in its log (JetStream's sequence), if any
 
 
-def bank_config(config: dict[str, Any], default_device: str) -> BankConfig:
-    """The core's config from a stream's stored settings; device "auto" takes the server's."""
-    device = config["device"] if config["device"] != "auto" else default_device
-    return BankConfig(
-        latent_dims=tuple(config["latent_dims"]),
-        learning_rate=config["learning_rate"],
-        estimator=config["estimator"],
-        mc_samples=config["mc_samples"],
-        bic_n=config["bic_n"],
-        collapse_threshold=config["collapse_threshold"],
-        seed=config["seed"],
-        device=device,
-        optimizer=config["optimizer"],
-        standardize=config["standardize"],
-    )
-
-
-def adaptive_config(config: dict[str, Any]) -> AdaptiveConfig | None:
-    """The learning-rate controller of a stream's stored settings (None: a constant rate)."""
-    return AdaptiveConfig(boost_lr=config["boost_learning_rate"]) if config["adaptive"] else None
+def stream_spec(config: dict[str, Any], default_device: str) -> StreamSpec:
+    """The core's settings from a stream's settings (any stored spec version); device "auto"
+    takes the server's."""
+    spec = StreamSpec.from_record(config)
+    return spec if spec.device != "auto" else spec.replace(device=default_device)
 
 
 def _device_name(requested: str) -> str:
@@ -151,14 +128,14 @@ class LiveStream:
         history_limit: int,
     ) -> None:
         self.name = name
-        # the settings as created (StreamCreate fields but name and dim)
-        self.config = {**LEGACY_DEFAULTS, **config}
+        stored = StreamSpec.from_record(config)  # migrated from older records
+        # the settings as created, every StreamSpec field (device as asked: "auto" stays)
+        self.config = {k: v for k, v in stored.to_record().items() if k != "spec_version"}
         self.dim = dim
         self.created_at = created_at
-        self.bank_config = bank_config(self.config, default_device)
-        self.adaptive_config = adaptive_config(self.config)
-        self.device = _device_name(self.bank_config.device)
-        self.bank: Bank | None = None
+        self.spec = stream_spec(config, default_device)
+        self.device = _device_name(self.spec.device)
+        self.bank: Learner | None = None
         self.report: StepReport | None = None  # after the last durable batch
         self.history = History(history_limit)
         self.digests = Digests()
@@ -175,7 +152,7 @@ class LiveStream:
         config = spec.model_dump(exclude={"name", "dim"})
         live = cls(spec.name, config, spec.dim, created_at, settings.device, settings.history_limit)
         if spec.dim is not None:
-            live.bank_config.check_dim(spec.dim)
+            live.spec.check_dim(spec.dim)
         return live
 
     @property
@@ -227,14 +204,14 @@ class LiveStream:
             )
         return None
 
-    def learner(self, dim: int) -> "Bank":
+    def learner(self, dim: int) -> Learner:
         """The bank to train (a new one for the first batch); call between begin and stepped."""
         return self.bank if self.bank is not None else self._new_bank(dim)
 
     def stepped(
         self,
         x: np.ndarray,
-        bank: "Bank",
+        bank: Learner,
         report: StepReport,
         started: float,
         position: int | None = None,
@@ -261,15 +238,13 @@ class LiveStream:
         """The step raised (the core refused the batch): nothing changed; release the lock."""
         self.lock.release()
 
-    def recover(
-        self, pending: Pending, exc: BaseException, load: Callable[[], StoredStream | None]
-    ) -> None:
-        """The commit failed with `exc`: reload the stream's durable state with `load` (or mark
-        it unavailable), then release the lock."""
-        step = pending.report.step
+    def recover(self, why: str, load: Callable[[], StoredStream | None]) -> None:
+        """The batch in progress could not be made durable (or its step failed part way): reload
+        the stream's durable state with `load` (or mark it unavailable), then release the
+        lock."""
         try:
-            log.error("stream %r: could not store step %d: %r", self.name, step, exc)
-            self._reload(f"could not store step {step} ({exc})", load)
+            log.error("stream %r: %s", self.name, why)
+            self._reload(why, load)
         finally:
             self.lock.release()
 
@@ -298,12 +273,15 @@ class LiveStream:
         if self.unavailable is not None:
             raise unavailable_error(self.name, self.unavailable)
 
-    def _new_bank(self, dim: int) -> Bank:
-        if self.adaptive_config is None:
-            return LinearVAEBank(dim, self.bank_config)
-        return AdaptiveBank(dim, self.bank_config, self.adaptive_config)
+    def _new_bank(self, dim: int) -> Learner:
+        return Learner(dim, self.spec)
 
-    def _trained_bank(self) -> Bank:
+    @property
+    def record(self) -> dict[str, Any]:
+        """The settings as stored: with their spec version."""
+        return {**self.config, "spec_version": SPEC_VERSION}
+
+    def _trained_bank(self) -> Learner:
         if self.bank is None:
             raise ApiError(
                 409, "no_data_yet", f"stream {self.name!r} has no batch yet; push one first"
@@ -342,12 +320,11 @@ class LiveStream:
         """Snapshot + replay into fresh objects; the stream changes only if all of it worked."""
         history = History(self.history.capacity, stored.history_stride, stored.history)
         digests = Digests.from_bytes(stored.digests)
-        bank: Bank | None = None
+        bank: Learner | None = None
         snapshot_step = 0
         if stored.snapshot is not None:
             snapshot_step, state = stored.snapshot
-            kind = LinearVAEBank if self.adaptive_config is None else AdaptiveBank
-            bank = kind.from_bytes(state, device=self.bank_config.device)
+            bank = Learner.from_bytes(state, device=self.spec.device)
         for step, data in stored.batches:
             assert stored.dim is not None
             x = np.frombuffer(data, dtype="<f4").reshape(-1, stored.dim).copy()

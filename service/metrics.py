@@ -1,6 +1,15 @@
 """Prometheus metrics of one app, in their own registry (several apps can live in one process)."""
 
+from collections.abc import Callable, Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streaming.report import StepReport, effective_rank
+
+# (name, its last report or None before a batch) of every stream this process serves
+StreamReports = Callable[[], Iterable[tuple[str, StepReport | None]]]
 
 
 class Metrics:
@@ -46,3 +55,44 @@ class Metrics:
         self.rejected = Counter(
             "dimwatch_rejected", "Requests answered with an error, by code", ["reason"], registry=r
         )
+        self._per_stream: StreamGauges | None = None
+
+    def watch(self, source: StreamReports) -> None:
+        """Serve the per-stream gauges of `source`'s streams (read at each scrape, so a deleted
+        stream's series goes with it); a second call replaces the source."""
+        if self._per_stream is None:
+            self._per_stream = StreamGauges(source)
+            self.registry.register(self._per_stream)
+        self._per_stream.source = source
+
+
+class StreamGauges(Collector):
+    """Per stream, what a collapse alert needs (docs/operations.md): the BIC pick, the effective
+    rank of the pick's fitted covariance, and the rows seen (so that a rule waits for data)."""
+
+    def __init__(self, source: StreamReports) -> None:
+        self.source = source
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # no collect() at registration: the source may not be ready yet
+
+    def collect(self) -> Iterator[Metric]:
+        pick = GaugeMetricFamily(
+            "dimwatch_stream_best_latent_dim", "The stream's BIC pick H", labels=["stream"]
+        )
+        rank = GaugeMetricFamily(
+            "dimwatch_stream_effective_rank",
+            "Effective rank of the pick's fitted covariance W W^T + sigma2 I (1..D)",
+            labels=["stream"],
+        )
+        rows = GaugeMetricFamily(
+            "dimwatch_stream_rows_seen", "Rows the stream has learned", labels=["stream"]
+        )
+        for name, report in self.source():
+            if report is None:
+                continue
+            best = next(m for m in report.models if m.latent_dim == report.best_latent_dim)
+            pick.add_metric([name], report.best_latent_dim)
+            rank.add_metric([name], effective_rank(best.sigma2, best.tau2, report.dim))
+            rows.add_metric([name], report.rows_seen)
+        yield from (pick, rank, rows)

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from service import views
 from service.budget import Budget
 from service.errors import ApiError, not_found
-from service.live import EPOCH, LEGACY_DEFAULTS, Applied, LiveStream, Pending, Unavailable
+from service.live import EPOCH, Applied, LiveStream, Pending, Unavailable
 from service.metrics import Metrics
 from service.runtime.admission import check_limits
 from service.runtime.log import Done, StorageError
@@ -32,6 +32,7 @@ from service.runtime.runtime import Entry, Runtime
 from service.schemas import StreamCreate
 from service.settings import Settings
 from service.store import Store, StoredStream
+from streaming.spec import migrate
 
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
@@ -61,7 +62,10 @@ def restore(
             log.exception("stream %r: its row cannot be read", name)
     if stored is None:
         return Unavailable(name, reason, {}, None, EPOCH, 0)
-    config = {**LEGACY_DEFAULTS, **stored.config}
+    try:
+        config = migrate(dict(stored.config))
+    except Exception:
+        config = dict(stored.config)
     return Unavailable(name, reason, config, stored.dim, stored.created_at, stored.stored_step)
 
 
@@ -117,6 +121,8 @@ class Registry:
         self._store: Store | None = None
         self._log = SqliteLog(self)
         self.runtime = Runtime(settings, metrics, self._log, self._events, self._retire)
+        # /metrics' per-stream gauges: every serving stream's last report, read at each scrape
+        metrics.watch(lambda: [(e.live.name, e.live.report) for e in self.runtime.serving()])
         self._loader: asyncio.Task[None] | None = None
 
     @property
@@ -145,9 +151,7 @@ class Registry:
             return
         for restored in await asyncio.gather(*(self.runtime.run(self._restore, n) for n in names)):
             if isinstance(restored, LiveStream):
-                slot = self.runtime.admission.restored(
-                    restored.name, restored.bank_config, restored.dim
-                )
+                slot = self.runtime.admission.restored(restored.name, restored.spec, restored.dim)
                 self.runtime.add(restored, slot)
             elif restored is not None:
                 self._unavailable[restored.name] = restored
@@ -234,11 +238,11 @@ class Registry:
             )
         check_limits(spec, self.settings, len(entries) + len(self._unavailable))
         live = LiveStream.create(spec, self.settings)
-        slot = self.runtime.admission.new_stream(spec.name, live.bank_config, spec.dim)
+        slot = self.runtime.admission.new_stream(spec.name, live.spec, spec.dim)
         entry = self.runtime.add(live, slot)  # reserves the name while the row is written
         try:
             await self.runtime.run(
-                self.store.create_stream, spec.name, live.config, spec.dim, live.created_at
+                self.store.create_stream, spec.name, live.record, spec.dim, live.created_at
             )
         except BaseException:
             self.runtime.remove(entry)

@@ -1,12 +1,14 @@
 """Request and response bodies of the REST API (docs/api.md), with OpenAPI examples."""
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from streaming.spec import DEVICE_PATTERN, StreamSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]{1,3})?)$"
 FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32: data are trained as float32
 
 # Request models are strict: a JSON type other than the field's is refused (422), never coerced
@@ -46,8 +48,11 @@ _SELECTION_EXAMPLE = {
             "sigma2": 0.81,
             "active_latents": 4,
             "converged": False,
+            "effective_rank": 6.9,
+            "variance_share": 0.62,
         }
     ],
+    "effective_rank": 6.9,
 }
 
 
@@ -81,8 +86,32 @@ class StatusOut(BaseModel):
 # ------------------------------------------------------------------------------------ streams
 
 
-class StreamCreate(BaseModel):
-    """A new stream: a name and, optionally, the bank's hyper-parameters."""
+def _setting_fields(request: bool) -> dict[str, Any]:
+    """StreamSpec's settings as pydantic fields: type, default, help text and, for requests,
+    the bounds (streaming/spec.py is their one source)."""
+    hints = get_type_hints(StreamSpec)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(StreamSpec):
+        meta = dict(f.metadata)
+        doc = meta.pop("doc")
+        kind: Any = hints[f.name]
+        if f.name == "latent_dims":
+            item: Any = Annotated[int, Field(**meta)] if request else int
+            default: Any = f.default
+            out[f.name] = (list[item], Field(default_factory=lambda d=default: list(d),
+                                             min_length=1, description=doc))  # fmt: skip
+            continue
+        if not request:
+            kind = str if get_origin(kind) is Literal else kind
+            meta = {}
+        if request and f.name == "device":
+            meta["pattern"] = DEVICE_PATTERN
+        out[f.name] = (kind, Field(default=f.default, description=doc, **meta))
+    return out
+
+
+class StreamCreateBase(BaseModel):
+    """A new stream: a name and, optionally, its settings (every StreamSpec field)."""
 
     model_config = ConfigDict(
         **_REQUEST,
@@ -93,67 +122,23 @@ class StreamCreate(BaseModel):
     )
 
     name: str = Field(pattern=NAME_PATTERN, description="URL-safe, 1-64 characters")
-    latent_dims: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [2, 4, 6], min_length=1, description="candidate latent sizes H"
-    )
-    learning_rate: float = Field(
-        default=0.002,
-        gt=0,
-        le=1,
-        description="step size of optimizer adam/sgd (the paper: adam at 0.002); the natural "
-        "optimizer follows its own schedule (docs/math.md)",
-    )
-    estimator: Literal["analytic", "mc"] = Field(
-        default="analytic", description="ELBO gradient estimator"
-    )
-    mc_samples: int = Field(default=100, ge=1, description="samples per row for estimator mc")
-    bic_n: int = Field(default=10, ge=1, description="N in BIC = P log N - 2 N F")
-    collapse_threshold: float = Field(
-        default=1.0, description="encoder entropy above which h collapsed"
-    )
-    # At most 2**53 - 1: exact in every JSON parser (JavaScript's numbers are doubles), and a
-    # bound a float comparison cannot misjudge (Schemathesis sent 2**63 + 190 as "< 2**63").
-    seed: int = Field(
-        default=0, ge=0, le=2**53 - 1, description="seeds initialisation and sampling"
-    )
     dim: int | None = Field(
         default=None, ge=2, description="data dimension D; null: the first batch's"
     )
-    device: str = Field(
-        default="auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N"
-    )
-    optimizer: Literal["natural", "adam", "sgd"] = Field(
-        default="natural",
-        description="the online step: natural (Fisher-scaled steps in the data's units that "
-        "reach the p-PCA optimum on raw data; docs/math.md), or adam/sgd on the ELBO's gradient "
-        "at learning_rate (as in the paper: adam, estimator mc)",
-    )
-    standardize: bool = Field(
-        default=False,
-        description="model the running z-scores of the columns (p-PCA of the correlation "
-        "matrix): for columns in different units; rows go in and come out in raw units",
-    )
-    adaptive: bool = Field(
-        default=True,
-        description="raise the learning rate to boost_learning_rate when the stream changes "
-        "(a change detector on batch ELBO - entropy ELBO; bench/RESULTS.md section 2)",
-    )
-    boost_learning_rate: float = Field(
-        default=0.05,
-        gt=0,
-        le=1,
-        description="adam/sgd: learning rate right after a detected change (natural: its "
-        "schedule restarts instead)",
-    )
+
+    def to_spec(self) -> StreamSpec:
+        """The settings as the core's StreamSpec (checked there: InvalidConfigError)."""
+        return StreamSpec(**self.model_dump(exclude={"name", "dim"}))
 
 
-class StreamOut(BaseModel):
+class StreamOutBase(BaseModel):
     """A stream: its settings and where its training stands."""
 
     model_config = _examples(
         {
             "name": "sensors",
             "latent_dims": [2, 4, 6],
+            "optimizer": "subspace",
             "learning_rate": 0.002,
             "estimator": "analytic",
             "mc_samples": 100,
@@ -162,34 +147,28 @@ class StreamOut(BaseModel):
             "seed": 0,
             "dim": 10,
             "device": "cpu",
-            "optimizer": "natural",
             "standardize": False,
             "adaptive": True,
             "boost_learning_rate": 0.05,
+            "switch_margin": 5.0,
             "step": 120,
             "rows_seen": 1200,
             "best_latent_dim": 4,
+            "converged": False,
             "created_at": "2026-11-25T15:00:00Z",
         }
     )
 
     name: str
-    latent_dims: list[int]
-    learning_rate: float
-    estimator: str
-    mc_samples: int
-    bic_n: int
-    collapse_threshold: float
-    seed: int
     dim: int | None = Field(description="null until the first batch fixes it")
-    device: str = Field(description="the device actually used, e.g. cpu or cuda:0")
-    optimizer: str
-    standardize: bool
-    adaptive: bool
-    boost_learning_rate: float
     step: int = Field(description="batches applied")
     rows_seen: int
     best_latent_dim: int | None = Field(description="null before the first batch")
+    converged: bool = Field(
+        default=False,
+        description="the selection's converged flag: false while the pick is provisional "
+        "(and before the first batch)",
+    )
     created_at: datetime
     available: bool = Field(
         default=True,
@@ -197,6 +176,25 @@ class StreamOut(BaseModel):
         "stream_unavailable until deleted; its settings are the stored ones",
     )
     unavailable_reason: str | None = Field(default=None, description="why it is unavailable")
+
+
+_OUT_SETTINGS = _setting_fields(request=False)
+_OUT_SETTINGS["device"] = (str, Field(description="the device actually used, e.g. cpu or cuda:0"))
+
+# The models FastAPI validates and documents: the static bases with every setting of StreamSpec
+# added at import. Type checkers see the bases (the settings are read through to_spec() or
+# model_dump()).
+if TYPE_CHECKING:
+    StreamCreate = StreamCreateBase
+    StreamOut = StreamOutBase
+else:
+    StreamCreate = create_model(
+        "StreamCreate", __base__=StreamCreateBase, __doc__=StreamCreateBase.__doc__,
+        **_setting_fields(request=True),
+    )  # fmt: skip
+    StreamOut = create_model(
+        "StreamOut", __base__=StreamOutBase, __doc__=StreamOutBase.__doc__, **_OUT_SETTINGS
+    )
 
 
 class StreamList(BaseModel):
@@ -240,6 +238,10 @@ class ModelSelectionOut(BaseModel):
     converged: bool = Field(
         description="F_ent has settled (docs/math.md, 'Convergence'); never for adam/sgd"
     )
+    effective_rank: float = Field(
+        description="exp of the entropy of the normalised eigenvalues of W W^T + sigma2 I"
+    )
+    variance_share: float = Field(description="share of that covariance's trace in the top H")
 
 
 class PathPieceOut(BaseModel):
@@ -277,6 +279,9 @@ class SelectionOut(BaseModel):
     )
     training: TrainingOut | None = Field(description="null before the first batch")
     models: list[ModelSelectionOut]
+    effective_rank: float | None = Field(
+        default=None, description="the pick's effective_rank (null before the first batch)"
+    )
 
 
 class BatchOut(BaseModel):

@@ -68,7 +68,7 @@ class StoredStream:
     """Everything needed to bring one stream back: its row, snapshot, log and history."""
 
     name: str
-    config: dict[str, Any]  # the StreamCreate fields but name and dim
+    config: dict[str, Any]  # the settings record (streaming/spec.py: StreamSpec.to_record)
     dim: int | None
     created_at: str
     history_stride: int

@@ -20,11 +20,11 @@ from service.schemas import (
     ModelSelectionOut,
     PathPieceOut,
     SelectionOut,
-    StreamCreate,
     StreamOut,
     TrainingOut,
 )
-from streaming.report import ModelParams, StepReport
+from streaming.report import ModelParams, StepReport, effective_rank, variance_share
+from streaming.spec import StreamSpec
 
 
 def selection(report: StepReport | None) -> SelectionOut:
@@ -58,9 +58,16 @@ def selection(report: StepReport | None) -> SelectionOut:
                 sigma2=m.sigma2,
                 active_latents=m.active_latents,
                 converged=m.converged,
+                effective_rank=effective_rank(m.sigma2, m.tau2, report.dim),
+                variance_share=variance_share(m.sigma2, m.tau2, report.dim),
             )
             for m in report.models
         ],
+        effective_rank=next(
+            effective_rank(m.sigma2, m.tau2, report.dim)
+            for m in report.models
+            if m.latent_dim == report.best_latent_dim
+        ),
     )
 
 
@@ -69,7 +76,7 @@ def collapse(live: LiveStream) -> CollapseOut:
     models = [] if report is None else report.models
     return CollapseOut(
         step=live.step,
-        threshold=live.bank_config.collapse_threshold,
+        threshold=live.spec.collapse_threshold,
         models=[
             ModelCollapseOut(
                 latent_dim=m.latent_dim,
@@ -118,19 +125,19 @@ def stream(live: LiveStream | Unavailable) -> StreamOut:
     report = live.report
     return StreamOut(
         name=live.name,
-        **{k: v for k, v in live.config.items() if k != "device"},
+        **{**live.config, "device": live.device},
         dim=live.dim,
-        device=live.device,
         step=live.step,
         rows_seen=0 if report is None else report.rows_seen,
         best_latent_dim=None if report is None else report.best_latent_dim,
+        converged=report is not None and report.converged,
         created_at=datetime.fromisoformat(live.created_at),
     )
 
 
 def unavailable_stream(record: Unavailable) -> StreamOut:
     """An unavailable stream's stored settings (the defaults where they cannot be read)."""
-    defaults = StreamCreate(name=record.name).model_dump(exclude={"name", "dim"})
+    defaults = {k: v for k, v in StreamSpec().to_record().items() if k != "spec_version"}
     known = {k: v for k, v in record.config.items() if k in defaults}
     fixed: dict[str, Any] = {
         "name": record.name,
@@ -149,7 +156,7 @@ def unavailable_stream(record: Unavailable) -> StreamOut:
 
 
 def history(live: LiveStream, points: list[Point]) -> HistoryOut:
-    dims = live.bank_config.latent_dims
+    dims = live.spec.latent_dims
     data = [
         HistoryPointOut(
             step=p.step,

@@ -1,6 +1,7 @@
 """Plain results of the core: what one step says about every candidate (no tensors)."""
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -132,3 +133,29 @@ class ModelParams:
     standardized: bool = False  # True: the model of the z-scores (x - scaler_mean) / scaler_scale
     scaler_mean: list[float] | None = None  # D, the running column means (standardize only)
     scaler_scale: list[float] | None = None  # D, the running column standard deviations
+
+
+# --- what embedding users look at: the fitted covariance's spectrum, from the variances alone --
+
+
+def effective_rank(sigma2: float, tau2: Sequence[float], dim: int) -> float:
+    """exp of the entropy of the normalised eigenvalues p_i = l_i / sum l of C = W W^T +
+    sigma^2 I (Roy and Vetterli's effective rank; RankMe's formula applied to the fitted
+    covariance), between 1 and D. The eigenvalues come from the model's own variances:
+    sigma^2 / tau_h^2 for h <= H and sigma^2 for the other D - H, exact where the variances are
+    stationary (tau_h^2 = sigma^2 / l_h, docs/math.md, Corollary 2); no data, no W. O(H): the
+    D - H equal tail eigenvalues enter as one term."""
+    top = [sigma2 / t for t in tau2]
+    tail = dim - len(top)
+    total = sum(top) + tail * sigma2
+    entropy = -sum(p * math.log(p) for p in (lam / total for lam in top) if p > 0)
+    if tail > 0 and sigma2 > 0:
+        p = sigma2 / total
+        entropy -= tail * p * math.log(p)
+    return math.exp(entropy)
+
+
+def variance_share(sigma2: float, tau2: Sequence[float], dim: int) -> float:
+    """The share of C's total variance (its trace) in the top H directions, between 0 and 1."""
+    top = sum(sigma2 / t for t in tau2)
+    return top / (top + (dim - len(tau2)) * sigma2)

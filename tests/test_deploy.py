@@ -29,6 +29,7 @@ import yaml
 
 from clients._local_server import local_server
 from service.settings import Settings
+from tests import children
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = Settings.model_fields["port"].default
@@ -121,7 +122,7 @@ CLI = "import sys; from clients.cli import main; sys.argv[0] = 'dimwatch'; sys.e
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return children.run(
         [sys.executable, "-c", CLI, *args], capture_output=True, text=True, timeout=120, cwd=ROOT
     )
 
@@ -156,13 +157,13 @@ def image_server(tmp_path: Path, tokens: str) -> Iterator[int]:
     env = {**os.environ, "DIMWATCH_DATA_DIR": str(tmp_path / "data"), "DIMWATCH_API_TOKENS": tokens}
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
-        server = subprocess.Popen(
+        server = children.popen(
             [sys.executable, "-c", CLI, *command[1:]], env=env, cwd=tmp_path, stdout=log, stderr=log
         )
         try:
             # torch's import, the store's start and the warm-up step: generous on a busy machine
             deadline = time.monotonic() + 180
-            while subprocess.run(healthcheck_for(port), capture_output=True, timeout=30).returncode:
+            while children.run(healthcheck_for(port), capture_output=True, timeout=30).returncode:
                 assert server.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "the health check never passed"
                 time.sleep(0.2)
@@ -253,7 +254,7 @@ def test_env_example_names_only_known_variables() -> None:
 
 
 def test_env_file_is_git_ignored() -> None:
-    result = subprocess.run(
+    result = children.run(
         ["git", "check-ignore", "--quiet", "deploy/dimwatch.env"], cwd=ROOT, check=False
     )
     assert result.returncode == 0, "deploy/.gitignore must list dimwatch.env"
@@ -332,7 +333,7 @@ def test_image_healthcheck_passes_against_image_command(tmp_path: Path) -> None:
     with image_server(tmp_path, tokens="") as port:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
             assert json.loads(response.read()) == {"status": "ok"}
-        assert subprocess.run(healthcheck_for(port), timeout=30).returncode == 0
+        assert children.run(healthcheck_for(port), timeout=30).returncode == 0
 
 
 @pytest.mark.slow
@@ -342,7 +343,7 @@ def test_demo_command_replays_with_env_example_tokens(tmp_path: Path) -> None:
         command = service("demo")["command"]
         url = f"http://dimwatch:{DEFAULT_PORT}"
         command = [arg.replace(url, f"http://127.0.0.1:{port}") for arg in command]
-        result = subprocess.run(
+        result = children.run(
             [sys.executable, "-c", CLI, *command[1:]],
             env={**os.environ, "DIMWATCH_TOKEN": env_file["DIMWATCH_TOKEN"]},
             capture_output=True,
@@ -438,7 +439,7 @@ class Wheel:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
     out = tmp_path_factory.mktemp("wheel")
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v"]
-    built = subprocess.run(
+    built = children.run(
         [*pip, "-w", str(out), str(ROOT)],
         check=True,
         capture_output=True,
@@ -468,7 +469,12 @@ def test_wheel_requires_only_the_client_without_extras(wheel: Wheel) -> None:
     server = sorted(re.split(r"[<>=~ ;]", r)[0] for r in requires if 'extra == "server"' in r)
     assert plain == ["httpx", "numpy", "rich"]
     assert {"torch", "fastapi", "uvicorn"} <= set(server)
-    assert 'dimwatch[cluster,server]; extra == "test"' in requires
+    assert 'dimwatch[cluster,export,server]; extra == "test"' in requires
+    # the exports are optional extras of the client, never needed by the server
+    assert 'scikit-learn>=1.4; extra == "sklearn"' in requires
+    assert 'onnx>=1.14; extra == "onnx"' in requires
+    assert 'dimwatch[onnx,sklearn]; extra == "export"' in requires
+    assert not {"scikit-learn", "onnx"} & set(server)
 
 
 def test_wheel_includes_dashboard_files(wheel: Wheel) -> None:

@@ -1,18 +1,24 @@
 """README.md as a new user follows it: its examples run as written against a real server."""
 
 import json
+import math
+import os
 import re
 import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 
 from clients import DimwatchClient
 from clients._local_server import local_server
 from clients._parser import build_parser
+from tests import children
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -41,10 +47,61 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+def run(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return children.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env
     )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The README's `dimwatch fit` walk-through, run as written, twice."""
+
+    file: Path
+    first: subprocess.CompletedProcess[str]
+    again: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def fitted(url: str, tmp_path_factory: pytest.TempPathFactory) -> Fitted:
+    tmp = tmp_path_factory.mktemp("fit")
+    make_data, fit = shell_lines(block_with("bash", "dimwatch fit"))
+    env = {**os.environ, "DIMWATCH_URL": url, "XDG_STATE_HOME": str(tmp / "state")}
+    command = [
+        str(Path(sys.executable).parent / "dimwatch"),
+        *shlex.split(fit)[1:],
+        "--no-progress",
+    ]
+    made = run([sys.executable, *shlex.split(make_data)[1:]], tmp)
+    assert made.returncode == 0, made.stderr
+    return Fitted(tmp / "readings.csv", run(command, tmp, env), run(command, tmp, env))
+
+
+def test_fit_walk_through_picks_the_exact_p_pca_choice(url: str, fitted: Fitted) -> None:
+    with DimwatchClient(url) as client:
+        stream = client.get_stream("readings")
+    X = np.loadtxt(fitted.file, delimiter=",")
+    bic = {  # Eq. 27 at the exact p-PCA optimum: scikit-learn's PCA log-likelihood per row
+        h: (h * X.shape[1] + 1) * math.log(stream.bic_n)
+        - 2 * stream.bic_n * PCA(n_components=h).fit(X).score(X)
+        for h in stream.latent_dims
+    }
+    exact = min(bic, key=bic.__getitem__)
+
+    assert fitted.first.returncode == 0, fitted.first.stderr
+    said = re.search(r"best H = (\d+)", block_with("bash", "dimwatch fit"))
+    assert said is not None and int(said[1]) == exact  # what the README promises
+    assert f"\nbest H = {exact}, ahead of H = " in fitted.first.stdout
+    assert ": converged after " in fitted.first.stdout
+
+
+def test_fit_walk_through_again_sends_nothing_and_says_the_same(fitted: Fitted) -> None:
+    assert fitted.again.returncode == 0, fitted.again.stderr
+    assert "(nothing sent: 'readings' had converged on readings.csv already)" in fitted.again.stdout
+    pick = [line for line in fitted.first.stdout.splitlines() if line.startswith("best H")]
+    assert pick and pick[0] in fitted.again.stdout.splitlines()
 
 
 def test_plain_http_example_runs_as_written(url: str, tmp_path: Path) -> None:

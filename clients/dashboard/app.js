@@ -270,7 +270,7 @@ function render() {
   $("stream-view").hidden = !stream;
   if (!stream) return;
   $("stream-name").textContent = stream.name;
-  renderStats($("stats"), stream, state.selection?.converged === false);
+  renderStats($("stats"), stream, state.selection?.converged === false, state.selection);
   renderLegend($("legend"), stream.latent_dims, state.showBatch);
   const points = state.history.window(state.windowSteps);
   const changes = state.history.changes();
@@ -283,6 +283,7 @@ function render() {
     collapse: state.collapse,
     latentDims,
     bestLatentDim: stream.best_latent_dim,
+    scores: state.selection?.models ?? [],
     width: chartWidth($("collapse-chart")),
   });
   renderPick($("pick"), state.selection, stream.bic_n);

@@ -25,17 +25,31 @@ export function renderStreamList(list, streams, currentName) {
   }
 }
 
+/** The pick's effective rank (exp of the entropy of its covariance's eigenvalues) and the share
+ * of that covariance's variance in its top H directions, as shown; "–" before data or from a
+ * server that does not say. */
+function spectrumStats(selection) {
+  const pick = selection?.models?.find((m) => m.latent_dim === selection.best_latent_dim);
+  const rank = selection?.effective_rank;
+  const share = pick?.variance_share;
+  return [
+    ["effective rank", typeof rank === "number" ? rank.toFixed(1) : "–"],
+    ["variance in top H", typeof share === "number" ? `${(100 * share).toFixed(1)}%` : "–"],
+  ];
+}
+
 /** The stream's figures; the first one (id best-h) is the selected H, marked provisional while
  * the server says its models have not converged. */
-export function renderStats(list, stream, provisional = false) {
+export function renderStats(list, stream, provisional = false, selection = null) {
   const best = stream.best_latent_dim ?? "–";
   const stats = [
     ["selected H", provisional && stream.best_latent_dim !== null ? `${best} (provisional)` : best],
+    ...spectrumStats(selection),
     ["step", stream.step.toLocaleString("en-US")],
     ["rows seen", stream.rows_seen.toLocaleString("en-US")],
     ["data dim D", stream.dim ?? "–"],
     ["candidates H", stream.latent_dims.join(", ")],
-    ["optimizer", stream.optimizer === "natural" ? "natural" : `${stream.optimizer} ${stream.learning_rate}`],
+    ["optimizer", stream.optimizer === "subspace" || stream.optimizer === "natural" ? stream.optimizer : `${stream.optimizer} ${stream.learning_rate}`],
     ["estimator", stream.estimator],
     ["BIC N", stream.bic_n],
     ["device", stream.device],

@@ -126,7 +126,7 @@ export function drawSelectionChart(svg, { points, latentDims, changes, width }) 
 }
 
 /** Encoder entropy of every latent of every candidate, against the collapse threshold. */
-export function drawCollapseChart(svg, { collapse, latentDims, bestLatentDim, width }) {
+export function drawCollapseChart(svg, { collapse, latentDims, bestLatentDim, scores = [], width }) {
   const height = 270;
   if (!collapse || collapse.models.length === 0) return drawEmpty(svg, width, height, "No models trained yet");
   const models = [...collapse.models].sort((a, b) => a.latent_dim - b.latent_dim);
@@ -136,7 +136,7 @@ export function drawCollapseChart(svg, { collapse, latentDims, bestLatentDim, wi
   const frame = drawFrame(svg, {
     width,
     height,
-    margin: width < NARROW ? margin(width, { bottom: 46 }) : { ...MARGIN, bottom: 46, right: 150 },
+    margin: width < NARROW ? margin(width, { bottom: 58 }) : { ...MARGIN, bottom: 58, right: 150 },
     xDomain: [0, slots],
     xTicks: false,
     yDomain,
@@ -176,6 +176,13 @@ export function drawCollapseChart(svg, { collapse, latentDims, bestLatentDim, wi
       "text-anchor": "middle",
     });
     svgText(svg, centre, frame.bottom + 28, note, { class: "group-note", "text-anchor": "middle" });
+    // The share of the candidate's fitted variance in its top H (and its effective rank).
+    const score = scores.find((m) => m.latent_dim === model.latent_dim);
+    if (typeof score?.variance_share === "number") {
+      const share = `${(100 * score.variance_share).toFixed(0)}%`;
+      const spread = roomy ? `${share} of variance, rank ${score.effective_rank.toFixed(1)}` : share;
+      svgText(svg, centre, frame.bottom + 41, spread, { class: "group-note spectrum", "text-anchor": "middle" });
+    }
     index += 1;
   }
   // Labels to the right of the plot; the lower line's label sits below it so the two never overlap.

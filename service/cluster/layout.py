@@ -76,7 +76,7 @@ class StreamRecord:
     position it covers (at creation: the log's end), and the epoch of the owner that claimed it."""
 
     name: str
-    config: dict[str, Any]  # the StreamCreate fields but name and dim
+    config: dict[str, Any]  # the settings record (streaming/spec.py: StreamSpec.to_record)
     dim: int | None
     created_at: str
     log_seq: int

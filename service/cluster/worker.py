@@ -34,6 +34,7 @@ from service.metrics import Metrics
 from service.runtime.pool import warm_up
 from service.runtime.runtime import Entry, Runtime
 from service.settings import Settings
+from streaming.report import StepReport
 
 log = logging.getLogger("dimwatch")
 LEASE_MARGIN = 0.8
@@ -56,6 +57,7 @@ class Worker:
         self.id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{socket.gethostname()}-{os.getpid()}")
         self.metrics = Metrics()
         self.held: dict[int, Held] = {}
+        self.metrics.watch(self._reports)
         self._epochs = 0
         self._c: Cluster | None = None
         self._runtime: Runtime | None = None
@@ -64,6 +66,12 @@ class Worker:
     def runtime(self) -> Runtime:
         assert self._runtime is not None, "worker not started"
         return self._runtime
+
+    def _reports(self) -> list[tuple[str, StepReport | None]]:
+        """The last report of every stream of the partitions held, for /metrics (a scrape runs
+        in prometheus_client's thread: the dicts are copied before they are walked)."""
+        owned = [o for h in list(self.held.values()) for o in list(h.partition.streams.values())]
+        return [(o.live.name, o.live.report) for o in owned]
 
     @property
     def c(self) -> Cluster:

@@ -5,7 +5,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.decode import BINARY, JSON, MAX_HEADER_INTEGER, NPY, decode_batch, media_type
+from service.decode import (
+    BINARY,
+    BINARY_DTYPES,
+    JSON,
+    MAX_HEADER_INTEGER,
+    NPY,
+    decode_batch,
+    media_type,
+)
 from service.deps import bearer, bearer_token, check_token, get_backend, get_settings
 from service.routes import errors
 from service.schemas import BatchOut
@@ -28,7 +36,8 @@ _BODY: dict[str, Any] = {
             },
             BINARY: {
                 "schema": {"type": "string", "format": "binary"},
-                "description": "float32 little-endian, row-major; header X-Dim: D, optional X-Seq",
+                "description": "little-endian rows, row-major, of float32 (or the X-Dtype "
+                "header's float16 or bfloat16); header X-Dim: D, optional X-Seq",
             },
             NPY: {
                 "schema": {"type": "string", "format": "binary"},
@@ -43,6 +52,14 @@ _BODY: dict[str, Any] = {
             "required": False,
             "description": "columns D of an application/octet-stream body (required with it)",
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HEADER_INTEGER},
+        },
+        {
+            "name": "X-Dtype",
+            "in": "header",
+            "required": False,
+            "description": "number format of an application/octet-stream body (default float32); "
+            "every format is widened to float32 and checked the same way",
+            "schema": {"type": "string", "enum": list(BINARY_DTYPES), "default": "float32"},
         },
         {
             "name": "X-Seq",

@@ -20,8 +20,8 @@ from service.errors import ApiError
 from service.metrics import Metrics
 from service.schemas import StreamCreate
 from service.settings import Settings
-from streaming.bank import resolve_device
-from streaming.config import BankConfig
+from streaming.learner import resolve_device
+from streaming.spec import StreamSpec
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Slot:
     """What one stream holds: batches admitted and not answered, bytes reserved for its bank."""
 
     name: str
-    config: BankConfig
+    spec: StreamSpec
     pending: int = 0
     resident: int = 0
 
@@ -50,17 +50,18 @@ class Admission:
         metrics.memory.labels("resident").set_function(lambda: self.budget.resident)
         metrics.memory.labels("transient").set_function(lambda: self.budget.transient)
 
-    def new_stream(self, name: str, config: BankConfig, dim: int | None) -> Slot:
-        """A new stream's slot, its bank reserved when dim is known; 422 when it does not fit."""
-        need = 0 if dim is None else bank_bytes(config, dim)
+    def new_stream(self, name: str, spec: StreamSpec, dim: int | None) -> Slot:
+        """A new stream's slot, its learner reserved when dim is known; 422 when it does not
+        fit."""
+        need = 0 if dim is None else bank_bytes(spec, dim)
         self.budget.reserve_stream(name, need)
-        return Slot(name, config, resident=need)
+        return Slot(name, spec, resident=need)
 
-    def restored(self, name: str, config: BankConfig, dim: int | None) -> Slot:
-        """A stored stream's slot: its bank comes back, over budget or not."""
-        need = 0 if dim is None else bank_bytes(config, dim)
+    def restored(self, name: str, spec: StreamSpec, dim: int | None) -> Slot:
+        """A stored stream's slot: its learner comes back, over budget or not."""
+        need = 0 if dim is None else bank_bytes(spec, dim)
         self.budget.resident += need
-        return Slot(name, config, resident=need)
+        return Slot(name, spec, resident=need)
 
     def admit(self, slot: Slot, rows: int, dim: int) -> Ticket:
         """Admit a batch of `rows` x `dim`: 429 past the queue depth, 413/429 past the budget
@@ -73,8 +74,8 @@ class Admission:
                 f"is {self.queue_depth}; retry later",
                 headers={"Retry-After": "1"},
             )
-        bank = 0 if slot.resident else bank_bytes(slot.config, dim)
-        reserved = batch_bytes(slot.config, dim, rows)
+        bank = 0 if slot.resident else bank_bytes(slot.spec, dim)
+        reserved = batch_bytes(slot.spec, dim, rows)
         self.budget.admit_batch(slot.name, bank, reserved)
         slot.resident += bank
         slot.pending += 1
@@ -96,25 +97,26 @@ class Admission:
 
 def check_limits(spec: StreamCreate, s: Settings, streams: int) -> None:
     """422 limit_exceeded when a new stream would pass a limit (`streams`: how many exist)."""
+    settings = spec.model_dump()
+    latent_dims, mc_samples = settings["latent_dims"], settings["mc_samples"]
     if streams >= s.max_streams:
         raise _limit(f"{streams} streams exist; the limit max_streams is {s.max_streams}")
-    if len(spec.latent_dims) > s.max_latent_dims:
+    if len(latent_dims) > s.max_latent_dims:
         raise _limit(
-            f"{len(spec.latent_dims)} latent sizes given; "
+            f"{len(latent_dims)} latent sizes given; "
             f"the limit max_latent_dims is {s.max_latent_dims}"
         )
-    if max(spec.latent_dims) >= s.max_dim:
+    if max(latent_dims) >= s.max_dim:
         raise _limit(
-            f"latent size {max(spec.latent_dims)} needs D > {max(spec.latent_dims)}; "
+            f"latent size {max(latent_dims)} needs D > {max(latent_dims)}; "
             f"the limit max_dim is {s.max_dim}"
         )
     if spec.dim is not None and spec.dim > s.max_dim:
         raise _limit(f"dim is {spec.dim}; the limit max_dim is {s.max_dim}")
-    if spec.mc_samples > s.max_mc_samples:
-        raise _limit(
-            f"mc_samples is {spec.mc_samples}; the limit max_mc_samples is {s.max_mc_samples}"
-        )
-    resolve_device(spec.device if spec.device != "auto" else s.device)
+    if mc_samples > s.max_mc_samples:
+        raise _limit(f"mc_samples is {mc_samples}; the limit max_mc_samples is {s.max_mc_samples}")
+    device = settings["device"]
+    resolve_device(device if device != "auto" else s.device)
 
 
 def _limit(message: str) -> ApiError:

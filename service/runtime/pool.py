@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from streaming.bank import LinearVAEBank
-from streaming.config import BankConfig
+from streaming.learner import Learner
+from streaming.spec import StreamSpec
 
 
 def init_worker() -> None:
@@ -16,11 +16,11 @@ def init_worker() -> None:
 
 
 def warm_up() -> None:
-    """Build and step a tiny bank once: torch's first optimizer costs seconds of lazy imports,
-    paid here before /readyz rather than by the first batch of a stream."""
-    LinearVAEBank(2, BankConfig(latent_dims=(1,), device="cpu")).learn_many(
-        np.ones((1, 2), np.float32)
-    )
+    """Build and step a tiny learner of each rule once: torch's first optimizer costs seconds of
+    lazy imports, paid here before /readyz rather than by the first batch of a stream."""
+    for optimizer in ("subspace", "adam"):
+        spec = StreamSpec(latent_dims=(1,), device="cpu", optimizer=optimizer)
+        Learner(2, spec).learn_many(np.ones((2, 2), np.float32))
 
 
 def worker_pool(workers: int) -> ThreadPoolExecutor:

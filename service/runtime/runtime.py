@@ -33,8 +33,9 @@ from service.pubsub import Hub
 from service.runtime.admission import Admission, Slot, Ticket
 from service.runtime.log import StorageError, StreamLog
 from service.runtime.pool import worker_pool
-from service.runtime.scheduler import Scheduler, learn_together
+from service.runtime.scheduler import Scheduler
 from service.settings import Settings
+from streaming.learner import learn_together
 
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
@@ -69,8 +70,11 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class _CommitFailed(Exception):
-    pending: Pending
+class _Reload(Exception):
+    """A job's stream must be reloaded from its log (then `cause` answered): its commit failed,
+    or the core failed on it part way."""
+
+    why: str
     cause: BaseException
 
 
@@ -100,6 +104,10 @@ class Runtime:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) on a worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def serving(self) -> list[Entry]:
+        """The streams now (a copy: safe from another thread, e.g. a /metrics scrape)."""
+        return list(self.entries.values())
 
     def add(self, live: LiveStream, slot: Slot) -> Entry:
         entry = Entry(live, slot)
@@ -169,7 +177,7 @@ class Runtime:
 
     def _done(self, entry: Entry, job: Job, result: Any, error: BaseException | None) -> None:
         """A job ended (on the loop): answer it, publish, start the stream's next job."""
-        if isinstance(error, _CommitFailed):
+        if isinstance(error, _Reload):
             self._recover(entry, job, error)
             return
         live = entry.live
@@ -212,13 +220,13 @@ class Runtime:
 
         return snapshot
 
-    def _recover(self, entry: Entry, job: Job, failed: _CommitFailed) -> None:
-        """A commit failed: reload the stream on a worker thread, then answer the error."""
-        live, cause = entry.live, failed.cause
+    def _recover(self, entry: Entry, job: Job, failed: _Reload) -> None:
+        """Reload the stream on a worker thread, then answer the error."""
+        live = entry.live
         reloading = asyncio.get_running_loop().run_in_executor(
-            self.pool, live.recover, failed.pending, cause, lambda: self.log.load(live.name)
+            self.pool, live.recover, failed.why, lambda: self.log.load(live.name)
         )
-        answer = _storage_error(cause)
+        answer = _storage_error(failed.cause)
         reloading.add_done_callback(lambda _: self._done(entry, job, None, answer))
 
     # -------------------------------------------------------------------------------- threads
@@ -257,10 +265,14 @@ class Runtime:
                 self._finish(entry, job, None, exc)
         if not steps:
             return
+        pairs = [(bank, job.x) for _, job, bank in steps if job.x is not None]
         try:
-            reports = learn_together([(bank, job.x) for _, job, bank in steps])
-        except Exception as exc:  # the core's own failure: every pair fails with it
-            reports = [exc] * len(steps)
+            reports: list[Any] = list(learn_together(pairs))
+        except Exception as exc:  # a bug of the core: its learners may be stepped part way
+            log.exception("a group of %d batches failed in the core", len(steps))
+            for entry, job, _ in steps:
+                self._finish(entry, job, None, _Reload(f"the core failed ({exc!r})", exc))
+            return
         committing = []
         for (entry, job, bank), report in zip(steps, reports, strict=True):
             assert job.x is not None
@@ -292,7 +304,8 @@ class Runtime:
                 applied = live.committed(pending)
                 both.set(replace(applied, commit_seconds=time.perf_counter() - handed), None)
             else:
-                both.set(None, _CommitFailed(pending, error))
+                why = f"could not store step {pending.report.step} ({error})"
+                both.set(None, _Reload(why, error))
 
         try:
             self.log.commit(live, pending, done)

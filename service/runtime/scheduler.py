@@ -3,9 +3,9 @@
 Each stream runs one job at a time, but many streams have a batch ready at the same moment under
 load. The scheduler collects the batches that are ready (across streams) and hands them to a
 worker thread as one group; the group is stepped with one call to the core,
-`learn_together([(learner, batch), ...])`, whose result per pair is what `learn_many` on that
-pair alone would have returned (or raised), so the core may stack steps of the same shape into
-one computation without the service knowing. While the `workers` threads are all busy, newly
+`streaming.learner.learn_together([(learner, batch), ...])`, whose result per pair is what
+`learn_many` on that pair alone would have returned (or raised), and which stacks the steps of
+the same shape into one computation. While the `workers` threads are all busy, newly
 ready batches wait here and go in the next groups: the busier the server, the larger the groups.
 
 Dispatch happens at the end of the event loop's current iteration (`call_soon`): no timer, no
@@ -15,33 +15,12 @@ batch waits for another to arrive.
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
-
-import numpy as np
-
-from streaming.report import StepReport
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("dimwatch")
-
-
-def _learn_each(pairs: Sequence[tuple[Any, np.ndarray]]) -> list[StepReport | Exception]:
-    """learn_together's semantics as a plain loop (until the core provides the stacked one)."""
-    out: list[StepReport | Exception] = []
-    for learner, x in pairs:
-        try:
-            out.append(learner.learn_many(x))
-        except Exception as exc:  # this pair's error; the others go on
-            out.append(exc)
-    return out
-
-
-try:  # the core's stacked step, once it exists (issue 20)
-    from streaming.learner import learn_together  # type: ignore[attr-defined,import-not-found,unused-ignore]
-except ImportError:
-    learn_together = _learn_each
 
 
 class Scheduler(Generic[T]):

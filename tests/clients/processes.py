@@ -14,6 +14,8 @@ from typing import IO
 
 import httpx
 
+from tests import children
+
 DIMWATCH = str(Path(sys.executable).parent / "dimwatch")
 START_TIMEOUT = 120.0  # seconds for `dimwatch serve` to import torch and answer /readyz
 COMMAND_TIMEOUT = 120.0  # seconds any client command may take
@@ -61,7 +63,7 @@ def serve(
     """`dimwatch serve ARGS` until it answers /readyz; SIGTERM afterwards. Its output (the log:
     access lines on stdout, the rest on stderr) goes to `log` if given."""
     sink = log if log is not None else subprocess.DEVNULL
-    process = subprocess.Popen([DIMWATCH, "serve", *args], env=env, stdout=sink, stderr=sink)
+    process = children.popen([DIMWATCH, "serve", *args], env=env, stdout=sink, stderr=sink)
     served = Served(f"http://127.0.0.1:{port}", data_dir, process)
     try:
         wait_until_ready(served)
@@ -83,7 +85,7 @@ def stop(process: "subprocess.Popen[bytes]") -> None:
 
 def dimwatch(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """Run `dimwatch ARGS` to the end; its exit status, stdout and stderr."""
-    return subprocess.run(
+    return children.run(
         [DIMWATCH, *args],
         input=stdin,
         capture_output=True,

@@ -13,10 +13,18 @@ STREAM: dict[str, Any] = {
     "seed": 0,
     "dim": 10,
     "device": "cpu",
+    "optimizer": "subspace",
+    "standardize": False,
+    "adaptive": True,
+    "boost_learning_rate": 0.05,
+    "switch_margin": 5.0,
     "step": 120,
     "rows_seen": 1200,
     "best_latent_dim": 4,
+    "converged": False,
     "created_at": "2026-11-25T15:00:00Z",
+    "available": True,
+    "unavailable_reason": None,
 }
 
 SELECTION: dict[str, Any] = {
@@ -32,6 +40,8 @@ SELECTION: dict[str, Any] = {
             "batch_bic": 337.0,
             "sigma2": 0.81,
             "active_latents": 2,
+            "effective_rank": 7.25,
+            "variance_share": 0.625,
         },
         {
             "latent_dim": 4,
@@ -43,6 +53,7 @@ SELECTION: dict[str, Any] = {
             "active_latents": 4,
         },
     ],
+    "effective_rank": 6.5,
 }
 
 PUSH: dict[str, Any] = {"step": 121, "rows": 10, "duplicate": False, "selection": SELECTION}

@@ -8,7 +8,7 @@ from rich.console import Console, RenderableType
 
 from clients import _render
 from clients._demo import DemoOptions, summarize
-from clients.models import PushSummary, Selection, SelectionChangeEvent
+from clients.models import PushSummary, Selection, SelectionChangeEvent, Stream
 from tests.clients import samples
 
 
@@ -19,6 +19,7 @@ def _text(renderable: RenderableType) -> str:
 
 
 SELECTION = Selection.from_json(samples.SELECTION)
+STREAM = Stream.from_json(samples.STREAM)
 
 
 def test_step_line_lists_every_candidate_bic() -> None:
@@ -37,9 +38,18 @@ def test_selection_table_has_a_row_per_candidate_and_marks_the_best() -> None:
     rows = [line for line in _text(_render.selection_table(SELECTION)).splitlines() if "│" in line]
 
     assert rows == [
-        "│ 2 │      -14.100 │       329.4 │     337.0 │  0.8100 │            2/2 │         │",
-        "│ 4 │      -12.000 │       300.5 │         - │  0.5000 │            4/4 │ <- best │",
+        "│ 2 │      -14.100 │       329.4 │     337.0 │  0.8100 │            2/2 │       7.2 │"
+        "       62.5% │         │",
+        # a server that does not say (an older one): "-"
+        "│ 4 │      -12.000 │       300.5 │         - │  0.5000 │            4/4 │         - │"
+        "           - │ <- best │",
     ]
+
+
+def test_selection_table_title_names_the_picks_effective_rank() -> None:
+    title = _text(_render.selection_table(SELECTION)).splitlines()[0]
+
+    assert title.strip() == "step 121, 1210 rows, best H = 4, effective rank 6.5"
 
 
 def test_push_summary_reports_duplicates() -> None:
@@ -100,3 +110,38 @@ def test_an_unconverged_pick_is_shown_as_provisional() -> None:
     assert _render.step_line(unconverged).plain.startswith("step     121  best H=4?  BIC")
     assert SELECTION.converged is None  # a server that does not say
     assert "provisional" not in _text(_render.selection_table(SELECTION))
+
+
+def test_stream_line_names_the_optimizer_and_no_learning_rate_for_the_subspace_rule() -> None:
+    assert _render.stream_line(STREAM) == (
+        "stream 'sensors': D=10, candidates H=2,4,6, optimizer subspace, estimator analytic, "
+        "BIC N=10, seed 0, device cpu"
+    )
+
+
+def test_stream_line_gives_the_learning_rate_of_adam() -> None:
+    adam = dataclasses.replace(STREAM, optimizer="adam", estimator="mc")
+
+    assert ", optimizer adam at learning rate 0.002, estimator mc, " in _render.stream_line(adam)
+
+
+def test_streams_table_says_converged_or_provisional() -> None:
+    streams = [
+        dataclasses.replace(STREAM, name="final", converged=True),
+        dataclasses.replace(STREAM, name="early", converged=False),
+        dataclasses.replace(STREAM, name="empty", best_latent_dim=None, step=0, rows_seen=0),
+    ]
+
+    lines = _text(_render.streams_table(streams)).splitlines()
+
+    assert lines[2].split("┃")[6].strip() == "pick"
+    rows = [line.split("│")[6].strip() for line in lines if "│" in line]
+    assert rows == ["converged", "provisional", "-"]
+
+
+def test_powers_of_two_is_a_grid_below_the_limit_and_d() -> None:
+    from clients.models import powers_of_two
+
+    assert powers_of_two(256) == [2, 4, 8, 16, 32, 64, 128, 256]
+    assert powers_of_two(256, dim=100, start=8) == [8, 16, 32, 64]
+    assert powers_of_two(100, start=3) == [3, 6, 12, 24, 48, 96]

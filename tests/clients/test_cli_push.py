@@ -1,8 +1,10 @@
 """`dimwatch push` and `dimwatch delete` as processes against a real server: a push checks the
 whole file before sending, is safe to re-run, and says what to run when it cannot tell."""
 
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,10 @@ import numpy as np
 import pytest
 
 from clients import DimwatchClient, errors
+from clients._files import load_rows
 from clients._local_server import local_server
+from clients._push import CtrlC
+from tests import children
 from tests.clients.conftest import NO_RETRY, rows
 from tests.clients.processes import DIMWATCH, clean_env, dimwatch, stop
 
@@ -105,27 +110,50 @@ def test_push_rerun_after_an_interrupt_continues_without_duplicates(
     url: str, client: DimwatchClient, tmp_path: Path, name: str
 ) -> None:
     file = csv(tmp_path / "rows.csv", rows(3000, dim=4))
-    args = [DIMWATCH, "push", name, file, "--url", url, "--latent-dims", "1,2", "--no-progress"]
-    pushing = subprocess.Popen(args, env=clean_env(), stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + INTERRUPT_TIMEOUT
-        while _rows_in(client, name) < 100 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        pushing.send_signal(signal.SIGINT)  # Ctrl-C half-way
-        _, err = pushing.communicate(timeout=30)
-    finally:
-        stop(pushing)  # type: ignore[arg-type]
+    args = ["push", name, file, "--url", url, "--latent-dims", "1,2", "--no-progress"]
+    code, err = _interrupted(args, client, name)
     done = client.get_stream(name).rows_seen
 
-    again = dimwatch(*args[1:])
+    again = dimwatch(*args)
 
-    assert 100 <= done < 3000 and pushing.returncode == 130
+    assert 100 <= done < 3000 and code == 130
     assert err.startswith("error: interrupted; ")
     assert err.endswith(f"rows of {file} went into {name!r}: run the same command again to "
                         "continue where it stopped\n")  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert f"continuing {file} at row {done + 1:,}: its first {done:,} rows are in" in again.stdout
     assert client.get_stream(name).rows_seen == 3000
+
+
+def test_push_interrupted_says_the_rows_the_server_holds(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    file = csv(tmp_path / "rows.csv", rows(5000, dim=4))
+    args = ["push", name, file, "--url", url, "--latent-dims", "1,2", "--no-progress"]
+
+    code, err = _interrupted(args, client, name)
+
+    # The first batch again, as a barrier: its answer (a duplicate) comes after every batch the
+    # server had received, so `rows_seen` counts a batch that was on its way too.
+    first = load_rows(file, sys.stdin).data[:10]
+    held = client.push(name, first, seq=0).selection.rows_seen
+    assert code == 130
+    assert f"; {held:,} of 5,000 rows of {file} went into {name!r}" in err
+
+
+def _interrupted(args: list[str], client: DimwatchClient, name: str) -> tuple[int, str]:
+    """`dimwatch ARGS`, sent SIGINT (Ctrl-C) once the stream holds 100 rows, while a batch is
+    most likely on its way; its exit status and stderr."""
+    pushing = children.popen([DIMWATCH, *args], env=clean_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + INTERRUPT_TIMEOUT
+        while _rows_in(client, name) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pushing.send_signal(signal.SIGINT)
+        _, err = pushing.communicate(timeout=30)
+    finally:
+        stop(pushing)  # type: ignore[arg-type]
+    return pushing.returncode, err
 
 
 def _rows_in(client: DimwatchClient, name: str) -> int:
@@ -233,4 +261,52 @@ def test_delete_a_missing_stream_fails(url: str) -> None:
     done = dimwatch("delete", "nope", "--url", url, "--yes")
 
     assert done.returncode == 1
-    assert done.stderr.startswith("error: ") and done.stderr.endswith("(404 not_found)\n")
+    assert done.stderr.startswith(f"error: no stream 'nope' at {url}: ")
+
+
+def test_ctrl_c_during_a_push_is_held_until_the_batch_is_answered_a_second_stops_at_once() -> None:
+    with CtrlC() as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs in the main thread between bytecodes
+        held = ctrl_c.presses
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+
+    assert held == 1
+    with pytest.raises(KeyboardInterrupt):
+        ctrl_c.check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_push_a_csv_from_pandas_leaves_its_index_out(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    data = rows(20, dim=13)
+    lines = [",".join(["", *(f"c{j}" for j in range(13))])]  # as DataFrame.to_csv() writes
+    lines += [",".join([str(i), *(f"{v:.5f}" for v in row)]) for i, row in enumerate(data)]
+    file = tmp_path / "frame.csv"
+    file.write_text("\n".join(lines) + "\n")
+
+    done = dimwatch("push", name, str(file), "--url", url, "--no-progress")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[1] == (
+        f"{file}: dropped column 1, which has no name in the header: the row index pandas "
+        "writes (--keep-index keeps it)"
+    )
+    assert client.get_stream(name).dim == 13
+
+
+def test_push_drop_columns_leaves_a_label_column_out(
+    url: str, client: DimwatchClient, tmp_path: Path, name: str
+) -> None:
+    file = tmp_path / "iris.csv"
+    file.write_text("a,b,c,species\n1,2,3,setosa\n4,5,7,virginica\n0,1,1,setosa\n")
+
+    done = dimwatch(
+        "push", name, str(file), "--url", url, "--drop-columns", "species", "--latent-dims", "1"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (client.get_stream(name).dim, client.get_stream(name).rows_seen) == (3, 3)

@@ -3,7 +3,6 @@
 import http.client
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from clients import DimwatchClient
+from tests import children
 from tests.clients.processes import clean_env, dimwatch, free_port, serve
 
 # Runs the CLI in a Python where the server's packages cannot be imported, as after a plain
@@ -76,7 +76,7 @@ def test_serve_does_not_log_health_polls(tmp_path: Path) -> None:
 
 
 def test_serve_without_the_server_extra_says_what_to_install(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = children.run(
         [sys.executable, "-c", WITHOUT_SERVER, "serve", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
@@ -95,7 +95,7 @@ def test_cluster_commands_without_the_cluster_extra_say_what_to_install() -> Non
         '{"torch", "fastapi", "starlette", "uvicorn", "pydantic"}', '{"nats"}'
     )
     for command in (["worker"], ["serve"]):
-        done = subprocess.run(
+        done = children.run(
             [sys.executable, "-c", hide_nats, *command, "--nats", "nats://127.0.0.1:1"],
             capture_output=True,
             text=True,
@@ -111,7 +111,7 @@ def test_cluster_commands_without_the_cluster_extra_say_what_to_install() -> Non
 
 
 def test_client_commands_work_without_the_server_extra(live_url: str) -> None:
-    done = subprocess.run(
+    done = children.run(
         [sys.executable, "-c", WITHOUT_SERVER, "status", "--url", live_url],
         capture_output=True,
         text=True,
@@ -129,7 +129,7 @@ def test_client_import_pulls_no_server_package() -> None:
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'torch', 'fastapi', 'starlette', 'uvicorn', 'pydantic', 'prometheus_client'}))"
     )
-    done = subprocess.run(
+    done = children.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(), timeout=60
     )
 

@@ -18,10 +18,37 @@ def _response(status: int, body: object = None, **headers: str) -> httpx.Respons
 
 
 def test_encode_batch_writes_little_endian_float32_rows() -> None:
-    content, dim = api.encode_batch(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    content, dim, dtype = api.encode_batch(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
 
-    assert dim == 3
+    assert (dim, dtype) == (3, "float32")
     assert content == np.arange(1, 7, dtype="<f4").tobytes()
+
+
+def test_encode_batch_sends_a_float16_array_as_float16() -> None:
+    content, dim, dtype = api.encode_batch(np.array([[1.5, -2.0]], dtype=np.float16))
+
+    assert (dim, dtype) == (2, "float16")
+    assert content == np.array([1.5, -2.0], dtype="<f2").tobytes()
+
+
+def test_encode_batch_rounds_to_the_nearest_bfloat16() -> None:
+    # 1 + 2^-8 is halfway between bfloat16 neighbours 1 and 1 + 2^-7: ties go to even (1);
+    # 1 + 3 * 2^-9 is nearer 1 + 2^-7; inf stays inf (the server refuses it, not a wrapped 0).
+    values = np.array([[1 + 2**-8, 1 + 3 * 2**-9, np.inf, -3.0]], dtype=np.float32)
+    content, _, dtype = api.encode_batch(values, "bfloat16")
+
+    widened = (np.frombuffer(content, "<u2").astype("<u4") << 16).view("<f4")
+    assert dtype == "bfloat16"
+    assert widened.tolist() == [1.0, 1 + 2**-7, np.inf, -3.0]
+
+
+def test_push_names_a_narrow_dtype_in_x_dtype_only() -> None:
+    narrow = api.push("s", np.ones((2, 3)), dtype="bfloat16")
+    plain = api.push("s", np.ones((2, 3)))
+
+    assert narrow.headers["X-Dtype"] == "bfloat16"
+    assert len(narrow.content or b"") == 2 * 2 * 3
+    assert "X-Dtype" not in plain.headers
 
 
 def test_encode_batch_rejects_a_1d_array() -> None:
@@ -97,6 +124,12 @@ def test_finish_parses_a_stream() -> None:
         rows_seen=1200,
         best_latent_dim=4,
         created_at=datetime(2026, 11, 25, 15, 0, tzinfo=UTC),
+        optimizer="subspace",
+        standardize=False,
+        adaptive=True,
+        boost_learning_rate=0.05,
+        switch_margin=5.0,
+        converged=False,
     )
 
 

@@ -404,3 +404,33 @@ def test_deleted_stream_ends_the_live_view(
     tab.locator("#connection.ended").wait_for()
     assert tab.locator("#error").text_content() == "Stream doomed was deleted."
     assert console.errors == []
+
+
+def test_stats_and_collapse_chart_show_the_fitted_spectrum(
+    open_server: LiveServer, page: tuple[Page, Console]
+) -> None:
+    tab, console = page
+    with open_server.client() as client:
+        create_stream(client, "spectrum", batches=3)
+        selection = client.get("/v1/streams/spectrum/selection").json()
+    tab.goto(f"{open_server.url}/#stream=spectrum")
+    tab.locator("#connection.live").wait_for()
+    tab.locator("#collapse-chart .group-note.spectrum").first.wait_for()
+
+    def stat(label: str) -> str | None:
+        return tab.locator("#stats .stat", has_text=label).locator("dd").text_content()
+
+    pick = next(m for m in selection["models"] if m["latent_dim"] == selection["best_latent_dim"])
+    assert stat("effective rank") == f"{selection['effective_rank']:.1f}"
+    assert stat("variance in top H") == f"{100 * pick['variance_share']:.1f}%"
+    notes = tab.locator("#collapse-chart .group-note.spectrum").all_text_contents()
+    shares = [f"{100 * m['variance_share']:.0f}%" for m in selection["models"]]
+    ranks = [f"{m['effective_rank']:.1f}" for m in selection["models"]]
+    # a group too narrow for the long note (H = 2 here) shows the share alone
+    assert notes[0] == shares[0]
+    assert (
+        notes[1:] == [f"{s} of variance, rank {r}" for s, r in zip(shares, ranks, strict=True)][1:]
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-spectrum.png"), full_page=True)
+    assert console.errors == []

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients._files import load_rows, parse_csv
+from clients._files import Columns, load_rows, parse_csv
 from clients.errors import InputError
 
 
@@ -89,3 +89,115 @@ def test_large_csv_reads_on_the_fast_path() -> None:
     text = "\n".join(",".join(repr(float(v)) for v in row) for row in data)
 
     assert np.array_equal(parse_csv(text, "big.csv").data, data)
+
+
+def _pandas_csv(data: np.ndarray, columns: list[str], header: bool = True) -> str:
+    """The text `pandas.DataFrame(data, columns=columns).to_csv(header=header)` writes: the row
+    index first, unnamed in the header."""
+    lines = [",".join(["", *columns])] if header else []
+    lines += [",".join([str(i), *(repr(float(v)) for v in row)]) for i, row in enumerate(data)]
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_from_pandas_drops_its_index_with_a_note() -> None:
+    data = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
+
+    rows = parse_csv(_pandas_csv(data, ["a", "b", "c"]), "f.csv")
+
+    assert np.array_equal(rows.data, data)
+    assert rows.notes == (
+        "f.csv: skipped the header line ',a,b,c'",
+        "f.csv: dropped column 1, which has no name in the header: the row index pandas writes "
+        "(--keep-index keeps it)",
+    )
+
+
+def test_csv_from_pandas_with_numbered_columns_drops_header_and_index() -> None:
+    data = np.ones((5, 3), dtype=np.float32)
+
+    rows = parse_csv(_pandas_csv(data, ["0", "1", "2"]), "f.csv")
+
+    assert (rows.data.shape, rows.header) == ((5, 3), ",0,1,2")
+
+
+def test_csv_without_header_whose_first_column_counts_rows_drops_it() -> None:
+    data = np.full((4, 2), 0.5, dtype=np.float32)
+
+    rows = parse_csv(_pandas_csv(data, ["a", "b"], header=False), "f.csv")
+
+    assert np.array_equal(rows.data, data)
+    assert rows.notes == (
+        "f.csv: dropped column 1, which counts the rows 0, 1, 2, ...: a row index "
+        "(--keep-index keeps it)",
+    )
+
+
+def test_csv_keep_index_keeps_the_first_column() -> None:
+    text = _pandas_csv(np.ones((4, 2)), ["a", "b"])
+
+    rows = parse_csv(text, "f.csv", columns=Columns(keep_index=True))
+
+    assert rows.data[:, 0].tolist() == [0, 1, 2, 3] and rows.data.shape == (4, 3)
+
+
+def test_csv_drop_columns_by_name_and_number_drops_labels_before_reading() -> None:
+    text = "a,label,b,c\n1,setosa,2,3\n4,virginica,5,6\n"
+
+    rows = parse_csv(text, "f.csv", columns=Columns(drop=("label", "4")))
+
+    assert rows.data.tolist() == [[1.0, 2.0], [4.0, 5.0]]
+    assert rows.notes[-1] == "f.csv: dropped columns 2 ('label'), 4 as asked"
+
+
+def test_csv_bad_cell_after_a_dropped_column_names_its_column_in_the_file() -> None:
+    with pytest.raises(InputError) as info:
+        parse_csv("x,1,2\ny,3,oops\n", "f.csv", columns=Columns(drop=("1",)))
+
+    assert str(info.value) == "f.csv, line 2, column 3: expected a number, got 'oops'"
+
+
+@pytest.mark.parametrize(
+    ("text", "drop", "message"),
+    [
+        ("a,b,c\n1,2,3\n", ("d",), "f.csv: --drop-columns 'd': no such column; the header has "
+         "'a', 'b', 'c'"),
+        ("a,b,c\n1,2,3\n", ("4",), "f.csv: --drop-columns 4: expected a column number from 1 to 3"),
+        ("1,2,3\n", ("b",), "f.csv: --drop-columns 'b': the file has no header naming its "
+         "columns; give their numbers (from 1 to 3)"),
+    ],
+    ids=["unknown-name", "number-too-large", "name-without-header"],
+)  # fmt: skip
+def test_csv_drop_columns_not_in_the_file_is_refused(
+    text: str, drop: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(InputError) as info:
+        parse_csv(text, "f.csv", columns=Columns(drop=drop))
+
+    assert str(info.value) == message
+
+
+def test_npy_drop_columns_by_number(tmp_path: Path) -> None:
+    data = np.arange(12.0).reshape(3, 4)
+    data[1, 3] = np.nan  # in a column that is dropped
+    np.save(tmp_path / "x.npy", data)
+
+    rows = load_rows(str(tmp_path / "x.npy"), io.StringIO(), columns=Columns(drop=("4",)))
+
+    assert rows.data.tolist() == data[:, :3].tolist()
+    assert rows.notes == (f"{tmp_path / 'x.npy'}: dropped column 4 as asked",)
+
+
+def test_npy_nan_after_a_dropped_column_names_its_column_in_the_file(tmp_path: Path) -> None:
+    data = np.zeros((3, 4))
+    data[2, 3] = np.inf
+    np.save(tmp_path / "x.npy", data)
+
+    with pytest.raises(InputError, match=r"x\.npy: row 3, column 4: expected a finite number"):
+        load_rows(str(tmp_path / "x.npy"), io.StringIO(), columns=Columns(drop=("1",)))
+
+
+def test_npy_drop_columns_by_name_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((3, 4)))
+
+    with pytest.raises(InputError, match=r"--drop-columns 'label': the file has no header"):
+        load_rows(str(tmp_path / "x.npy"), io.StringIO(), columns=Columns(drop=("label",)))

@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 
 from service.cluster import layout
 from service.settings import Settings
+from tests import children
 from tests.service.helpers import Server, push, serve
 
 READY_SECONDS = 90.0  # a worker imports torch: seconds on a busy 2-core machine
@@ -65,7 +66,7 @@ class Cluster:
             env["DIMWATCH_METRICS_PORT"] = str(metrics_port)
             self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         with (self.tmp / f"worker-{len(self.workers)}.log").open("wb") as out:
-            process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+            process = children.popen(command, env=env, stdout=out, stderr=out)
         self.workers.append(process)
         return process
 
@@ -156,7 +157,7 @@ def start_pusher(
                 push_until_acknowledged(client, name, xs[seq], seq)
                 acknowledged[name] += 1
 
-    thread = threading.Thread(target=pusher)
+    thread = threading.Thread(target=pusher, daemon=True)  # an interrupted run need not wait
     thread.start()
     return thread
 

@@ -5,23 +5,27 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from service.budget import MB, Budget, bank_bytes, batch_bytes, parameters
+from service.budget import MB, Budget, bank_bytes, batch_bytes
 from service.errors import ApiError
 from service.settings import Settings, default_memory_budget_mb
-from streaming.config import BankConfig
+from streaming import rules
+from streaming.learner import Learner
+from streaming.spec import StreamSpec
 from tests.service.helpers import Server, batch, push
 
 Make = Callable[..., AbstractContextManager[Server]]
 
 
-def test_estimates_follow_the_documented_formulas() -> None:
-    config = BankConfig(latent_dims=(2, 4, 6), estimator="mc", mc_samples=100, optimizer="adam")
-    p = 3 * (2 * 10 * 6 + 10 + 2 * 6 + 1)
-    assert parameters(config, 10) == p
-    assert bank_bytes(config, 10) == 4 * p * 4
-    assert bank_bytes(BankConfig(latent_dims=(2, 4, 6), optimizer="natural"), 10) == (p + 10) * 4
-    step = 3 * 3 * 50 * 10 + 4 * 3 * 50 * 6 + 4 * p + 3 * 6 * 6 + 7 * 100 * 3 * 50 * 6
-    assert batch_bytes(config, 10, 50) == (step + 2 * 50 * 10) * 4
+def test_budget_uses_the_cores_own_figures() -> None:
+    # the memory budget reserves what the learner says it holds and what a step says it needs
+    for spec in (
+        StreamSpec(latent_dims=(2, 4, 6), estimator="mc", mc_samples=100, optimizer="adam"),
+        StreamSpec(latent_dims=(8, 16, 32, 64)),
+    ):
+        assert bank_bytes(spec, 784) == Learner(784, spec.replace(device="cpu")).resident_bytes()
+        assert batch_bytes(spec, 784, 50) == rules.step_bytes(spec, 784, 50)
+    p = 3 * (2 * 10 * 6 + 10 + 2 * 6 + 1)  # Adam: parameters, gradients, two moments
+    assert bank_bytes(StreamSpec(latent_dims=(2, 4, 6), optimizer="adam"), 10) >= 16 * p
 
 
 def test_default_budget_is_half_the_machine() -> None:
@@ -48,12 +52,12 @@ def test_create_over_budget_refused_and_changes_nothing(make_server: Make) -> No
             "optimizer": "adam",
         }
         response = server.client.post("/v1/streams", json=spec)
-        need = bank_bytes(BankConfig(latent_dims=(100, 200, 400, 800), optimizer="adam"), 1000)
+        need = bank_bytes(StreamSpec(latent_dims=(100, 200, 400, 800), optimizer="adam"), 1000)
         assert response.status_code == 422
         assert response.json() == {
             "error": "limit_exceeded",
-            "message": f"stream 'big' needs about {need / MB:.1f} MB for its bank (parameters, "
-            "gradients, optimizer state); 0.0 MB is held by stream banks and 0.0 MB by batches "
+            "message": f"stream 'big' needs about {need / MB:.1f} MB for its learner's state; "
+            "0.0 MB is held by stream learners and 0.0 MB by batches "
             "in progress, of the memory budget 64.0 MB (DIMWATCH_MEMORY_BUDGET_MB); use fewer "
             "or smaller latent sizes, or delete streams",
             "details": None,
@@ -84,7 +88,7 @@ def test_bank_reserved_by_first_batch_and_released_by_delete(make_server: Make) 
         client.post("/v1/streams", json={"name": "s"})
         assert server.registry.budget.resident == 0
         assert push(client, "s", batch(rows=4, dim=8, seed=0)).status_code == 200
-        expected = bank_bytes(BankConfig(), 8)
+        expected = bank_bytes(StreamSpec(), 8)
         assert server.registry.budget.resident == expected
         metrics = client.get("/metrics").text
         assert f'dimwatch_memory_reserved_bytes{{kind="resident"}} {float(expected)}' in metrics

@@ -24,8 +24,9 @@ import pytest
 import torch
 
 from service.settings import Settings
-from streaming.adaptive import AdaptiveBank
-from streaming.config import BankConfig
+from streaming.learner import Learner
+from streaming.spec import StreamSpec
+from tests import children
 from tests.service.helpers import Server, batch, push, serve, wait_until
 
 DIM = 8
@@ -44,13 +45,13 @@ def _batches(n: int) -> list[np.ndarray]:
     return [batch(rows=5, dim=DIM, seed=i) for i in range(n)]
 
 
-def _reference(batches: list[np.ndarray]) -> AdaptiveBank:
+def _reference(batches: list[np.ndarray]) -> Learner:
     """The same stream trained in this process without interruption (the service's default
     adaptive learning rate, whose controller state must survive restarts too)."""
     torch.set_num_threads(1)
-    bank = AdaptiveBank(
+    bank = Learner(
         DIM,
-        BankConfig(
+        StreamSpec(
             latent_dims=(2, 4, 6),
             learning_rate=0.01,
             estimator="mc",
@@ -64,7 +65,7 @@ def _reference(batches: list[np.ndarray]) -> AdaptiveBank:
     return bank
 
 
-def _assert_same_models(client: httpx.Client, name: str, bank: AdaptiveBank) -> None:
+def _assert_same_models(client: httpx.Client, name: str, bank: Learner) -> None:
     for h in (2, 4, 6):
         served = client.get(f"/v1/streams/{name}/models/{h}").json()
         expected = bank.params(h)
@@ -155,7 +156,7 @@ def _process(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes
     }
     offset = log.stat().st_size if log.exists() else 0  # the log of this run starts here
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
+        proc = children.popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
     try:
         port: list[int] = []
 

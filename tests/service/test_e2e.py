@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import torch
 
-from streaming.adaptive import AdaptiveBank
-from streaming.config import BankConfig
 from streaming.data import paper_stream
+from streaming.learner import Learner
+from streaming.spec import StreamSpec
 from tests.service.helpers import push
 
 STEPS_PER_CHUNK, ROWS, LEARNING_RATE = 300, 100, 0.04
@@ -45,7 +45,7 @@ def test_served_stream_equals_in_process_bank(client: httpx.Client) -> None:
     X, _ = paper_stream(TRUE_DIMS, chunk_size=500, seed=1)
     client.post("/v1/streams", json={"name": "paper", "learning_rate": LEARNING_RATE})
     torch.set_num_threads(1)
-    bank = AdaptiveBank(10, BankConfig(learning_rate=LEARNING_RATE, device="cpu"))
+    bank = Learner(10, StreamSpec(learning_rate=LEARNING_RATE, device="cpu"))
     for seq, start in enumerate(range(0, len(X), ROWS)):
         push(client, "paper", X[start : start + ROWS], seq=seq)
         bank.learn_many(X[start : start + ROWS])

@@ -28,6 +28,7 @@ def test_selection_before_first_batch_is_empty(client: httpx.Client) -> None:
         "path": [],
         "training": None,
         "models": [],
+        "effective_rank": None,
     }
 
 
@@ -42,9 +43,11 @@ def test_selection_matches_last_batch_answer(client: httpx.Client) -> None:
         "batch_elbo",
         "bic",
         "converged",
+        "effective_rank",
         "entropy_elbo",
         "latent_dim",
         "sigma2",
+        "variance_share",
     ]
     assert (
         selection["best_latent_dim"]

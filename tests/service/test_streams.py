@@ -19,7 +19,8 @@ DEFAULTS = {
     "bic_n": 10,
     "collapse_threshold": 1.0,
     "seed": 0,
-    "optimizer": "natural",
+    "optimizer": "subspace",
+    "switch_margin": 5.0,
     "standardize": False,
     "adaptive": True,
     "boost_learning_rate": 0.05,
@@ -40,6 +41,7 @@ def test_create_stream_returns_defaults(client: httpx.Client) -> None:
         "step": 0,
         "rows_seen": 0,
         "best_latent_dim": None,
+        "converged": False,
         "available": True,
         "unavailable_reason": None,
     }
@@ -169,6 +171,16 @@ def test_get_stream_reports_progress(client: httpx.Client) -> None:
     assert body["best_latent_dim"] in (2, 4, 6)
 
 
+def test_get_stream_says_whether_the_selection_converged(client: httpx.Client) -> None:
+    client.post("/v1/streams", json={"name": "a"})
+    before = client.get("/v1/streams/a").json()["converged"]
+    push(client, "a", batch(rows=5), 0)
+
+    body = client.get("/v1/streams/a").json()
+    selection = client.get("/v1/streams/a/selection").json()
+    assert (before, body["converged"]) == (False, selection["converged"])
+
+
 def test_get_stream_unknown_is_404(client: httpx.Client) -> None:
     response = client.get("/v1/streams/nope")
     assert response.status_code == 404
@@ -236,9 +248,16 @@ def test_create_stream_over_latent_limits_rejected(
             }
 
 
-def test_stream_stored_before_adaptive_setting_keeps_constant_rate(tmp_path: Path) -> None:
-    # Streams stored before the `adaptive` setting existed train with a constant rate.
-    old = {k: v for k, v in DEFAULTS.items() if k not in ("adaptive", "boost_learning_rate")}
+def test_stream_stored_before_spec_versions_is_migrated(tmp_path: Path) -> None:
+    # A record of the first releases (no spec_version, no adaptive/standardize/switch_margin,
+    # optimizer "natural") keeps a constant rate, no hysteresis, and trains with subspace.
+    new = ("adaptive", "boost_learning_rate", "standardize", "switch_margin")
+    old = {k: v for k, v in DEFAULTS.items() if k not in new} | {"optimizer": "natural"}
     live = LiveStream("old", {**old, "device": "cpu"}, 10, "2026-11-25T00:00:00Z", "cpu", 10)
-    assert live.adaptive_config is None
-    assert (live.config["adaptive"], live.config["boost_learning_rate"]) == (False, 0.05)
+    assert (live.spec.adaptive, live.spec.switch_margin, live.spec.optimizer) == (
+        False,
+        0.0,
+        "subspace",
+    )
+    assert live.record == {**DEFAULTS, "adaptive": False, "switch_margin": 0.0, "device": "cpu",
+                           "spec_version": 2}  # fmt: skip

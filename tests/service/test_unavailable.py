@@ -155,9 +155,7 @@ def test_replay_failing_part_way_is_unavailable_not_empty(
 def test_snapshot_with_foreign_device_rng_state_restores(tmp_path: Path, make_server: Make) -> None:
     _fill(make_server, ("s",), batches=3, estimator="mc", mc_samples=3, optimizer="adam")
     state = _snapshot_state(tmp_path, "s")
-    inner = torch.load(io.BytesIO(state["bank"]), weights_only=True)  # the adaptive bank's bank
-    inner["rng"] = torch.arange(16, dtype=torch.uint8)  # a CUDA generator's state
-    state["bank"] = _saved(inner)
+    state["rule"]["rng"] = torch.arange(16, dtype=torch.uint8)  # a CUDA generator's state
     _set_snapshot(tmp_path, "s", _saved(state))
     with make_server(snapshot_every=3) as server:
         assert server.client.get("/readyz").json()["unavailable"] == 0

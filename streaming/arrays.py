@@ -1,0 +1,113 @@
+"""The array library a learner computes with: numpy on the CPU, torch on an accelerator.
+
+A step of a small stream is a few dozen operations on tiny arrays, where the cost is each
+operation's dispatch, not its arithmetic: numpy's is about a fifth of torch's on the CPU
+(bench/core_speed.py measures both). On a GPU, torch keeps every array on the device. The
+subspace rule (streaming/subspace.py) is written once against the few functions both libraries
+spell the same way (`xp.linalg.eigh`, `xp.cumsum(a, 0)`, `xp.where`, `xp.maximum`, `xp.log`,
+`a @ b`, `a.sum(0)`, ...) plus the helpers below for the ones they spell differently.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+Array = Any  # numpy.ndarray or torch.Tensor, per Arrays.xp
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """The library of one device: xp is numpy (numpy=True, CPU only) or torch."""
+
+    device: torch.device
+    numpy: bool
+    xp: Any = field(init=False, repr=False, compare=False)  # the module: numpy or torch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "xp", np if self.numpy else torch)
+
+    @classmethod
+    def fastest(cls, device: torch.device) -> "Arrays":
+        """numpy on the CPU, torch elsewhere."""
+        return cls(device, device.type == "cpu")
+
+    @property
+    def float64(self) -> Any:
+        return np.float64 if self.numpy else torch.float64
+
+    def asarray(self, x: Any, dtype: str = "float64") -> Array:
+        """x (numpy, torch or nested lists) as an array of this device, copied only if needed."""
+        if self.numpy:
+            if isinstance(x, torch.Tensor):
+                x = x.detach().cpu().numpy()
+            return np.asarray(x, dtype=dtype)
+        return torch.as_tensor(x, dtype=getattr(torch, dtype), device=self.device)
+
+    def single(self, a: Array) -> Array:
+        """a in float32 (what is kept only to find directions, at half the memory)."""
+        return a.astype(np.float32) if self.numpy else a.float()
+
+    def zeros(self, *shape: int) -> Array:
+        if self.numpy:
+            return np.zeros(shape)
+        return torch.zeros(shape, dtype=torch.float64, device=self.device)
+
+    def arange(self, n: int) -> Array:
+        return np.arange(n) if self.numpy else torch.arange(n, device=self.device)
+
+    def eye(self, n: int) -> Array:
+        return np.eye(n) if self.numpy else torch.eye(n, dtype=torch.float64, device=self.device)
+
+    def cat(self, parts: list[Array], axis: int = 0) -> Array:
+        return np.concatenate(parts, axis) if self.numpy else torch.cat(parts, axis)
+
+    def flip(self, a: Array) -> Array:
+        """a reversed along its last axis (a view with numpy)."""
+        return a[..., ::-1] if self.numpy else torch.flip(a, (-1,))
+
+    def mean_rows(self, a: Array) -> Array:
+        """(S, B, X) -> (S, 1, X): the mean over the rows of each stream."""
+        return self.sum_rows(a)[:, None] / a.shape[1]
+
+    def sum_rows(self, a: Array) -> Array:
+        """(S, B, X) -> (S, X): the sum over the rows of each stream."""
+        return np.add.reduce(a, 1) if self.numpy else a.sum(1)
+
+    def sum_last(self, a: Array) -> Array:
+        """The sum over the last axis (numpy's ufunc reduce: a third of ndarray.sum's cost)."""
+        return np.add.reduce(a, -1) if self.numpy else a.sum(-1)
+
+    def per_stream(self, v: np.ndarray, ndim: int = 3) -> Any:
+        """Host numbers (S,) shaped (S, 1, ...) to scale arrays of `ndim` axes per stream; one
+        stream's as a Python number (the same float64 product; on torch nothing is copied to
+        the device)."""
+        return float(v[0]) if v.shape[0] == 1 else v.reshape((-1,) + (1,) * (ndim - 1))
+
+    def clip0(self, a: Array) -> Array:
+        """max(a, 0) elementwise."""
+        return np.maximum(a, 0.0) if self.numpy else a.clamp_min(0.0)
+
+    def var_mean(self, a: Array) -> tuple[Array, Array]:
+        """(S, B, X) -> (variance, mean) (S, X) over the rows of each stream (1 / B)."""
+        mean = self.mean_rows(a)
+        d = a - mean
+        return self.sum_rows(d * d) / a.shape[1], mean[:, 0]
+
+    def host(self, a: Array) -> np.ndarray:
+        """a as a float64 numpy array on the host (one device-to-host copy)."""
+        if self.numpy:
+            return np.asarray(a, dtype=np.float64)
+        return a.detach().double().cpu().numpy()
+
+    def tensor(self, a: Array) -> torch.Tensor:
+        """a as a CPU tensor (what a snapshot stores, on any device)."""
+        return torch.from_numpy(np.array(a)) if self.numpy else a.detach().cpu()
+
+    def finite(self, a: Array) -> bool:
+        """Every element finite (numpy: through one float64 sum, which NaN and inf survive)."""
+        if self.numpy:
+            return math.isfinite(np.add.reduce(a, axis=None, dtype=np.float64))
+        return bool(torch.isfinite(a).all())
