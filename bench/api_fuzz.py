@@ -1,16 +1,19 @@
 """Schemathesis against a real dimwatch server: every check, every phase (examples, coverage,
 fuzzing, stateful), with tokens on. Prints what it found, one line per failure class.
 
-    python -m bench.api_fuzz [--max-examples N] [--max-time S] [--seed N] [--quick]
+    python -m bench.api_fuzz [--max-examples N] [--max-time S] [--seed N] [--quick] [--cluster]
 
 The server is the real app under uvicorn on 127.0.0.1 and a free port with a fresh data
-directory; schemathesis runs as its own CLI, its JSON report is read back and summarised. Exit
-status is schemathesis's (0: nothing found). tests/service/test_api_fuzz.py runs a bounded
-version of the same command in the test suite.
+directory; with --cluster, a cluster instead: a nats-server (the cluster extra's), one
+`dimwatch worker` and one `dimwatch serve --nats` API node, each its own process. schemathesis
+runs as its own CLI, its JSON report is read back and summarised. Exit status is
+schemathesis's (0: nothing found). tests/service/test_api_fuzz.py runs a bounded version of the
+same command in the test suite.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +22,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 from clients._local_server import local_server
 
@@ -76,6 +81,46 @@ def server() -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def cluster_server() -> Iterator[str]:
+    """A nats-server, a worker and an API node (processes, logs in the temp dir); the API's
+    URL once /readyz answers 200."""
+    from service.cluster import local  # the cluster extra
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nats = local.start(Path(tmp) / "nats")
+        port = local.free_port()
+        env = {**os.environ, "DIMWATCH_NATS_URL": nats.url, "DIMWATCH_DEVICE": "cpu"}
+        env |= {"DIMWATCH_API_TOKENS": TOKEN, "DIMWATCH_PORT": str(port)}
+        dimwatch = str(Path(sys.executable).parent / "dimwatch")
+        processes = []
+        try:
+            for role in ("worker", "serve"):
+                with (Path(tmp) / f"{role}.log").open("wb") as log:
+                    processes.append(
+                        subprocess.Popen([dimwatch, role], env=env, stdout=log, stderr=log)
+                    )
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while not _ready(url):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                    raise RuntimeError(f"the cluster did not become ready; logs in {tmp}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(30)
+            nats.stop()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def failures(report: Path) -> Counter[str]:
     """'check on operation' -> failed checks, read from schemathesis's ndjson event log."""
     found: Counter[str] = Counter()
@@ -91,9 +136,9 @@ def failures(report: Path) -> Counter[str]:
     return found
 
 
-def run(max_examples: int, seed: int, max_time: int | None, report: Path) -> int:
+def run(max_examples: int, seed: int, max_time: int | None, report: Path, cluster: bool) -> int:
     report.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, server() as url:
+    with tempfile.TemporaryDirectory() as tmp, cluster_server() if cluster else server() as url:
         started = time.perf_counter()
         # cwd: schemathesis keeps a .schemathesis/ cache folder in its working directory
         result = subprocess.run(command(url, report, max_examples, seed, max_time), cwd=tmp)
@@ -113,12 +158,13 @@ def main() -> None:
     parser.add_argument("--max-time", type=int, default=None, help="seconds for the whole run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="10 cases per operation")
+    parser.add_argument("--cluster", action="store_true", help="against a cluster's API node")
     parser.add_argument(
         "--report", type=Path, default=Path("bench/out/api_fuzz.ndjson"), help="event log"
     )
     args = parser.parse_args()
     examples = 10 if args.quick else args.max_examples
-    sys.exit(run(examples, args.seed, args.max_time, args.report.resolve()))
+    sys.exit(run(examples, args.seed, args.max_time, args.report.resolve(), args.cluster))
 
 
 if __name__ == "__main__":

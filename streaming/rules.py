@@ -159,12 +159,16 @@ class SubspaceRule:
         x = xs[0][None] if len(xs) == 1 else ar.xp.stack(xs)  # (S, B, D)
         rows = x.shape[1]
         xu = subspace.project(s, x)
-        ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
-        row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
-        if (s.n[0] == 0) if len(s.n) == 1 else not s.n.all():  # no model before a first batch
-            fresh = ar.asarray(s.n == 0, "bool")[:, None]
-            elbo = ar.xp.where(fresh, np.nan, elbo)
-            row_var = None if row_var is None else ar.xp.where(fresh, np.nan, row_var)
+        with np.errstate(all="ignore"):  # a row infinitely unlikely under a model: see below
+            ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
+            row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
+        fresh = (s.n[0] == 0) if len(s.n) == 1 else not s.n.all()  # no model before a batch
+        if fresh or not ar.finite(elbo if row_var is None else elbo + row_var):
+            # not measured: before a stream's first batch, or a batch whose log-likelihood
+            # under the models before it passes float64 (a fit to rows that were all alike)
+            unmeasured = ar.asarray(s.n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
+            elbo = ar.xp.where(unmeasured, np.nan, elbo)
+            row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
         try:
             new = subspace.updated(ar, s, x, xu)
         except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries

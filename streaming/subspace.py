@@ -43,7 +43,7 @@ from streaming.arrays import Array, Arrays
 
 OVERSAMPLE = 8  # directions tracked beyond the largest candidate
 FULL_MARGIN = 8  # D <= K + FULL_MARGIN: keep the whole covariance
-REBASE_EVERY = 8.0  # rebase when rows since the last rebase reach n / REBASE_EVERY
+REBASE_EVERY = 4.0  # rebase when rows since the last rebase reach n / REBASE_EVERY
 WARM_ROWS_PER_DIRECTION = 4  # batches widen the basis with their own directions until n >= 4 K
 RANK_TOL = 1e-24  # a widening direction needs a squared norm above this share of the total
 SINGLE_TOL = 1e-12  # ... and, from G (float32), above this share of |G|^2

@@ -1,6 +1,7 @@
 """Names, records and wire formats shared by API nodes and workers; the JetStream setup."""
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyWrongLastSequenceError
@@ -91,19 +93,46 @@ class StreamRecord:
         return cls(**json.loads(data))
 
 
+KEYS_TIMEOUT = 5.0  # seconds for the next keys of a listing
+KEYS_BATCH = 256  # keys fetched per request
+
+
 async def keys(kv: KeyValue, pattern: str = ">") -> list[str]:
-    """The live keys matching a subject pattern, filtered by the server (nats-py's
-    KeyValue.keys(filters=...) reads every key and filters by substring)."""
-    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
-    found = []
+    """The live keys matching a subject pattern: an ephemeral pull consumer of each key's last
+    message (headers only), read to the count the server gave at its creation, then deleted.
+
+    Not nats-py's watch (KeyValue.keys, watch), for two reasons found against a real server
+    (tests/cluster/test_layout.py): its end-of-listing marker races the first delivery, so a
+    listing could come back empty (4 of 600 listings of a one-key bucket); and its consumer
+    outlives it for minutes, of which the server allows 1000 per bucket (a few workers or an
+    API node's creates then got 500 "maximum consumers limit reached").
+    """
+    # nats-py's KeyValue has no public accessor for its JetStream context and bucket name
+    js, stream, prefix = kv._js, f"KV_{kv._name}", f"$KV.{kv._name}."
+    config = api.ConsumerConfig(
+        deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+        ack_policy=api.AckPolicy.NONE,
+        headers_only=True,
+        mem_storage=True,
+        inactive_threshold=1.0,  # dropped by the server even if the delete below is lost
+    )
+    sub = await js.pull_subscribe(prefix + pattern, durable=None, stream=stream, config=config)
+    name = None
     try:
-        async for entry in watcher:
-            if entry is None:  # the end of the current values
-                break
-            found.append(entry.key)
+        info = await sub.consumer_info()
+        name, left, found = info.name, info.num_pending or 0, []
+        while left > 0:
+            for msg in await sub.fetch(min(left, KEYS_BATCH), timeout=KEYS_TIMEOUT):
+                left -= 1
+                headers = msg.headers or {}
+                if "KV-Operation" not in headers and "Nats-Marker-Reason" not in headers:
+                    found.append(msg.subject[len(prefix) :])  # not a delete, purge or expiry
+        return found
     finally:
-        await watcher.stop()
-    return found
+        await sub.unsubscribe()
+        if name is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await js.delete_consumer(stream, name)
 
 
 # ------------------------------------------------------------------------------------ answers
@@ -167,7 +196,19 @@ async def connect(settings: Settings, name: str) -> Cluster:
     (servers of a cluster starting together elect a meta leader first)."""
     assert settings.nats_url is not None
     servers = [s.strip() for s in settings.nats_url.split(",") if s.strip()]
-    nc = await nats.connect(servers, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    # A connection whose server is cut off (a partition: no reset, no error) is only noticed by
+    # unanswered pings; nats-py's default (every 120 s, two outstanding) left a worker or an API
+    # node stalled for minutes. Pinging 4 times per lease, it moves to another server in about
+    # 3 pings, before its leases lapse (tests/cluster/test_partitions.py).
+    ping = max(1, int(settings.lease_seconds / 4))
+    nc = await nats.connect(
+        servers,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        ping_interval=ping,
+        max_outstanding_pings=2,
+    )
     js = nc.jetstream(timeout=10)
     deadline = time.monotonic() + SETUP_SECONDS
     while True:

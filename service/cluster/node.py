@@ -8,6 +8,7 @@ Creating a stream writes its record (the settings, checked here as the embedded 
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from service.metrics import Metrics
 from service.pubsub import Hub
 from service.runtime.admission import check_limits
 from service.schemas import (
+    NAME_PATTERN,
     CollapseOut,
     HistoryOut,
     ModelParamsOut,
@@ -52,6 +54,13 @@ def _exists(name: str) -> ApiError:
 
 def _name(stream: StreamOut) -> str:
     return stream.name
+
+
+def _check_name(name: str) -> None:
+    """404 for a name that no stream can have, before it is made a NATS key or subject token
+    (which it cannot always be: the embedded server answers 404 for it too)."""
+    if re.fullmatch(NAME_PATTERN, name) is None:
+        raise not_found(f"stream {name!r}")
 
 
 def unavailable(what: str) -> ApiError:
@@ -108,6 +117,7 @@ class ClusterBackend:
     async def require(self, name: str) -> None:
         if name in self._known:
             return
+        _check_name(name)
         key = layout.stream_key(self._partition(name), layout.token(name))
         try:
             await self.c.streams.get(key)
@@ -187,6 +197,7 @@ class ClusterBackend:
 
     async def _write(self, name: str, data: bytes, headers: dict[str, str]) -> bytes:
         """Publish to the log (durable once acknowledged), then wait for the owner's answer."""
+        _check_name(name)
         request = uuid.uuid4().hex
         reply = f"{self._inbox}.{request}"
         headers = {**headers, layout.REPLY: reply, "Nats-Msg-Id": request}
@@ -256,6 +267,7 @@ class ClusterBackend:
             return None
 
     async def _query(self, name: str, op: str, **args: Any) -> Any:
+        _check_name(name)
         return await self._ask(self._partition(name), {"op": op, "name": name, **args})
 
     async def _ask(self, p: int, request: dict[str, Any], timeout: float = READ_TIMEOUT) -> Any:

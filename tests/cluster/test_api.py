@@ -28,8 +28,12 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/streams", {"json": {"name": "bad", "latent_dims": [0]}}),  # 422
     ("POST", "/v1/streams", {"json": {"name": "big", "latent_dims": [2000]}}),  # limit
     ("GET", "/v1/streams/p.q/selection", {}),  # step 0, no models
+    ("GET", "/v1/streams/p=q/selection", {}),  # 404: not p.q (whose subject token is p=q)
     ("GET", "/v1/streams/p.q/models/best", {}),  # 409 no_data_yet
     ("GET", "/v1/streams/nope", {}),  # 404
+    ("GET", "/v1/streams/%C2%97%C3%AD/selection", {}),  # 404: no stream name (nor NATS key)
+    ("POST", "/v1/streams/a%20b/reconstruct", {"json": {"data": X.tolist()}}),  # 404 as well
+    ("DELETE", "/v1/streams/a%3Db", {}),  # 404 (was published to the log: invalid subject)
     ("POST", "/v1/streams/nope/batches", {"content": X.tobytes(), "headers": BINARY}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),  # dup

@@ -1,11 +1,16 @@
 """Helpers of the service tests: a real uvicorn server in a thread, batches, pushes."""
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -15,6 +20,7 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.registry import Registry
 from service.settings import Settings
+from tests import children
 
 
 @dataclass
@@ -79,3 +85,39 @@ def push(client: httpx.Client, name: str, x: np.ndarray, seq: int | None = None)
     if seq is not None:
         headers["X-Seq"] = str(seq)
     return client.post(f"/v1/streams/{name}/batches", content=x.tobytes(), headers=headers)
+
+
+@contextmanager
+def server_process(
+    data_dir: Path, log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """`python -m service` on a free port (more settings in `env`); yields the process and a
+    client once it is ready, kills it on the way out."""
+    env = {
+        **os.environ,
+        "DIMWATCH_DATA_DIR": str(data_dir),
+        "DIMWATCH_PORT": "0",
+        "DIMWATCH_LOG_LEVEL": "info",
+        **(env or {}),
+    }
+    offset = log.stat().st_size if log.exists() else 0  # the log of this run starts here
+    with log.open("ab") as out:
+        proc = children.popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
+    try:
+        port: list[int] = []
+
+        def started() -> bool:
+            assert proc.poll() is None, log.read_text()
+            text = log.read_text()[offset:]
+            found = re.findall(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", text)
+            port[:] = [int(p) for p in found[-1:]]
+            return bool(port)
+
+        wait_until(started, timeout=60)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port[0]}", timeout=30) as client:
+            wait_until(lambda: client.get("/readyz").status_code == 200, timeout=60)
+            yield proc, client
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)

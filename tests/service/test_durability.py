@@ -6,15 +6,11 @@ deterministic (one torch thread), so the restarted stream must equal, parameter 
 a bank that learned the same batches in this process without interruption.
 """
 
-import os
-import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +22,10 @@ import torch
 from service.settings import Settings
 from streaming.learner import Learner
 from streaming.spec import StreamSpec
-from tests import children
-from tests.service.helpers import Server, batch, push, serve, wait_until
+from tests.service.helpers import Server, batch, push, serve, server_process, wait_until
 
 DIM = 8
+SNAPSHOT_EVERY = {"DIMWATCH_SNAPSHOT_EVERY": "7"}
 PATHS = [f"/v1/streams/s{p}" for p in ("", "/selection", "/collapse", "/history")]
 # Adam + Monte Carlo: the path with optimizer moments and a sampling RNG to carry over restarts
 CONFIG = {
@@ -144,39 +140,6 @@ def test_deleted_stream_stays_deleted_after_restart(
 # ------------------------------------------------------------------------------ subprocess
 
 
-@contextmanager
-def _process(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
-    """`python -m service` on a free port; yields the process and a client once it is ready."""
-    env = {
-        **os.environ,
-        "DIMWATCH_DATA_DIR": str(data_dir),
-        "DIMWATCH_PORT": "0",
-        "DIMWATCH_SNAPSHOT_EVERY": "7",
-        "DIMWATCH_LOG_LEVEL": "info",
-    }
-    offset = log.stat().st_size if log.exists() else 0  # the log of this run starts here
-    with log.open("ab") as out:
-        proc = children.popen([sys.executable, "-m", "service"], env=env, stdout=out, stderr=out)
-    try:
-        port: list[int] = []
-
-        def started() -> bool:
-            assert proc.poll() is None, log.read_text()
-            text = log.read_text()[offset:]
-            found = re.findall(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", text)
-            port[:] = [int(p) for p in found[-1:]]
-            return bool(port)
-
-        wait_until(started, timeout=60)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port[0]}", timeout=30) as client:
-            wait_until(lambda: client.get("/readyz").status_code == 200, timeout=60)
-            yield proc, client
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-
-
 def _restarted(data_dir: Path) -> AbstractContextManager[Server]:
     """The restart, in this process (same settings as the killed server, same SQLite file)."""
     return serve(Settings(data_dir=data_dir, snapshot_every=7))
@@ -184,7 +147,7 @@ def _restarted(data_dir: Path) -> AbstractContextManager[Server]:
 
 def test_sigterm_shuts_down_cleanly_with_snapshot(tmp_path: Path) -> None:
     data, log = _batches(5), tmp_path / "server.log"
-    with _process(tmp_path / "data", log) as (proc, client):
+    with server_process(tmp_path / "data", log, SNAPSHOT_EVERY) as (proc, client):
         client.post("/v1/streams", json={"name": "s", **CONFIG})
         for i, x in enumerate(data):
             push(client, "s", x, seq=i)
@@ -199,7 +162,7 @@ def test_sigterm_shuts_down_cleanly_with_snapshot(tmp_path: Path) -> None:
 
 def test_sigkill_between_batches_loses_nothing(tmp_path: Path) -> None:
     data, log = _batches(30), tmp_path / "server.log"
-    with _process(tmp_path / "data", log) as (proc, client):
+    with server_process(tmp_path / "data", log, SNAPSHOT_EVERY) as (proc, client):
         client.post("/v1/streams", json={"name": "s", **CONFIG})
         acked = sum(push(client, "s", x, seq=i).status_code == 200 for i, x in enumerate(data))
         proc.send_signal(signal.SIGKILL)
@@ -213,7 +176,7 @@ def test_sigkill_between_batches_loses_nothing(tmp_path: Path) -> None:
 def test_reused_seq_still_refused_after_sigkill(tmp_path: Path) -> None:
     # snapshot_every 7: seqs 0-6 come back with the snapshot, seqs 7-9 from the replayed log
     data, log = _batches(10), tmp_path / "server.log"
-    with _process(tmp_path / "data", log) as (proc, client):
+    with server_process(tmp_path / "data", log, SNAPSHOT_EVERY) as (proc, client):
         client.post("/v1/streams", json={"name": "s", **CONFIG})
         for i, x in enumerate(data):
             push(client, "s", x, seq=i)
@@ -230,7 +193,7 @@ def test_reused_seq_still_refused_after_sigkill(tmp_path: Path) -> None:
 def test_sigkill_mid_stream_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     data, log = _batches(60), tmp_path / "server.log"
     acked: list[int] = []
-    with _process(tmp_path / "data", log) as (proc, client):
+    with server_process(tmp_path / "data", log, SNAPSHOT_EVERY) as (proc, client):
         client.post("/v1/streams", json={"name": "s", **CONFIG})
 
         def pusher() -> None:
@@ -263,7 +226,7 @@ def test_sigkill_with_streams_committing_together_loses_nothing(tmp_path: Path) 
     # (every 7 batches, in the snapshot file) interleave with other streams' commits.
     names, data, log = ["a", "b", "c", "d"], _batches(40), tmp_path / "server.log"
     acked: dict[str, list[int]] = {name: [] for name in names}
-    with _process(tmp_path / "data", log) as (proc, client):
+    with server_process(tmp_path / "data", log, SNAPSHOT_EVERY) as (proc, client):
         for name in names:
             client.post("/v1/streams", json={"name": name, **CONFIG})
 

@@ -220,3 +220,14 @@ def test_learning_together_equals_learning_one_by_one_to_the_bit(
     assert max(stacked) == 3  # the three D = 6 subspace streams stepped as one
     for a, t in zip(alone, together, strict=True):
         assert a.params(1) == t.params(1) and a.params(3) == t.params(3)
+
+
+def test_batch_unlikely_beyond_float64_is_learnt_with_its_elbo_unmeasured() -> None:
+    # every row alike so far: sigma^2 at its floor, and a new row is infinitely unlikely under
+    # that fit; the batch is learnt, its batch ELBO reported as not measured (None), not inf
+    learner = Learner(4, StreamSpec(latent_dims=(1,), device="cpu"))
+    learner.learn_many(np.ones((3, 4), np.float32))
+    report = learner.learn_many(np.array([[1e30, -1e30, 3e30, 0.0], [1, 1, 1, 1]], np.float32))
+    assert report.step == 2 and report.models[0].batch_elbo is None
+    assert np.isfinite(report.models[0].entropy_elbo)
+    assert learner.learn_many(np.ones((2, 4), np.float32)).step == 3
