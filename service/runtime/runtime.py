@@ -5,9 +5,10 @@ partitions), each with its ordered work, and the one path of a batch:
     scheduler         the ready batches of all streams, in groups (scheduler.py)
     worker thread     begin (lock, width, seq) -> one learn_together call for the group ->
                       stepped -> log.commit(..., done) -> the answer rendered while it commits
-    log's thread      done: committed (state swapped, lock released) -> one wake of the loop
-    loop              the answer, the metrics and events (once, here, for both modes), the
-                      admission released, a snapshot if due, the stream's next job
+    log's thread      done -> one wake of the loop
+    loop              committed (state swapped, lock released), the answer, the metrics and
+                      events (once, here, for both modes), the admission released, a snapshot
+                      if due, the stream's next job
 
 No thread waits for a commit and the loop wakes once per batch. Other work in a stream's order
 (snapshots, deletes) runs as coroutines in the same queue (`call`). A batch is answered only
@@ -100,6 +101,7 @@ class Runtime:
         )
         self._events, self._retire = events, retire
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) on a worker thread."""
@@ -161,6 +163,7 @@ class Runtime:
 
     def _enqueue(self, entry: Entry, job: Job) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         entry.jobs.append(job)
         self._next(entry)
 
@@ -298,14 +301,20 @@ class Runtime:
         live = entry.live
         both = _Both(lambda result, error: self._finish(entry, job, result, error))
         handed = time.perf_counter()
+        loop = self._loop
+        assert loop is not None
 
-        def done(error: BaseException | None) -> None:
+        def committed(error: BaseException | None, seconds: float) -> None:  # on the loop
             if error is None:
-                applied = live.committed(pending)
-                both.set(replace(applied, commit_seconds=time.perf_counter() - handed), None)
+                both.set(replace(live.committed(pending), commit_seconds=seconds), None)
             else:
                 why = f"could not store step {pending.report.step} ({error})"
                 both.set(None, _Reload(why, error))
+
+        def done(error: BaseException | None) -> None:
+            # on the log's thread (SQLite's committer): as little Python as can be, for it
+            # takes the GIL from the threads serving requests
+            loop.call_soon_threadsafe(committed, error, time.perf_counter() - handed)
 
         try:
             self.log.commit(live, pending, done)
@@ -316,7 +325,10 @@ class Runtime:
     def _finish(self, entry: Entry, job: Job, result: Any, error: BaseException | None) -> None:
         """Back to the loop with a job's outcome (from any thread)."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._done, entry, job, result, error)
+        if threading.get_ident() == self._loop_thread:
+            self._done(entry, job, result, error)
+        else:
+            self._loop.call_soon_threadsafe(self._done, entry, job, result, error)
 
 
 class _Both:
