@@ -79,7 +79,7 @@ class Applied:
     rows: int
     duplicate: bool
     previous_best: int | None
-    seconds: float  # from the step's start until durable
+    seconds: float  # the training step + the durable commit (dimwatch_step_seconds)
     commit_seconds: float = 0.0  # of which the commit (its hand-off to the log until durable)
     answer: bytes = b""
     selection: SelectionOut | None = None

@@ -271,6 +271,7 @@ class Runtime:
         pairs = [(bank, job.x) for _, job, bank in steps if job.x is not None]
         try:
             reports: list[Any] = list(learn_together(pairs))
+            step_seconds = time.perf_counter() - started
         except Exception as exc:  # a bug of the core: its learners may be stepped part way
             log.exception("a group of %d batches failed in the core", len(steps))
             for entry, job, _ in steps:
@@ -287,7 +288,7 @@ class Runtime:
                 entry.live.abort()
                 self._finish(entry, job, None, exc)
                 continue
-            committing.append((pending, self._commit(entry, job, pending)))
+            committing.append((pending, self._commit(entry, job, pending, step_seconds)))
         # Every commit of the group is handed over first (so they can share one), then the
         # answers are rendered while the log commits them.
         for pending, both in committing:
@@ -295,9 +296,9 @@ class Runtime:
             best = None if pending.previous is None else pending.previous.best_latent_dim
             both.set(_render(Applied(pending.report, rows, False, best, 0.0)), None)
 
-    def _commit(self, entry: Entry, job: Job, pending: Pending) -> "_Both":
-        """Hand the batch to the log; it is answered once committed and its answer rendered
-        (the returned join's other half)."""
+    def _commit(self, entry: Entry, job: Job, pending: Pending, step: float) -> "_Both":
+        """Hand the batch (stepped in `step` seconds) to the log; it is answered once committed
+        and its answer rendered (the returned join's other half)."""
         live = entry.live
         both = _Both(lambda result, error: self._finish(entry, job, result, error))
         handed = time.perf_counter()
@@ -305,8 +306,9 @@ class Runtime:
         assert loop is not None
 
         def committed(error: BaseException | None, seconds: float) -> None:  # on the loop
-            if error is None:
-                both.set(replace(live.committed(pending), commit_seconds=seconds), None)
+            if error is None:  # dimwatch_step_seconds: the step (its group's) + the commit
+                applied = replace(live.committed(pending), seconds=step + seconds)
+                both.set(replace(applied, commit_seconds=seconds), None)
             else:
                 why = f"could not store step {pending.report.step} ({error})"
                 both.set(None, _Reload(why, error))
