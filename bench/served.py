@@ -30,6 +30,22 @@ settings = Settings(data_dir=Path(sys.argv[1]), max_streams=int(sys.argv[3]),
 uvicorn.run(create_app(settings), host="127.0.0.1", port=int(sys.argv[2]),
             log_level="warning", access_log=False)
 """
+# The server as `dimwatch serve` runs it (service.server: its own socket, uvicorn's access log at
+# the default level "info"), and the no-op app under the same uvicorn settings.
+SERVE_REAL = """
+import sys
+from pathlib import Path
+from service.server import bind, build_server
+from service.settings import Settings
+settings = Settings(data_dir=Path(sys.argv[1]), port=int(sys.argv[2]), max_streams=int(sys.argv[3]),
+                    workers=int(sys.argv[4]), device=sys.argv[5])
+build_server(settings).run(sockets=[bind(settings)])
+"""
+SERVE_NOOP_REAL = """
+import sys, uvicorn
+from bench.noop_app import create_noop_app
+uvicorn.run(create_noop_app(), host="127.0.0.1", port=int(sys.argv[2]), log_level="info")
+"""
 SERVE_NOOP = """
 import sys, uvicorn
 from bench.noop_app import create_noop_app
@@ -56,6 +72,11 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS in /proc")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 @contextmanager
 def running_service(
@@ -65,21 +86,31 @@ def running_service(
     device: str = "cpu",
     source: Path | None = None,
     env: dict[str, str] | None = None,
+    real: bool = False,
 ) -> Iterator[Server]:
     """Start the service (or the no-op app) on a free port; yield it; stop it. source: a
     checkout of another revision to run instead of this one (a baseline); env: more DIMWATCH_*
-    settings."""
+    settings; real: as `dimwatch serve` runs (access log on, written to a file)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dimwatch-bench-") as data_dir:
         argv = [str(a) for a in (data_dir, port, max_streams, workers, device)]
         child_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         if source is not None:
             child_env["PYTHONPATH"] = str(source)
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE_NOOP if noop else SERVE, *argv],
-            env=child_env,
-            cwd=source,
-        )
+        script = {
+            (False, False): SERVE,
+            (True, False): SERVE_NOOP,
+            (False, True): SERVE_REAL,
+            (True, True): SERVE_NOOP_REAL,
+        }[noop, real]
+        with (Path(data_dir) / "server.log").open("ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-c", script, *argv],
+                env=child_env,
+                cwd=source,
+                stdout=log if real else None,
+                stderr=log if real else None,
+            )
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(base, "/healthz" if noop else "/readyz", proc)

@@ -12,7 +12,10 @@ app, the service at a baseline revision (--before, run from a `git archive` of i
 checkout, in alternated rounds of one run; and the stall a large snapshot causes: 15 clients on
 small streams while a 16th pushes to a stream whose snapshots are ~40 MB.
 
-    python -m bench.service_speed [--quick] [--seconds 5] [--part load memory commit]
+Line rate (issue 19): the real server at one and 16 kept-alive clients, JSON against binary,
+the step time, against the no-op and a baseline revision (bench/line_rate.py).
+
+    python -m bench.service_speed [--quick] [--seconds 5] [--part load memory commit store line]
                                   [--before REV] [--rounds 2]
 """
 
@@ -34,6 +37,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench import line_rate
 from bench.common import progress, write_json
 from bench.served import Server, running_service
 
@@ -47,6 +51,12 @@ def payload(kind: str, x: np.ndarray) -> tuple[bytes, dict[str, str]]:
         "Content-Type": "application/octet-stream",
         "X-Dim": str(x.shape[1]),
     }
+
+
+def sample_bodies(kind: str, count: int = 16) -> list[tuple[bytes, dict[str, str]]]:
+    """`count` reproducible B x D batches as request bodies of `kind` (json or binary)."""
+    rng = np.random.default_rng(0)
+    return [payload(kind, rng.standard_normal((B, D)).astype(np.float32)) for _ in range(count)]
 
 
 async def create_streams(client: httpx.AsyncClient, names: list[str], dim: int) -> None:
@@ -101,8 +111,7 @@ async def load(
     url: str, kind: str, clients: int, streams: int, seconds: float, setup: bool
 ) -> dict[str, Any]:
     """`clients` concurrent loops posting batches round-robin over `streams` for `seconds`."""
-    rng = np.random.default_rng(0)
-    bodies = [payload(kind, rng.standard_normal((B, D)).astype(np.float32)) for _ in range(16)]
+    bodies = sample_bodies(kind)
     names = [f"s{kind}{clients}x{streams}n{i}" for i in range(streams)]
     limits = httpx.Limits(max_connections=clients + 4)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
@@ -338,7 +347,8 @@ def part_memory(sizes: list[tuple[int, int]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["load", "memory", "commit", "store"], action="append")
+    parts = ["load", "memory", "commit", "store", "line"]
+    parser.add_argument("--part", choices=parts, action="append")
     parser.add_argument("--before", default="b4631f6", help="baseline revision (part commit)")
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds (part commit)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per load phase")
@@ -356,6 +366,10 @@ def main() -> None:
     if "store" in parts:
         result["before"] = args.before
         result["store"] = part_store(seconds, args.before, args.rounds)
+    if "line" in parts:
+        result["before"] = args.before
+        result["line"] = line_rate.part_line(seconds, args.before, args.rounds)
+        line_rate.line_table(result["line"])
     if "memory" in parts:
         sizes = (
             [(10, 200), (1000, 20), (10, 1000)]

@@ -29,6 +29,7 @@ from clients.models import (
     SelectionChangeEvent,
     StepEvent,
     Stream,
+    StreamPage,
     StreamSettings,
 )
 
@@ -247,8 +248,16 @@ def health() -> Call[Health]:
     return Call("GET", "/healthz", lambda r: Health.from_json(_body(r)))
 
 
-def list_streams() -> Call[list[Stream]]:
-    return Call("GET", "/v1/streams", lambda r: [Stream.from_json(s) for s in _body(r)["data"]])
+def list_streams(after: str | None = None, limit: int | None = None) -> Call[StreamPage]:
+    """A page of the streams sorted by name, those after `after` (the server's page size
+    when limit is None)."""
+    params = {k: v for k, v in (("after", after), ("limit", limit)) if v is not None}
+    return Call("GET", "/v1/streams", _stream_page, params=params or None)
+
+
+def _stream_page(response: httpx.Response) -> StreamPage:
+    body = _body(response)
+    return StreamPage([Stream.from_json(s) for s in body["data"]], body.get("next"))
 
 
 def create_stream(name: str, settings: StreamSettings) -> Call[Stream]:

@@ -108,7 +108,13 @@ class DimwatchClient:
         return self._send(api.health())
 
     def list_streams(self) -> list[Stream]:
-        return self._send(api.list_streams())
+        """Every stream, sorted by name (page after page)."""
+        page = self._send(api.list_streams())
+        streams = list(page.streams)
+        while page.next is not None:
+            page = self._send(api.list_streams(after=page.next))
+            streams.extend(page.streams)
+        return streams
 
     def create_stream(self, name: str, **settings: Unpack[StreamSettings]) -> Stream:
         return self._send(api.create_stream(name, settings))
@@ -296,7 +302,13 @@ class AsyncDimwatchClient:
         return await self._send(api.health())
 
     async def list_streams(self) -> list[Stream]:
-        return await self._send(api.list_streams())
+        """Every stream, sorted by name (page after page)."""
+        page = await self._send(api.list_streams())
+        streams = list(page.streams)
+        while page.next is not None:
+            page = await self._send(api.list_streams(after=page.next))
+            streams.extend(page.streams)
+        return streams
 
     async def create_stream(self, name: str, **settings: Unpack[StreamSettings]) -> Stream:
         return await self._send(api.create_stream(name, settings))

@@ -105,6 +105,14 @@ class Stream:
 
 
 @dataclass(frozen=True)
+class StreamPage:
+    """One page of GET /v1/streams; `next`: the `after` of the next page (None: the last)."""
+
+    streams: list[Stream]
+    next: str | None
+
+
+@dataclass(frozen=True)
 class ModelScoreView:
     """Scores of one candidate H after the last applied batch."""
 

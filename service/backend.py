@@ -6,6 +6,7 @@ workers that own the streams. Both turn a LiveStream into answers with the funct
 stream answers the same in either mode.
 """
 
+import bisect
 from typing import Protocol
 
 import numpy as np
@@ -17,7 +18,6 @@ from service.live import LiveStream
 from service.pubsub import Hub
 from service.registry import Registry
 from service.schemas import (
-    BatchOut,
     CollapseOut,
     HistoryOut,
     ModelParamsOut,
@@ -48,13 +48,17 @@ class Backend(Protocol):
 
     async def create(self, spec: StreamCreate) -> StreamOut: ...
 
-    async def streams(self) -> list[StreamOut]: ...
+    async def streams(self, after: str | None = None, limit: int | None = None) -> list[StreamOut]:
+        """Streams sorted by name, those after `after`, at most `limit` (None: all)."""
+        ...
 
     async def stream(self, name: str) -> StreamOut: ...
 
     async def delete(self, name: str) -> None: ...
 
-    async def push(self, name: str, x: np.ndarray, seq: int | None) -> BatchOut: ...
+    async def push(self, name: str, x: np.ndarray, seq: int | None) -> bytes:
+        """The batch's answer, BatchOut as JSON, once it is durable."""
+        ...
 
     async def selection(self, name: str) -> SelectionOut: ...
 
@@ -135,8 +139,11 @@ class LocalBackend:
     async def create(self, spec: StreamCreate) -> StreamOut:
         return views.stream(await self.registry.create(spec))
 
-    async def streams(self) -> list[StreamOut]:
-        return [views.stream(live) for live in self.registry.streams()]
+    async def streams(self, after: str | None = None, limit: int | None = None) -> list[StreamOut]:
+        found = self.registry.streams()
+        start = 0 if after is None else bisect.bisect_right([s.name for s in found], after)
+        end = None if limit is None else start + limit
+        return [views.stream(live) for live in found[start:end]]
 
     async def stream(self, name: str) -> StreamOut:
         return views.stream(self.registry.get(name).live)
@@ -144,8 +151,8 @@ class LocalBackend:
     async def delete(self, name: str) -> None:
         await self.registry.delete(name)
 
-    async def push(self, name: str, x: np.ndarray, seq: int | None) -> BatchOut:
-        return views.batch_out(await self.registry.push(name, x, seq))
+    async def push(self, name: str, x: np.ndarray, seq: int | None) -> bytes:
+        return (await self.registry.push(name, x, seq)).answer
 
     async def selection(self, name: str) -> SelectionOut:
         return views.selection(self.registry.get(name).live.report)

@@ -62,19 +62,21 @@ def media_type(content_type: str | None) -> str:
 def rows_to_array(rows: list[list[float]], settings: Settings) -> np.ndarray:
     """Nested lists -> (B, D) float32, rejecting ragged rows."""
     _check_rows(len(rows), settings)
-    width = len(rows[0])
-    for i, row in enumerate(rows):
-        if len(row) != width:
-            raise invalid(
-                f"ragged rows: row {i} has {len(row)} values, expected {width} like row 0"
-            )
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected below
-        x = np.array(rows, dtype=np.float32).reshape(len(rows), width)
-    return check_array(x, settings)
+    try:
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected below
+            x = np.array(rows, dtype=np.float32)
+    except ValueError:  # numpy refuses ragged nesting: say which row
+        width = len(rows[0])
+        i = next(i for i, row in enumerate(rows) if len(row) != width)
+        raise invalid(
+            f"ragged rows: row {i} has {len(rows[i])} values, expected {width} like row 0"
+        ) from None
+    return check_array(x, settings, owned=True)
 
 
-def check_array(x: np.ndarray, settings: Settings) -> np.ndarray:
-    """A C-contiguous (B, D) float32 copy of finite numbers within the limits."""
+def check_array(x: np.ndarray, settings: Settings, owned: bool = False) -> np.ndarray:
+    """A C-contiguous (B, D) float32 array of finite numbers within the limits: a copy, unless
+    `owned` says x is the caller's own C-contiguous float32 array already."""
     if x.ndim != 2:
         raise invalid(f"expected a 2-D array (rows, columns), got shape {list(x.shape)}")
     _check_rows(x.shape[0], settings)
@@ -91,7 +93,8 @@ def check_array(x: np.ndarray, settings: Settings) -> np.ndarray:
     # A writable C-ordered copy (the caller owns it; torch warns on read-only arrays). Only a
     # conversion to float32 can overflow: float32 input skips the errstate context.
     if x.dtype == np.float32:
-        x = np.array(x, order="C", copy=True)
+        if not (owned and x.flags.c_contiguous):
+            x = np.array(x, order="C", copy=True)
     else:
         with np.errstate(over="ignore"):
             x = np.array(x, dtype=np.float32, order="C", copy=True)

@@ -1,33 +1,42 @@
 """One live stream: its bank, last report and history, changed only by worker threads.
 
-Every method here blocks (training, SQLite commits) and runs off the event loop. `lock`
-serialises the training worker and readers (models, transform) of one stream; the registry's
-per-stream queue keeps batches in arrival order.
+Every method here blocks (training, reloads) and runs off the event loop. The runtime
+(service/runtime/) drives a batch through three calls, which make a 2xx mean "durable":
 
-The order inside `apply` makes a 2xx mean "durable": validate -> train (the core leaves the bank
-untouched on bad input) -> commit the batch to the log -> publish the new report. The lock is held
-from the step to the end of the commit, so no reader sees a step that is not durable. If the
-commit fails, the stream is rebuilt from the store; if that fails too, the stream is marked
+    begin(x, seq)     takes the stream's lock; checks width, then seq (a duplicate is answered
+                      here, a reused seq refused); None: the batch is to be trained
+    stepped(...)      after the core's step (which leaves the bank untouched on bad input): the
+                      history point and what the log must commit
+    committed(p)      once the log has made it durable: the new state becomes the stream's, and
+                      the lock is released (possibly by the log's committer thread)
+
+The lock is held from `begin` to the end of the commit, so no reader (models, transform) sees a
+step that is not durable and the stream's next batch trains on durable state only. If the commit
+fails, `recover` rebuilds the stream from the store; if that fails too, the stream is marked
 unavailable (its trained-ahead bank dropped), so memory never runs ahead of the disk.
 """
 
 import logging
-import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import torch
 
 from service.errors import ApiError
-from service.history import History
-from service.store import Store, StoredStream
+from service.history import Change, History
+from service.runtime.digests import Digests, digest
+from service.schemas import SelectionOut, StreamCreate
+from service.settings import Settings
+from service.store import StoredStream
 from streaming.errors import InvalidBatchError
 from streaming.learner import Learner, resolve_device
 from streaming.report import ModelParams, StepReport
-from streaming.spec import SPEC_VERSION, StreamSpec, migrate
+from streaming.spec import SPEC_VERSION, StreamSpec
 
 log = logging.getLogger("dimwatch")
 
@@ -62,13 +71,33 @@ def unavailable_error(name: str, reason: str) -> ApiError:
 
 @dataclass(frozen=True)
 class Applied:
-    """The outcome of one batch: the report after it, and what the selection was before."""
+    """The outcome of one batch: the report after it, and what the selection was before. The
+    runtime adds the answer (BatchOut's JSON) and the selection's JSON (the `step` event's data),
+    rendered off the event loop."""
 
     report: StepReport
     rows: int
     duplicate: bool
     previous_best: int | None
-    seconds: float
+    seconds: float  # the training step + the durable commit (dimwatch_step_seconds)
+    commit_seconds: float = 0.0  # of which the commit (its hand-off to the log until durable)
+    answer: bytes = b""
+    selection: SelectionOut | None = None
+
+
+@dataclass
+class Pending:
+    """A trained batch waiting for its commit; its stream's lock is held until `committed` or
+    `recover`."""
+
+    bank: Learner
+    report: StepReport
+    x: np.ndarray  # (B, D) float32, the batch as logged
+    change: Change  # what the history did, for the log to mirror
+    digest: bytes
+    previous: StepReport | None
+    started: float  # perf_counter when the step began
+    position: int | None  # the batch's position in its log (JetStream's sequence), if any
 
 
 def stream_spec(config: dict[str, Any], default_device: str) -> StreamSpec:
@@ -87,7 +116,7 @@ def _device_name(requested: str) -> str:
 
 
 class LiveStream:
-    """The in-memory state of one stream, mirrored durably in the store."""
+    """The in-memory state of one stream, mirrored durably in its log."""
 
     def __init__(
         self,
@@ -95,10 +124,8 @@ class LiveStream:
         config: dict[str, Any],
         dim: int | None,
         created_at: str,
-        store: Store,
         default_device: str,
         history_limit: int,
-        gate: threading.Semaphore | None = None,
     ) -> None:
         self.name = name
         stored = StreamSpec.from_record(config)  # migrated from older records
@@ -111,95 +138,115 @@ class LiveStream:
         self.bank: Learner | None = None
         self.report: StepReport | None = None  # after the last durable batch
         self.history = History(history_limit)
+        self.digests = Digests()
         self.snapshot_step = 0
+        self.position = 0  # the log position of the last batch applied (cluster: JetStream's)
         self.deleted = False
         self.unavailable: str | None = None  # why the stream cannot be served any more
         self.lock = threading.Lock()
-        self._store = store
-        # bounds the training steps running at once across streams (Settings.workers); threads
-        # beyond it wait on commits, which the store groups
-        self._gate = gate if gate is not None else threading.Semaphore(1)
+
+    @classmethod
+    def create(cls, spec: StreamCreate, settings: Settings) -> "LiveStream":
+        """The stream `spec` asks for, created now, its settings checked by the core."""
+        created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        config = spec.model_dump(exclude={"name", "dim"})
+        live = cls(spec.name, config, spec.dim, created_at, settings.device, settings.history_limit)
+        if spec.dim is not None:
+            live.spec.check_dim(spec.dim)
+        return live
 
     @property
     def step(self) -> int:
         return 0 if self.report is None else self.report.step
 
+    @property
+    def unsnapped(self) -> int:
+        """Batches applied since the last snapshot."""
+        return self.step - self.snapshot_step
+
     # -------------------------------------------------------------------------------- writing
 
-    def apply(self, x: np.ndarray, seq: int | None) -> Applied:
-        """Learn one batch X (B, D) float32 durably; seq (if any) must equal the current step."""
-        start = time.perf_counter()
-        with self.lock:
-            self._check_serving()
-            previous = self.report
-            step = self.step
-            if seq is not None and seq < step:
-                assert previous is not None
-                return Applied(previous, x.shape[0], True, previous.best_latent_dim, 0.0)
-            if seq is not None and seq > step:
-                raise ApiError(
-                    409,
-                    "seq_gap",
-                    f"expected seq {step} (the next batch of {self.name!r}), got {seq}",
-                    {"expected_seq": step},
-                )
-            self._check_columns(x)
-            with self._gate:
-                bank = self.bank if self.bank is not None else self._new_bank(x.shape[1])
-                report = bank.learn_many(x)
-            try:
-                change = self.history.add(report)
-                self._store.append_batch(
-                    self.name, report.step, x.shape[0], x.tobytes(), bank.dim, change
-                )
-            except sqlite3.Error as exc:
-                log.exception("stream %r: could not store step %d", self.name, report.step)
-                self._reload(f"could not store step {report.step} ({exc})")
-                raise ApiError(
-                    503,
-                    "storage_error",
-                    f"could not store the batch ({exc}); nothing was applied, retry later",
-                    headers={"Retry-After": "1"},
-                ) from exc
-            except BaseException as exc:
-                self._reload(f"could not store step {report.step} ({exc!r})")
-                raise
-            self.bank, self.report, self.dim = bank, report, bank.dim
-        best = None if previous is None else previous.best_latent_dim
-        return Applied(report, x.shape[0], False, best, time.perf_counter() - start)
+    def begin(self, x: np.ndarray, seq: int | None) -> Applied | None:
+        """Take the lock and check batch X (B, D) float32: its width first, then seq (which, if
+        given, must be the current step; a resend of an earlier one is a duplicate). None: train
+        it (the lock stays held); an Applied duplicate or an error: the lock is released."""
+        self.lock.acquire()
+        return self.check(x, seq)
 
-    def _check_serving(self) -> None:
+    def check(self, x: np.ndarray, seq: int | None) -> Applied | None:
+        """begin's checks, the lock already taken by the caller."""
+        try:
+            return self._checked(x, seq)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _checked(self, x: np.ndarray, seq: int | None) -> Applied | None:
         if self.deleted:
             raise ApiError(404, "not_found", f"stream {self.name!r} not found")
         if self.unavailable is not None:
             raise unavailable_error(self.name, self.unavailable)
-
-    def _check_columns(self, x: np.ndarray) -> None:
         if self.dim is not None and x.shape[1] != self.dim:
             raise InvalidBatchError(f"expected {self.dim} columns, got {x.shape[1]}")
+        step = self.step
+        if seq is not None and seq < step:
+            self.digests.check(self.name, seq, x)
+            previous = self.report
+            assert previous is not None
+            self.lock.release()
+            return Applied(previous, x.shape[0], True, previous.best_latent_dim, 0.0)
+        if seq is not None and seq > step:
+            raise ApiError(
+                409,
+                "seq_gap",
+                f"expected seq {step} (the next batch of {self.name!r}), got {seq}",
+                {"expected_seq": step},
+            )
+        return None
 
-    def snapshot_if_due(self, every: int) -> bool:
-        """Snapshot when `every` batches were logged since the last snapshot."""
-        if self.step - self.snapshot_step < every:
-            return False
-        self.snapshot()
-        return True
+    def learner(self, dim: int) -> Learner:
+        """The bank to train (a new one for the first batch); call between begin and stepped."""
+        return self.bank if self.bank is not None else self._new_bank(dim)
 
-    def snapshot(self) -> None:
-        """Store the bank's full state and drop the log rows it covers."""
-        with self.lock:
-            if self.bank is None or self.deleted or self.unavailable is not None:
-                return
-            if self.bank.step == self.snapshot_step:
-                return
-            self._store.save_snapshot(self.name, self.bank.step, self.bank.state_bytes())
-            self.snapshot_step = self.bank.step
+    def stepped(
+        self,
+        x: np.ndarray,
+        bank: Learner,
+        report: StepReport,
+        started: float,
+        position: int | None = None,
+    ) -> Pending:
+        """The trained batch, ready for its commit (its history point added)."""
+        change = self.history.add(report)
+        return Pending(bank, report, x, change, digest(x), self.report, started, position)
 
-    def delete(self) -> None:
-        """Remove the stream from the store; later work on it answers 404."""
-        with self.lock:
-            self.deleted = True
-            self._store.delete_stream(self.name)
+    def committed(self, pending: Pending) -> Applied:
+        """The batch is durable: make it the stream's state and release the lock (from any
+        thread)."""
+        seq = pending.report.step - 1
+        self.digests.add(seq, pending.x, pending.digest)
+        self.bank, self.report, self.dim = pending.bank, pending.report, pending.bank.dim
+        if pending.position is not None:
+            self.position = pending.position
+        self.lock.release()
+        previous = pending.previous
+        best = None if previous is None else previous.best_latent_dim
+        now = time.perf_counter()
+        return Applied(pending.report, pending.x.shape[0], False, best, now - pending.started)
+
+    def abort(self) -> None:
+        """The step raised (the core refused the batch): nothing changed; release the lock."""
+        self.lock.release()
+
+    def recover(self, why: str, load: Callable[[], StoredStream | None]) -> None:
+        """The batch in progress could not be made durable (or its step failed part way): reload
+        the stream's durable state with `load` (or mark it unavailable), then release the
+        lock."""
+        try:
+            log.error("stream %r: %s", self.name, why)
+            self._reload(why, load)
+        finally:
+            self.lock.release()
 
     # -------------------------------------------------------------------------------- reading
 
@@ -220,6 +267,12 @@ class LiveStream:
             out = bank.reconstruct(x, h) if decode else bank.encode(x, h)
             return h, out
 
+    def _check_serving(self) -> None:
+        if self.deleted:
+            raise ApiError(404, "not_found", f"stream {self.name!r} not found")
+        if self.unavailable is not None:
+            raise unavailable_error(self.name, self.unavailable)
+
     def _new_bank(self, dim: int) -> Learner:
         return Learner(dim, self.spec)
 
@@ -235,35 +288,38 @@ class LiveStream:
             )
         return self.bank
 
+    # -------------------------------------------------------------------------------- snapshots
+
+    def state(self) -> tuple[int, bytes, bytes] | None:
+        """(step, the bank's state bytes, the digests) for a snapshot; None when there is
+        nothing new to snapshot (or nothing to snapshot at all)."""
+        with self.lock:
+            if self.bank is None or self.deleted or self.unavailable is not None:
+                return None
+            if self.bank.step == self.snapshot_step:
+                return None
+            return self.bank.step, self.bank.state_bytes(), self.digests.to_bytes()
+
     # -------------------------------------------------------------------------------- restoring
 
     @classmethod
-    def restore(
-        cls,
-        stored: StoredStream,
-        store: Store,
-        default_device: str,
-        history_limit: int,
-        gate: threading.Semaphore | None = None,
-    ) -> "LiveStream":
+    def restore(cls, stored: StoredStream, default_device: str, history_limit: int) -> "LiveStream":
         """Snapshot + replay of the logged batches after it: the state of the last commit."""
         live = cls(
             stored.name,
             stored.config,
             stored.dim,
             stored.created_at,
-            store,
             default_device,
             history_limit,
-            gate,
         )
-        with live._gate:
-            live._load(stored)
+        live._load(stored)
         return live
 
     def _load(self, stored: StoredStream) -> None:
         """Snapshot + replay into fresh objects; the stream changes only if all of it worked."""
         history = History(self.history.capacity, stored.history_stride, stored.history)
+        digests = Digests.from_bytes(stored.digests)
         bank: Learner | None = None
         snapshot_step = 0
         if stored.snapshot is not None:
@@ -277,14 +333,16 @@ class LiveStream:
             bank.learn_many(x)
             if bank.step != step:
                 raise RuntimeError(f"log step {step} replayed as {bank.step}")
+            digests.add(step - 1, x, digest(x))
         self.history, self.bank, self.snapshot_step = history, bank, snapshot_step
+        self.digests = digests
         self.report = None if bank is None else bank.report()
 
-    def _reload(self, why: str) -> None:
-        """Bring memory back to the store's state after a failed commit; when that fails too,
+    def _reload(self, why: str, load: Callable[[], StoredStream | None]) -> None:
+        """Bring memory back to the log's state after a failed commit; when that fails too,
         drop the trained-ahead bank and mark the stream unavailable."""
         try:
-            stored = self._store.load_stream(self.name)
+            stored = load()
             if stored is None:
                 raise LookupError("its row is gone from the store")
             self._load(stored)
@@ -299,38 +357,3 @@ class LiveStream:
         return Unavailable(
             self.name, self.unavailable, self.config, self.dim, self.created_at, self.step
         )
-
-
-def restore(
-    store: Store,
-    name: str,
-    default_device: str,
-    history_limit: int,
-    gate: threading.Semaphore | None = None,
-) -> LiveStream | Unavailable | None:
-    """The stored stream `name` restored, or why it cannot be (never raises); None: no such
-    stream."""
-    stored: StoredStream | None = None
-    try:
-        stored = store.load_stream(name)
-        if stored is None:
-            return None
-        return LiveStream.restore(stored, store, default_device, history_limit, gate)
-    except KeyError as exc:  # a row of another schema
-        log.exception("stream %r cannot be restored; serving it as unavailable", name)
-        reason = f"could not restore it (stored setting {exc} missing)"
-    except Exception as exc:
-        log.exception("stream %r cannot be restored; serving it as unavailable", name)
-        reason = f"could not restore it ({exc})"
-    if stored is None:
-        try:
-            stored = store.load_row(name)
-        except Exception:
-            log.exception("stream %r: its row cannot be read", name)
-    if stored is None:
-        return Unavailable(name, reason, {}, None, EPOCH, 0)
-    try:
-        config = migrate(dict(stored.config))
-    except Exception:
-        config = dict(stored.config)
-    return Unavailable(name, reason, config, stored.dim, stored.created_at, stored.stored_step)

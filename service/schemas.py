@@ -198,10 +198,14 @@ else:
 
 
 class StreamList(BaseModel):
-    """Every stream, by name."""
+    """One page of the streams, sorted by name."""
 
     data: list[StreamOut]
-    count: int
+    count: int = Field(description="streams in this page")
+    next: str | None = Field(
+        default=None,
+        description="pass as `after` for the next page; null: this page is the last",
+    )
 
 
 # ------------------------------------------------------------------------------------ batches

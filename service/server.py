@@ -31,9 +31,10 @@ class RedactTokens(logging.Filter):
     _pattern = re.compile(r"([?&]token=)[^&\s\"]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "token=" in a for a in args):
             record.args = tuple(
-                self._pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+                self._pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in args
             )
         return True
 

@@ -9,13 +9,15 @@ dimwatch.sqlite3 (docs/operations.md says what is fsynced when):
 
 dimwatch-snapshots.sqlite3:
 
-    snapshots  stream, step, state (the bank's state_bytes())           the latest one per stream
+    snapshots  stream, step, state (the bank's state_bytes()),          the latest one per stream
+               digests (the recent batches' digests, service/runtime/digests.py; NULL in files
+               written before them)
 
-Group commit: every write of dimwatch.sqlite3 goes to one committer thread, which runs the
-writes waiting at that moment in one transaction (each in its own savepoint, so one failing
-write fails alone) and commits, hence fsyncs, once for all of them; each writer returns only
-after the commit of its write is durable. Batches of many streams arriving together share one
-fsync instead of queueing behind one fsync each.
+Group commit (service/commit.py): every write of dimwatch.sqlite3 goes to one committer
+thread, which runs the writes waiting at that moment in one transaction (one failing write
+fails alone) and commits, hence fsyncs, once for all of them; a write is answered only after
+the commit of its group is durable. Batches of many streams arriving together share one fsync
+instead of queueing behind one fsync each.
 
 Snapshots (hundreds of MB at the limits) are written to their own file with their own
 connection, so they never hold the committer: the snapshot is committed first, then the log rows
@@ -26,15 +28,14 @@ which loading skips. Loading a stream = its snapshot + the batches after it, rep
 import fcntl
 import json
 import logging
-import queue
 import sqlite3
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from service.commit import Done, GroupCommit, Write
 from service.history import Change, Point
 
 FILENAME = "dimwatch.sqlite3"
@@ -58,7 +59,7 @@ _SNAPSHOT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
     stream TEXT PRIMARY KEY, step INTEGER NOT NULL, state BLOB NOT NULL);
 """
-Write = Callable[[sqlite3.Connection], object]
+_SNAPSHOT_DIGESTS = "ALTER TABLE snapshots ADD COLUMN digests BLOB"
 log = logging.getLogger("dimwatch")
 
 
@@ -74,6 +75,7 @@ class StoredStream:
     snapshot: tuple[int, bytes] | None = None  # (step, state bytes)
     batches: list[tuple[int, bytes]] = field(default_factory=list)  # (step, float32 bytes)
     history: list[Point] = field(default_factory=list)
+    digests: bytes | None = None  # the snapshot's recent-batch digests
 
     @property
     def stored_step(self) -> int:
@@ -103,6 +105,9 @@ class Store:
         self._snap_lock = threading.Lock()
         self._snaps = _connect(data_dir / SNAPSHOTS)
         self._snaps.executescript(_SNAPSHOT_SCHEMA)
+        columns = {row[1] for row in self._snaps.execute("PRAGMA table_info(snapshots)")}
+        if "digests" not in columns:
+            self._snaps.execute(_SNAPSHOT_DIGESTS)
 
     def close(self) -> None:
         self._committer.close()
@@ -118,7 +123,10 @@ class Store:
 
     def _write(self, write: Write) -> None:
         """Run `write` in the next group commit; returns once it is durable."""
-        self._committer.submit(write).result()
+        done: Future[BaseException | None] = Future()
+        self._committer.submit(write, done.set_result)
+        if (error := done.result()) is not None:
+            raise error
 
     # -------------------------------------------------------------------------------- streams
 
@@ -148,13 +156,15 @@ class Store:
 
     def load_stream(self, name: str) -> StoredStream | None:
         """A stream with its latest snapshot, the batches after it and its history."""
-        snapshot = self._snapshot(name)
+        snapshot, digests = self._snapshot(name)
         with self._lock:
             self._db.execute("BEGIN")  # one consistent view of the row, log and history
             try:
                 stored = self._row(name)
                 if stored is not None:
                     self._load_one(stored, snapshot)
+                    if stored.snapshot == snapshot:
+                        stored.digests = digests
             finally:
                 self._db.execute("COMMIT")
         return stored
@@ -199,9 +209,18 @@ class Store:
     # -------------------------------------------------------------------------------- batches
 
     def append_batch(
-        self, name: str, step: int, rows: int, data: bytes, dim: int, change: Change
+        self,
+        name: str,
+        step: int,
+        rows: int,
+        data: bytes,
+        dim: int,
+        change: Change,
+        done: Done | None = None,
     ) -> None:
-        """Log one applied batch (step = the stream's step after it); returns once durable."""
+        """Log one applied batch (step = the stream's step after it): returns once durable, or
+        at once when `done` is given, which the committer thread calls once it is (or with the
+        error)."""
 
         def write(db: sqlite3.Connection) -> None:
             if step == 1:
@@ -212,7 +231,10 @@ class Store:
             )
             _mirror_history(db, name, change)
 
-        self._write(write)
+        if done is None:
+            self._write(write)
+        else:
+            self._committer.submit(write, done)
 
     def logged_batches(self, name: str) -> int:
         """Rows of the batch log held for a stream (for tests and operations)."""
@@ -222,13 +244,14 @@ class Store:
 
     # -------------------------------------------------------------------------------- snapshots
 
-    def save_snapshot(self, name: str, step: int, state: bytes) -> None:
+    def save_snapshot(self, name: str, step: int, state: bytes, digests: bytes = b"") -> None:
         """Replace the stream's snapshot (durably, in the snapshot file, holding no other
         stream's commit), then drop the logged batches it covers."""
         with self._snap_lock:
             self._snaps.execute(
-                "INSERT OR REPLACE INTO snapshots (stream, step, state) VALUES (?, ?, ?)",
-                (name, step, state),
+                "INSERT OR REPLACE INTO snapshots (stream, step, state, digests) "
+                "VALUES (?, ?, ?, ?)",
+                (name, step, state, digests),
             )
 
         def write(db: sqlite3.Connection) -> None:
@@ -237,12 +260,15 @@ class Store:
 
         self._write(write)
 
-    def _snapshot(self, name: str) -> tuple[int, bytes] | None:
+    def _snapshot(self, name: str) -> tuple[tuple[int, bytes] | None, bytes | None]:
+        """(step, state) of the stream's snapshot and its digests; (None, None) without one."""
         with self._snap_lock:
             row = self._snaps.execute(
-                "SELECT step, state FROM snapshots WHERE stream = ?", (name,)
+                "SELECT step, state, digests FROM snapshots WHERE stream = ?", (name,)
             ).fetchone()
-        return None if row is None else (row[0], bytes(row[1]))
+        if row is None:
+            return None, None
+        return (row[0], bytes(row[1])), None if row[2] is None else bytes(row[2])
 
     def _drop_snapshot(self, name: str) -> None:
         with self._snap_lock:
@@ -263,73 +289,6 @@ def _mirror_history(db: sqlite3.Connection, name: str, change: Change) -> None:
         db.execute(
             "UPDATE streams SET history_stride = ? WHERE name = ?", (change.thinned_to, name)
         )
-
-
-class GroupCommit:
-    """One thread that owns the writing connection and commits the waiting writes together."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self.commits = 0  # transactions committed (writes per commit = grouping achieved)
-        self._queue: queue.SimpleQueue[tuple[Write, Future[None]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="dimwatch-commit", daemon=True)
-        self._thread.start()
-
-    def submit(self, write: Write) -> "Future[None]":
-        """Queue `write`; the future resolves once its group is committed (or with its error)."""
-        done: Future[None] = Future()
-        self._queue.put((write, done))
-        return done
-
-    def close(self) -> None:
-        """Commit what is queued, stop the thread, close the connection."""
-        self._queue.put(None)
-        self._thread.join()
-        self._db.close()
-
-    def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
-            group, more = [first], True
-            while more:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:  # close(): commit this group, then stop
-                    self._queue.put(None)
-                    more = False
-                else:
-                    group.append(item)
-            self._commit(group)
-
-    def _commit(self, group: list[tuple[Write, "Future[None]"]]) -> None:
-        db = self._db
-        errors: list[BaseException | None] = []
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for write, _ in group:
-                db.execute("SAVEPOINT write")
-                try:
-                    write(db)
-                    errors.append(None)
-                except Exception as exc:  # this write fails alone
-                    db.execute("ROLLBACK TO write")
-                    errors.append(exc)
-                db.execute("RELEASE write")
-            db.execute("COMMIT")
-            self.commits += 1
-        except BaseException as exc:  # the group fails as a whole (e.g. the disk is full)
-            errors = [exc] * len(group)
-            try:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            except sqlite3.Error:  # the next BEGIN fails and says why; the thread must live on
-                log.exception("rollback of a failed group commit failed")
-        for (_, done), error in zip(group, errors, strict=True):
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

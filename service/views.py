@@ -1,7 +1,6 @@
 """Core results and live streams -> response schemas and events (no I/O, no locking)."""
 
 import json
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -47,8 +46,8 @@ def selection(report: StepReport | None) -> SelectionOut:
         best_latent_dim=report.best_latent_dim,
         converged=report.converged,
         margin=report.margin,
-        path=[PathPieceOut(**asdict(piece)) for piece in report.path],
-        training=TrainingOut(**asdict(report.training)),
+        path=[PathPieceOut(**vars(piece)) for piece in report.path],
+        training=TrainingOut(**vars(report.training)),
         models=[
             ModelSelectionOut(
                 latent_dim=m.latent_dim,
@@ -93,12 +92,13 @@ def collapse(live: LiveStream) -> CollapseOut:
     )
 
 
-def batch_out(applied: Applied) -> BatchOut:
+def batch_out(applied: Applied, selected: SelectionOut | None = None) -> BatchOut:
+    """The answer to a batch (`selected`: its selection, when already built)."""
     return BatchOut(
         step=applied.report.step,
         rows=applied.rows,
         duplicate=applied.duplicate,
-        selection=selection(applied.report),
+        selection=selected if selected is not None else selection(applied.report),
     )
 
 
@@ -114,7 +114,8 @@ def step_events(applied: Applied) -> Messages:
             "best_latent_dim": report.best_latent_dim,
         }
         messages.append(("selection_change", json.dumps(change)))
-    messages.append(("step", selection(report).model_dump_json()))
+    selected = applied.selection if applied.selection is not None else selection(report)
+    messages.append(("step", selected.model_dump_json()))
     return messages
 
 

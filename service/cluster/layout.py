@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 import nats.errors
@@ -19,13 +19,9 @@ from nats.js.object_store import ObjectStore
 from pydantic import BaseModel
 
 from service.errors import ApiError
-from service.history import Point
-from service.live import LiveStream
 from service.settings import Settings
-from service.store import Store, StoredStream
 
 log = logging.getLogger("dimwatch")
-M = TypeVar("M", bound=BaseModel)
 
 LOG = "DW_LOG"  # JetStream stream: every batch and delete, subject dw.log.<partition>.<token>
 STREAMS = "dw-streams"  # KV: s.<partition>.<token> -> StreamRecord
@@ -33,8 +29,8 @@ LEASES = "dw-leases"  # KV, TTL = lease time: p.<partition> -> the owner's epoch
 WORKERS = "dw-workers"  # KV, TTL = lease time: w.<worker id> -> heartbeat
 META = "dw-meta"  # KV: partitions -> P
 SNAPSHOTS = "dw-snapshots"  # object store: <token>.<log position> -> encoded snapshot
-# Headers of a log message.
-OP, REPLY, SEQ, DIM = "Dw-Op", "Dw-Reply", "Dw-Seq", "Dw-Dim"
+# Headers of a log message (TICKET: the owner's admission of the batch, cluster/partition.py).
+OP, REPLY, SEQ, DIM, TICKET = "Dw-Op", "Dw-Reply", "Dw-Seq", "Dw-Dim", "Dw-Ticket"
 SETUP_SECONDS = 60.0  # how long a process waits for JetStream at start
 DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id (one per HTTP request)
 
@@ -97,54 +93,6 @@ class StreamRecord:
         return cls(**json.loads(data))
 
 
-class LogOnly(Store):
-    """The store of a LiveStream in a worker: nothing to write, the JetStream log already holds
-    every batch durably (before the worker sees it); snapshots go to the object store."""
-
-    def __init__(self) -> None:  # no file, no lock: nothing of Store's own state is used
-        pass
-
-    def append_batch(self, *args: Any) -> None:
-        pass
-
-    def delete_stream(self, name: str) -> None:
-        pass
-
-    def load_stream(self, name: str) -> StoredStream | None:
-        return None
-
-
-LOG_ONLY = LogOnly()
-
-
-def encode_snapshot(live: LiveStream, log_seq: int) -> bytes:
-    """The bank's state bytes after a JSON head: steps, dim, log position, history."""
-    assert live.bank is not None
-    points = live.history.since(-1, len(live.history))
-    head = {
-        "step": live.step,
-        "dim": live.dim,
-        "log_seq": log_seq,
-        "stride": live.history.stride,
-        "history": [[p.step, p.best_latent_dim, p.bic, p.batch_bic] for p in points],
-    }
-    raw = json.dumps(head).encode()
-    return len(raw).to_bytes(8, "little") + raw + live.bank.state_bytes()
-
-
-def restore(record: StreamRecord, snapshot: bytes | None, settings: Settings) -> LiveStream:
-    """The stream as of its record's snapshot (none: as created), through LiveStream.restore."""
-    stored = StoredStream(record.name, record.config, record.dim, record.created_at, 1)
-    if snapshot is not None:
-        size = int.from_bytes(snapshot[:8], "little")
-        head = json.loads(snapshot[8 : 8 + size])
-        stored.dim = head["dim"]
-        stored.history_stride = head["stride"]
-        stored.history = [Point(s, b, tuple(bic), tuple(bb)) for s, b, bic, bb in head["history"]]
-        stored.snapshot = (head["step"], snapshot[8 + size :])
-    return LiveStream.restore(stored, LOG_ONLY, settings.device, settings.history_limit)
-
-
 KEYS_TIMEOUT = 5.0  # seconds for the next keys of a listing
 KEYS_BATCH = 256  # keys fetched per request
 
@@ -190,11 +138,24 @@ async def keys(kv: KeyValue, pattern: str = ">") -> list[str]:
 # ------------------------------------------------------------------------------------ answers
 
 
-def answer(body: BaseModel | list[Any] | None) -> bytes:
+def answer(body: BaseModel | list[Any] | dict[str, Any] | None) -> bytes:
     """A worker's successful answer."""
     if isinstance(body, BaseModel):
-        return b'{"ok":' + body.model_dump_json().encode() + b"}"
+        return answer_json(body.model_dump_json().encode())
     return json.dumps({"ok": body}).encode()
+
+
+def answer_json(body: bytes) -> bytes:
+    """A worker's successful answer whose body is JSON already."""
+    return b'{"ok":' + body + b"}"
+
+
+def parse_json(data: bytes) -> bytes:
+    """A worker's answer's body as the JSON it sent (answer_json's); its error answer raised as
+    the same ApiError."""
+    if data.startswith(b'{"ok":'):
+        return data[6:-1]
+    return json.dumps(parse(data)).encode()
 
 
 def answer_error(exc: ApiError) -> bytes:
@@ -208,10 +169,6 @@ def parse(data: bytes) -> Any:
     if "error" in message:
         raise ApiError(**message["error"])
     return message["ok"]
-
-
-def parse_model(data: bytes, model: type[M]) -> M:
-    return model.model_validate(parse(data))
 
 
 # ------------------------------------------------------------------------------------ setup

@@ -23,12 +23,12 @@ from service import views
 from service.cluster import layout
 from service.cluster.layout import Cluster, StreamRecord
 from service.errors import ApiError, not_found
+from service.live import LiveStream
 from service.metrics import Metrics
 from service.pubsub import Hub
-from service.registry import Registry
+from service.runtime.admission import check_limits
 from service.schemas import (
     NAME_PATTERN,
-    BatchOut,
     CollapseOut,
     HistoryOut,
     ModelParamsOut,
@@ -41,8 +41,19 @@ from service.schemas import (
 from service.settings import Settings
 
 READ_TIMEOUT = 5.0  # seconds a read waits for the owner (a frozen owner: then 503)
+# Seconds a write waits for the owner's admission; past it (or with no owner at all) the batch is
+# logged unadmitted and waits in the log for an owner, as a batch sent during a takeover does.
+ADMIT_TIMEOUT = 1.0
 PUBLISH_RETRY_SECONDS = 0.25  # between publishes of one batch while JetStream is away
 HEADROOM = 1024  # bytes of a log message beyond its data (headers), under max_payload
+
+
+def _exists(name: str) -> ApiError:
+    return ApiError(409, "stream_exists", f"stream {name!r} already exists; pick another name")
+
+
+def _name(stream: StreamOut) -> str:
+    return stream.name
 
 
 def _check_name(name: str) -> None:
@@ -71,7 +82,6 @@ class ClusterBackend:
         self._c: Cluster | None = None
         self._inbox = f"_DW.{uuid.uuid4().hex}"
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
-        self._pending: dict[str, int] = {}  # batches in flight per stream, on this node
         self._known: set[str] = set()
         self._hubs: dict[str, _Listening] = {}
 
@@ -116,39 +126,53 @@ class ClusterBackend:
         self._known.add(name)
 
     async def create(self, spec: StreamCreate) -> StreamOut:
-        Registry.check_limits(spec, self.settings, await self._count())
-        live = Registry.new_stream(spec, layout.LOG_ONLY, self.settings)
+        """Checked as the embedded server checks (a dim given: its learner against the owner's
+        memory budget), then its record written."""
+        check_limits(spec, self.settings, await self._count())
+        live = LiveStream.create(spec, self.settings)
+        key = layout.stream_key(self._partition(spec.name), layout.token(spec.name))
+        if spec.dim is not None:
+            if await self._exists(key):
+                raise _exists(spec.name)
+            await self._admitted(spec.name, "reserve", config=live.record, dim=spec.dim)
         end = (await self.c.js.stream_info(layout.LOG)).state.last_seq
         record = StreamRecord(spec.name, live.record, spec.dim, live.created_at, end)
-        key = layout.stream_key(self._partition(spec.name), layout.token(spec.name))
         try:
             await self.c.streams.create(key, record.encode())
         except KeyWrongLastSequenceError:
-            raise ApiError(
-                409, "stream_exists", f"stream {spec.name!r} already exists; pick another name"
-            ) from None
+            raise _exists(spec.name) from None
         self._known.add(spec.name)
         return views.stream(live)
+
+    async def _exists(self, key: str) -> bool:
+        try:
+            await self.c.streams.get(key)
+        except NotFoundError:
+            return False
+        return True
 
     async def _count(self) -> int:
         return len(await layout.keys(self.c.streams))
 
-    async def streams(self) -> list[StreamOut]:
-        parts = range(self.c.partitions)
-        lists = await asyncio.gather(*(self._ask(p, {"op": "list"}) for p in parts))
-        out = [StreamOut.model_validate(s) for one in lists for s in one]
-        return sorted(out, key=lambda s: s.name)
+    async def streams(self, after: str | None = None, limit: int | None = None) -> list[StreamOut]:
+        """Each partition's first `limit` after `after`, merged."""
+        ask = {"op": "list", "after": after, "limit": limit}
+        lists = await asyncio.gather(*(self._ask(p, ask) for p in range(self.c.partitions)))
+        out = sorted((StreamOut.model_validate(s) for one in lists for s in one), key=_name)
+        return out if limit is None else out[:limit]
 
     async def stream(self, name: str) -> StreamOut:
         return StreamOut.model_validate(await self._query(name, "stream"))
 
     async def delete(self, name: str) -> None:
-        await self._write(name, b"", {layout.OP: "delete"})
+        layout.parse(await self._write(name, b"", {layout.OP: "delete"}))
         self._known.discard(name)
 
     # -------------------------------------------------------------------------------- batches
 
-    async def push(self, name: str, x: np.ndarray, seq: int | None) -> BatchOut:
+    async def push(self, name: str, x: np.ndarray, seq: int | None) -> bytes:
+        """Admitted by the stream's owner (queue depth and memory budget, for the whole
+        cluster), appended to the log, answered by the owner once applied."""
         data = x.tobytes()
         if len(data) + HEADROOM > self.c.nc.max_payload:
             raise ApiError(
@@ -157,32 +181,21 @@ class ClusterBackend:
                 f"batch has {len(data)} bytes of float32; the cluster's NATS max_payload allows "
                 f"{self.c.nc.max_payload - HEADROOM}; send fewer rows per batch",
             )
-        pending = self._pending.get(name, 0)
-        if pending >= self.settings.queue_depth:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"stream {name!r} has {pending} batches queued; the limit queue_depth is "
-                f"{self.settings.queue_depth}; retry later",
-                headers={"Retry-After": "1"},
-            )
-        headers = {layout.OP: "batch", layout.DIM: str(x.shape[1])}
+        rows, dim = x.shape
+        headers = {layout.OP: "batch", layout.DIM: str(dim)}
+        admitted = await self._admitted(name, "admit", rows=rows, dim=dim)
+        if admitted is not None:
+            headers[layout.TICKET] = admitted["ticket"]
         if seq is not None:
             headers[layout.SEQ] = str(seq)
-        self._pending[name] = pending + 1
-        try:
-            out = await self._write(name, data, headers)
-        finally:
-            self._pending[name] -= 1
-            if not self._pending[name]:
-                del self._pending[name]
-        answer = BatchOut.model_validate(out)
-        if not answer.duplicate:
+        body = layout.parse_json(await self._write(name, data, headers))
+        answer = json.loads(body)
+        if not answer["duplicate"]:
             self.metrics.batches.inc()
-            self.metrics.rows.inc(answer.rows)
-        return answer
+            self.metrics.rows.inc(answer["rows"])
+        return body
 
-    async def _write(self, name: str, data: bytes, headers: dict[str, str]) -> Any:
+    async def _write(self, name: str, data: bytes, headers: dict[str, str]) -> bytes:
         """Publish to the log (durable once acknowledged), then wait for the owner's answer."""
         _check_name(name)
         request = uuid.uuid4().hex
@@ -202,7 +215,7 @@ class ClusterBackend:
                 ) from None
         finally:
             del self._waiting[request]
-        return layout.parse(answer)
+        return answer
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         """Publish until JetStream acknowledges (the same Nats-Msg-Id: stored once), through a
@@ -241,6 +254,17 @@ class ClusterBackend:
     async def project(self, name: str, body: TransformIn, decode: bool) -> TransformOut:
         out = await self._query(name, "project", body=body.model_dump(), decode=decode)
         return TransformOut.model_validate(out)
+
+    async def _admitted(self, name: str, op: str, **args: Any) -> Any:
+        """The owner's admission (its 4xx stand); None when no owner answers in ADMIT_TIMEOUT
+        (a takeover, a frozen or cut-off owner): the write goes on unadmitted."""
+        request = {"op": op, "name": name, **args}
+        try:
+            return await self._ask(self._partition(name), request, timeout=ADMIT_TIMEOUT)
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            return None
 
     async def _query(self, name: str, op: str, **args: Any) -> Any:
         _check_name(name)

@@ -19,7 +19,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -28,9 +27,12 @@ from prometheus_client import start_http_server
 
 from service.cluster import layout
 from service.cluster.layout import Cluster
-from service.cluster.partition import Fenced, Partition
+from service.cluster.log import Fenced, JetStreamLog
+from service.cluster.partition import Partition
+from service.live import Applied
 from service.metrics import Metrics
-from service.registry import _init_worker, _warm_up
+from service.runtime.pool import warm_up
+from service.runtime.runtime import Entry, Runtime
 from service.settings import Settings
 from streaming.report import StepReport
 
@@ -53,12 +55,17 @@ class Worker:
         self.settings = settings
         # host-pid: an operator (or a test) finds the process behind a lease's epoch
         self.id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{socket.gethostname()}-{os.getpid()}")
-        self.pool = ThreadPoolExecutor(settings.workers, "dimwatch-worker", _init_worker)
         self.metrics = Metrics()
         self.held: dict[int, Held] = {}
         self.metrics.watch(self._reports)
         self._epochs = 0
         self._c: Cluster | None = None
+        self._runtime: Runtime | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._runtime is not None, "worker not started"
+        return self._runtime
 
     def _reports(self) -> list[tuple[str, StepReport | None]]:
         """The last report of every stream of the partitions held, for /metrics (a scrape runs
@@ -74,7 +81,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then hand every partition over."""
         self._c = await layout.connect(self.settings, f"dimwatch-worker-{self.id}")
-        await asyncio.get_running_loop().run_in_executor(self.pool, _warm_up)
+        self._runtime = Runtime(self.settings, self.metrics, JetStreamLog(self.c), self._events)
+        await self.runtime.run(warm_up)
         if self.settings.metrics_port is not None:
             registry = self.metrics.registry
             start_http_server(self.settings.metrics_port, self.settings.host, registry)
@@ -94,12 +102,12 @@ class Worker:
             with contextlib.suppress(NotFoundError):
                 await self.c.workers.delete(f"w.{self.id}")
             await self.c.close()
-            self.pool.shutdown(wait=True)
+            await self.runtime.close()
 
     async def _tick(self) -> None:
         await self._renew()
         await self.c.workers.put(f"w.{self.id}", b"1")
-        self.metrics.streams.set(sum(len(h.partition.streams) for h in self.held.values()))
+        self.metrics.streams.set(len(self.runtime.entries))
         share = math.ceil(self.c.partitions / max(1, len(await layout.keys(self.c.workers))))
         if len(self.held) < share:
             await self._acquire(share - len(self.held))
@@ -134,17 +142,29 @@ class Worker:
             except KeyWrongLastSequenceError:
                 continue  # another worker was faster
             deadline = sent + LEASE_MARGIN * self.settings.lease_seconds
-            valid = self._validity(p)
-            part = Partition(self.c, self.settings, self.pool, self.metrics, p, epoch, valid)
+            valid = self._validity(p, epoch)
+            part = Partition(self.c, self.settings, self.runtime, p, epoch, valid)
             held = Held(part, revision, deadline)
             self.held[p] = held
             held.task = asyncio.create_task(self._own(p, part), name=f"partition:{p}")
             log.info("worker %s: took partition %d (epoch %s)", self.id, p, epoch)
 
-    def _validity(self, p: int) -> Callable[[], bool]:
+    def _events(self, entry: Entry, applied: Applied) -> None:
+        held = self.held.get(layout.partition(entry.live.name, self.c.partitions))
+        if held is not None and held.partition.streams.get(layout.token(entry.live.name)) is entry:
+            held.partition.events(entry, applied)
+
+    def _validity(self, p: int, epoch: str) -> Callable[[], bool]:
+        """Whether this ownership period of partition p may still act: work of an earlier
+        period that still runs in the runtime's queues (a later one may hold p now) may not."""
+
         def valid() -> bool:
             held = self.held.get(p)
-            return held is not None and time.monotonic() < held.deadline
+            return (
+                held is not None
+                and held.partition.epoch == epoch
+                and time.monotonic() < held.deadline
+            )
 
         return valid
 

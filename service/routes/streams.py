@@ -1,6 +1,8 @@
 """Streams: create, list, read, delete."""
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
 
 from service.deps import Authorized, BackendDep
 from service.routes import errors
@@ -21,10 +23,17 @@ async def create_stream(body: StreamCreate, backend: BackendDep) -> StreamOut:
 
 
 @router.get("")
-async def list_streams(backend: BackendDep) -> StreamList:
-    """Every stream, sorted by name."""
-    data = await backend.streams()
-    return StreamList(data=data, count=len(data))
+async def list_streams(
+    backend: BackendDep,
+    after: Annotated[
+        str | None, Query(description="only streams whose name sorts after this one")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many streams")] = 1000,
+) -> StreamList:
+    """The streams sorted by name, a page at a time: `next` is the `after` of the next page."""
+    data = await backend.streams(after, limit + 1)
+    last = data[limit - 1].name if len(data) > limit else None
+    return StreamList(data=data[:limit], count=min(len(data), limit), next=last)
 
 
 @router.get("/{name}", responses=errors(404))

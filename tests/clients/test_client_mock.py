@@ -95,6 +95,22 @@ def test_list_streams_reads_data() -> None:
     assert [s.name for s in streams] == ["sensors"]
 
 
+def test_list_streams_follows_the_pages() -> None:
+    second = {**samples.STREAM, "name": "wine"}
+    server = Server(
+        ok({"data": [samples.STREAM], "count": 1, "next": "sensors"}),
+        ok({"data": [second], "count": 1, "next": None}),
+    )
+
+    streams = server.client().list_streams()
+
+    assert [s.name for s in streams] == ["sensors", "wine"]
+    assert [str(r.url) for r in server.requests] == [
+        "http://dw.test/v1/streams",
+        "http://dw.test/v1/streams?after=sensors",
+    ]
+
+
 def test_history_sends_after_and_limit() -> None:
     server = Server(ok(samples.HISTORY))
 

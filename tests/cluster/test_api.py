@@ -37,6 +37,7 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/streams/nope/batches", {"content": X.tobytes(), "headers": BINARY}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 0}}),  # dup
+    ("POST", "/v1/streams/p.q/batches", {"json": {"data": (X + 1).tolist(), "seq": 0}}),  # 409
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": [[1.0, 2.0, 3.0]], "seq": 1}}),
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": X.tolist(), "seq": 5}}),  # gap
     ("POST", "/v1/streams/p.q/batches", {"json": {"data": [[1e39] * 8]}}),  # 422 not finite
@@ -51,6 +52,9 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/v1/streams/p.q/collapse", {}),
     ("POST", "/v1/streams", {"json": {"name": "other", "latent_dims": [1, 3]}}),
     ("GET", "/v1/streams", {}),
+    ("GET", "/v1/streams?limit=1", {}),  # one page: "other", next "other"
+    ("GET", "/v1/streams?after=other&limit=1", {}),  # the last page: "p.q", next null
+    ("GET", "/v1/streams?limit=0", {}),  # 422
     ("DELETE", "/v1/streams/p.q", {}),
     ("DELETE", "/v1/streams/p.q", {}),  # 404
     ("GET", "/v1/streams/p.q/selection", {}),  # 404

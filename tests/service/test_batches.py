@@ -108,12 +108,52 @@ def test_push_seq_in_order_applies(client: httpx.Client) -> None:
 def test_push_seq_repeated_is_duplicate(client: httpx.Client) -> None:
     _stream(client)
     for i in range(3):
-        push(client, "s", batch(seed=i), seq=i)
+        push(client, "s", batch(rows=2 + i, seed=i), seq=i)
     before = client.get("/v1/streams/s/models/2").json()
-    body = client.post(URL, json={"data": batch(rows=2).tolist(), "seq": 1}).json()
-    assert (body["step"], body["rows"], body["duplicate"]) == (3, 2, True)
+    # the same numbers as JSON: the batch is compared by its float32 values, whatever the body
+    body = client.post(URL, json={"data": batch(rows=3, seed=1).tolist(), "seq": 1}).json()
+    assert (body["step"], body["rows"], body["duplicate"]) == (3, 3, True)
     assert body["selection"] == client.get("/v1/streams/s/selection").json()
     assert client.get("/v1/streams/s/models/2").json() == before
+
+
+def test_push_seq_reused_with_other_values_conflicts(client: httpx.Client) -> None:
+    _stream(client)
+    for i in range(3):
+        push(client, "s", batch(seed=i), seq=i)
+    before = client.get("/v1/streams/s/models/2").json()
+    response = push(client, "s", batch(seed=7), seq=1)
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "seq_reused",
+        "message": "seq 1 of stream 's' was applied with another batch (10 x 8, rows x columns); "
+        "this one has other values. A resend must repeat the batch exactly; a new batch takes "
+        "the next seq (the stream's step) or none",
+        "details": {"seq": 1, "applied_shape": [10, 8], "given_shape": [10, 8]},
+    }
+    assert client.get("/v1/streams/s/models/2").json() == before
+
+
+def test_push_seq_reused_with_other_rows_names_both_shapes(client: httpx.Client) -> None:
+    _stream(client)
+    push(client, "s", batch(rows=10), seq=0)
+    response = push(client, "s", batch(rows=4), seq=0)
+    assert (response.status_code, response.json()["details"]) == (
+        409,
+        {"seq": 0, "applied_shape": [10, 8], "given_shape": [4, 8]},
+    )
+    assert "this one has shape 4 x 8" in response.json()["message"]
+
+
+def test_push_seq_resent_with_other_width_fails_the_width_check_first(
+    client: httpx.Client,
+) -> None:
+    _stream(client)
+    push(client, "s", batch(dim=8), seq=0)
+    push(client, "s", batch(dim=8, seed=1), seq=1)
+    _error(
+        push(client, "s", batch(dim=3), seq=0), 422, "invalid_batch", "expected 8 columns, got 3"
+    )
 
 
 def test_push_seq_gap_conflicts(client: httpx.Client) -> None:

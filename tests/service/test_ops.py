@@ -57,6 +57,12 @@ def test_metrics_count_batches_rows_streams_rejects(client: httpx.Client) -> Non
     assert _metric(text, "dimwatch_rows_total") == 12
     assert _metric(text, "dimwatch_streams") == 2
     assert _metric(text, "dimwatch_step_seconds_count") == 3
+    assert _metric(text, "dimwatch_commit_seconds_count") == 3
+    assert (
+        0
+        < _metric(text, "dimwatch_commit_seconds_sum")
+        < _metric(text, "dimwatch_step_seconds_sum")
+    )
     assert _metric(text, 'dimwatch_rejected_total{reason="invalid_batch"}') == 1
     assert _metric(text, 'dimwatch_rejected_total{reason="not_found"}') == 1
 

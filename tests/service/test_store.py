@@ -2,7 +2,7 @@
 
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -70,7 +70,8 @@ def test_concurrent_batches_share_one_commit(tmp_path: Path) -> None:
         held.set()
         release.wait(30)
 
-    first = store._committer.submit(blocking)
+    first: Future[None] = Future()
+    store._committer.submit(blocking, lambda error: first.set_result(None))
     assert held.wait(30)
     commits = store.commits
     with ThreadPoolExecutor(len(names)) as pool:

@@ -9,7 +9,6 @@ import httpx
 import torch
 
 from service.live import LiveStream
-from service.store import Store
 from tests.service.helpers import Server, batch, push
 
 DEFAULTS = {
@@ -81,7 +80,7 @@ def test_create_stream_bad_names_rejected(client: httpx.Client) -> None:
         response = client.post("/v1/streams", json={"name": name})
         assert response.status_code == 422, name
         assert response.json()["error"] == "invalid_request"
-    assert client.get("/v1/streams").json() == {"data": [], "count": 0}
+    assert client.get("/v1/streams").json() == {"data": [], "count": 0, "next": None}
 
 
 def test_create_stream_name_with_a_space_is_explained_in_words(client: httpx.Client) -> None:
@@ -141,6 +140,26 @@ def test_list_streams_sorted_by_name(client: httpx.Client) -> None:
     body = client.get("/v1/streams").json()
     assert [s["name"] for s in body["data"]] == ["a", "b", "c"]
     assert body["count"] == 3
+
+
+def test_list_streams_pages_by_name(client: httpx.Client) -> None:
+    for name in ["e", "b", "a", "d", "c"]:
+        client.post("/v1/streams", json={"name": name})
+    pages, after = [], None
+    while True:
+        params = {"limit": 2} if after is None else {"limit": 2, "after": after}
+        body = client.get("/v1/streams", params=params).json()
+        pages.append(([s["name"] for s in body["data"]], body["count"], body["next"]))
+        if (after := body["next"]) is None:
+            break
+    assert pages == [(["a", "b"], 2, "b"), (["c", "d"], 2, "d"), (["e"], 1, None)]
+    assert client.get("/v1/streams", params={"after": "bb"}).json()["count"] == 3
+
+
+def test_list_streams_limit_out_of_range_is_422(client: httpx.Client) -> None:
+    response = client.get("/v1/streams", params={"limit": 10_001})
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
 
 
 def test_get_stream_reports_progress(client: httpx.Client) -> None:
@@ -234,9 +253,7 @@ def test_stream_stored_before_spec_versions_is_migrated(tmp_path: Path) -> None:
     # optimizer "natural") keeps a constant rate, no hysteresis, and trains with subspace.
     new = ("adaptive", "boost_learning_rate", "standardize", "switch_margin")
     old = {k: v for k, v in DEFAULTS.items() if k not in new} | {"optimizer": "natural"}
-    store = Store(tmp_path)
-    live = LiveStream("old", {**old, "device": "cpu"}, 10, "2026-11-25T00:00:00Z", store, "cpu", 10)
-    store.close()
+    live = LiveStream("old", {**old, "device": "cpu"}, 10, "2026-11-25T00:00:00Z", "cpu", 10)
     assert (live.spec.adaptive, live.spec.switch_margin, live.spec.optimizer) == (
         False,
         0.0,
