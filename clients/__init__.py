@@ -1,6 +1,7 @@
 """Python client of the dimwatch service, the `dimwatch` CLI and the dashboard's static files."""
 
 from clients._requests import DEFAULT_URL, RetryPolicy
-from clients.client import AsyncDimwatchClient, DimwatchClient
+from clients.async_client import AsyncDimwatchClient
+from clients.client import DimwatchClient
 
 __all__ = ["DEFAULT_URL", "AsyncDimwatchClient", "DimwatchClient", "RetryPolicy"]

@@ -15,18 +15,10 @@ from service import views
 from service.decode import rows_to_array
 from service.errors import ApiError, not_found
 from service.live import LiveStream
+from service.model_schemas import CollapseOut, HistoryOut, ModelParamsOut, TransformIn, TransformOut
 from service.pubsub import Hub
 from service.registry import Registry
-from service.schemas import (
-    CollapseOut,
-    HistoryOut,
-    ModelParamsOut,
-    SelectionOut,
-    StreamCreate,
-    StreamOut,
-    TransformIn,
-    TransformOut,
-)
+from service.schemas import SelectionOut, StreamCreate, StreamOut
 from service.settings import Settings
 
 

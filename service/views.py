@@ -8,15 +8,17 @@ from pydantic import ValidationError
 
 from service.history import Point
 from service.live import Applied, LiveStream, Unavailable
-from service.pubsub import Messages
-from service.schemas import (
-    BatchOut,
+from service.model_schemas import (
     CollapseOut,
     HistoryModelOut,
     HistoryOut,
     HistoryPointOut,
     ModelCollapseOut,
     ModelParamsOut,
+)
+from service.pubsub import Messages
+from service.schemas import (
+    BatchOut,
     ModelSelectionOut,
     PathPieceOut,
     SelectionOut,

@@ -25,19 +25,10 @@ from service.cluster.layout import Cluster, StreamRecord
 from service.errors import ApiError, not_found
 from service.live import LiveStream
 from service.metrics import Metrics
+from service.model_schemas import CollapseOut, HistoryOut, ModelParamsOut, TransformIn, TransformOut
 from service.pubsub import Hub
 from service.runtime.admission import check_limits
-from service.schemas import (
-    NAME_PATTERN,
-    CollapseOut,
-    HistoryOut,
-    ModelParamsOut,
-    SelectionOut,
-    StreamCreate,
-    StreamOut,
-    TransformIn,
-    TransformOut,
-)
+from service.schemas import NAME_PATTERN, SelectionOut, StreamCreate, StreamOut
 from service.settings import Settings
 
 READ_TIMEOUT = 5.0  # seconds a read waits for the owner (a frozen owner: then 503)

@@ -37,9 +37,9 @@ from service.cluster.layout import Cluster, StreamRecord
 from service.cluster.log import Claim, Fenced, JetStreamLog, restore
 from service.errors import ApiError, from_core, not_found
 from service.live import LiveStream, stream_spec
+from service.model_schemas import TransformIn
 from service.runtime.admission import Slot, Ticket
 from service.runtime.runtime import Entry, Runtime
-from service.schemas import TransformIn
 from service.settings import Settings
 from streaming.errors import StreamingError
 

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from service.deps import Authorized, BackendDep, StreamExists
+from service.model_schemas import ModelParamsOut, TransformIn, TransformOut
 from service.routes import errors
-from service.schemas import ModelParamsOut, TransformIn, TransformOut
 
 router = APIRouter(
     prefix="/v1/streams/{name}",

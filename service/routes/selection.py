@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service.deps import Authorized, BackendDep
+from service.model_schemas import CollapseOut, HistoryOut
 from service.routes import errors
-from service.schemas import CollapseOut, HistoryOut, SelectionOut
+from service.schemas import SelectionOut
 
 router = APIRouter(
     prefix="/v1/streams/{name}",

@@ -1,6 +1,5 @@
-"""Request building, response parsing, retry decisions and SSE decoding, without any I/O."""
+"""Request building, response parsing and retry decisions, without any I/O."""
 
-import json
 from datetime import UTC, datetime
 
 import httpx
@@ -9,7 +8,7 @@ import pytest
 
 from clients import _requests as api
 from clients import errors
-from clients.models import SelectionChangeEvent, StepEvent, Stream
+from clients.models import Stream
 from tests.clients import samples
 
 
@@ -275,50 +274,3 @@ def test_connection_error_names_the_url() -> None:
 
     assert str(exc) == "cannot reach dimwatch at http://h:1 (ConnectError: refused)"
     assert exc.url == "http://h:1"
-
-
-def _decode(text: str) -> list[api.ServerSentEvent]:
-    decoder = api.SSEDecoder()
-    events = [decoder.decode(line) for line in text.split("\n")]
-    return [e for e in events if e is not None]
-
-
-def test_sse_decoder_reads_event_id_and_multiline_data() -> None:
-    events = _decode('event: step\nid: 5\ndata: {"a":\ndata: 1}\n\n')
-
-    assert events == [api.ServerSentEvent(event="step", data='{"a":\n1}', id="5")]
-
-
-def test_sse_decoder_skips_comments_and_empty_events() -> None:
-    assert _decode(": keep-alive\n\nevent: step\n\n") == []
-
-
-def test_sse_decoder_names_an_unnamed_event_message() -> None:
-    assert _decode("data:x\n\n") == [api.ServerSentEvent(event="message", data="x", id=None)]
-
-
-def test_parse_event_reads_a_step() -> None:
-    sse = api.ServerSentEvent(event="step", data=json.dumps(samples.SELECTION), id="121")
-
-    event = api.parse_event(sse)
-
-    assert isinstance(event, StepEvent)
-    assert (event.step, event.selection.best_latent_dim) == (121, 4)
-    assert [m.latent_dim for m in event.selection.models] == [2, 4]
-
-
-def test_parse_event_reads_a_selection_change() -> None:
-    data = json.dumps({"step": 9, "previous": 6, "best_latent_dim": 2})
-
-    event = api.parse_event(api.ServerSentEvent(event="selection_change", data=data, id=None))
-
-    assert event == SelectionChangeEvent(step=9, previous=6, best_latent_dim=2)
-
-
-def test_parse_event_ignores_an_unknown_kind() -> None:
-    assert api.parse_event(api.ServerSentEvent(event="hello", data="{}", id=None)) is None
-
-
-def test_parse_event_raises_protocol_error_on_bad_json() -> None:
-    with pytest.raises(errors.ProtocolError, match="unexpected 'step' event"):
-        api.parse_event(api.ServerSentEvent(event="step", data="{", id=None))
