@@ -16,7 +16,13 @@ and, for many small streams (`--part many`): the CPU per stream-batch of S strea
 B = 10) pushed one by one (learn_many) and together (learn_together, one stacked computation),
 against S times the floor.
 
-    python -m bench.core_speed [--quick] [--part step many] [--rounds 7] [--device cpu]
+Through the server (`--part served`): a real `dimwatch serve` process fed binary batches by one
+kept-alive client; per batch, the server's own `dimwatch_step_seconds` (the training step plus
+the durable commit of the batch's rows) and `dimwatch_commit_seconds`, against a no-op FastAPI
+app answering the same requests (its server CPU and its latency per request) and the exact
+alternative's CPU per batch (above), in the same run.
+
+    python -m bench.core_speed [--quick] [--part step many served] [--rounds 7] [--device cpu]
 """
 
 import argparse
@@ -201,10 +207,66 @@ def part_many(streams: int, rounds: int) -> dict[str, Any]:
     return row
 
 
+SERVED = ((10, 10, (2, 4, 6)), (256, 256, (8, 16, 32, 64)))
+
+
+def part_served(batches: int) -> list[dict[str, Any]]:
+    import httpx
+
+    from bench.line_rate import _mean_ms
+    from bench.served import running_service
+
+    rows_out = []
+    for dim, rows, dims in SERVED:
+        progress(f"served: D={dim} B={rows} candidates {dims}")
+        data = stream_of(dim, rows, 60)
+        bodies = [np.ascontiguousarray(x, dtype="<f4").tobytes() for x in data]
+        headers = {"Content-Type": "application/octet-stream", "X-Dim": str(dim)}
+        row: dict[str, Any] = {"D": dim, "B": rows, "candidates": list(dims)}
+        for target in ("noop", "dimwatch"):
+            with (
+                running_service(noop=target == "noop", real=True) as server,
+                httpx.Client(base_url=server.url, timeout=60) as client,
+            ):
+                if target == "dimwatch":
+                    spec = {"name": "s", "dim": dim, "latent_dims": list(dims)}
+                    client.post("/v1/streams", json=spec).raise_for_status()
+                for body in bodies[:20]:  # warm-up, past the basis's first widening
+                    client.post("/v1/streams/s/batches", content=body, headers=headers)
+                before = client.get("/metrics").text if target == "dimwatch" else ""
+                cpu, latencies = server.cpu_seconds(), []
+                for i in range(batches):
+                    start = time.perf_counter()
+                    r = client.post("/v1/streams/s/batches", content=bodies[i % 60],
+                                    headers=headers)  # fmt: skip
+                    latencies.append(time.perf_counter() - start)
+                    r.raise_for_status()
+                row[f"{target}_cpu_ms"] = 1e3 * (server.cpu_seconds() - cpu) / batches
+                row[f"{target}_p50_ms"] = 1e3 * statistics.median(latencies)
+                if target == "dimwatch":
+                    after = client.get("/metrics").text
+                    row["step_ms"] = _mean_ms(before, after, "dimwatch_step_seconds")
+                    row["commit_ms"] = _mean_ms(before, after, "dimwatch_commit_seconds")
+        exact = Exact(dim, dims)
+        row["exact_ms"] = per_call(cycling(exact.learn, data), 200) / 1e3
+        row["step_over_noop_cpu"] = row["step_ms"] / row["noop_cpu_ms"]
+        row["step_over_exact"] = row["step_ms"] / row["exact_ms"]
+        rows_out.append(row)
+        print(f"served D={dim:>3} B={rows:>3}: step + commit {row['step_ms']:.2f} ms (commit "
+              f"{row['commit_ms']:.2f}) | no-op app per request: CPU {row['noop_cpu_ms']:.2f} ms, "
+              f"p50 {row['noop_p50_ms']:.2f} ms | exact {row['exact_ms']:.2f} ms | step / no-op "
+              f"CPU x{row['step_over_noop_cpu']:.2f}, / exact x{row['step_over_exact']:.2f}",
+              flush=True)  # fmt: skip
+    return rows_out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--part", nargs="+", default=["step", "many"], choices=["step", "many"])
+    parser.add_argument(
+        "--part", nargs="+", default=["step", "many", "served"], choices=["step", "many", "served"]
+    )
+    parser.add_argument("--batches", type=int, default=500, help="batches per served target")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--device", default="cpu")
@@ -216,6 +278,8 @@ def main() -> None:
         result["step"] = part_step(QUICK if args.quick else CONFIGS, args.rounds, args.device)
     if "many" in args.part and args.device == "cpu":
         result["many"] = part_many(8 if args.quick else args.streams, args.rounds)
+    if "served" in args.part and args.device == "cpu":
+        result["served"] = part_served(100 if args.quick else args.batches)
     write_json("core_speed" + (f"_{args.tag}" if args.tag else ""), result)
 
 

@@ -132,9 +132,10 @@ def _pick_cells(chunks: list[dict[str, Any]], digits: int) -> str:
 def core_speed(name: str) -> None:
     data = load(name)
     print(machine_line(data), "\n")
-    print("| D | B | candidates | dimwatch (us/batch) | floor | x floor | exact | x exact | "
-          "IncrementalPCA |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    if data.get("step"):
+        print("| D | B | candidates | dimwatch (us/batch) | floor | x floor | exact | x exact | "
+              "IncrementalPCA |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
     for r in data.get("step", []):
         print(f"| {r['D']} | {r['B']} | {','.join(map(str, r['candidates']))} | "
               f"{r['dimwatch_us']:.0f} | {r['floor_us']:.0f} | {r['dimwatch_over_floor']:.2f} | "
@@ -147,6 +148,16 @@ def core_speed(name: str) -> None:
               f"floor), together {many['together_us_per_stream']:.0f} "
               f"(x{many['together_over_floor']:.2f}), floor "
               f"{many['floor_us_per_stream']:.0f}")  # fmt: skip
+    if data.get("served"):
+        print("\n| D | B | candidates | step + commit (ms/batch) | of which commit | no-op app: "
+              "CPU / p50 latency per request (ms) | exact (ms/batch) | x no-op CPU | x no-op "
+              "latency | x exact |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in data.get("served", []):
+        print(f"| {r['D']} | {r['B']} | {','.join(map(str, r['candidates']))} | "
+              f"{r['step_ms']:.2f} | {r['commit_ms']:.2f} | {r['noop_cpu_ms']:.2f} / "
+              f"{r['noop_p50_ms']:.2f} | {r['exact_ms']:.2f} | {r['step_over_noop_cpu']:.2f} | "
+              f"{r['step_ms'] / r['noop_p50_ms']:.2f} | {r['step_over_exact']:.2f} |")  # fmt: skip
 
 
 def rows(name: str) -> None:
