@@ -73,7 +73,7 @@ class Stream:
     created_at: datetime
     optimizer: str | None = None  # "subspace", "adam" or "sgd"; None from an older server
     standardize: bool | None = None  # z-scored columns; None from a server that does not say
-    adaptive: bool | None = None  # adaptive learning rate; None from a server that does not say
+    adaptive: bool | None = None  # change detection; None from a server that does not say
     boost_learning_rate: float | None = None  # rate right after a detected change
     switch_margin: float | None = None  # hysteresis of the pick in BIC units
     converged: bool | None = None  # the selection converged (False: provisional); None: not said
