@@ -1,7 +1,8 @@
 """The sync dimwatch client on httpx, `DimwatchClient` (clients/async_client.py: the async one).
 
-Both only send the `Call`s built in `clients._requests` and sleep between retries; everything
-else (request bodies, parsing, error mapping, retry decisions) is shared and free of I/O.
+Both clients only send the `Call`s built in `clients._requests` and sleep between retries;
+everything else (request bodies, parsing, error mapping, retry decisions) is shared and free of
+I/O.
 
     with DimwatchClient("http://127.0.0.1:8000", token="...") as client:
         client.create_stream("sensors", latent_dims=[2, 4, 6])
