@@ -72,7 +72,8 @@ class Arrays:
 
     def mean_rows(self, a: Array) -> Array:
         """(S, B, X) -> (S, 1, X): the mean over the rows of each stream."""
-        return self.sum_rows(a)[:, None] / a.shape[1]
+        total = np.add.reduce(a, 1, keepdims=True) if self.numpy else a.sum(1, keepdim=True)
+        return total / a.shape[1]
 
     def sum_rows(self, a: Array) -> Array:
         """(S, B, X) -> (S, X): the sum over the rows of each stream."""

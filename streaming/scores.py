@@ -33,10 +33,10 @@ def to_host(
     none), tau^2."""
     if isinstance(tau2, torch.Tensor):
         tau2, sigma2 = tau2.detach().double(), sigma2.detach().double()
-    nan = sigma2 * math.nan
+    nan = sigma2 * math.nan if batch is None or row_var is None else None
     cols = [sigma2, nan if batch is None else batch, nan if row_var is None else row_var,
             sigma2 * 0.0 if check is None else check]  # fmt: skip
-    return ar.host(ar.cat([*(c[..., None] for c in cols), tau2], -1))
+    return ar.host(ar.cat([c[..., None] for c in cols] + [tau2], -1))
 
 
 class Scores(NamedTuple):
@@ -56,9 +56,8 @@ def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Sc
     """The scores of to_host's array (M, Hmax + 4), or of S such arrays (S, M, Hmax + 4): one
     set of float64 numpy operations for every H (and every stream)."""
     sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., TAU2:]
-    s_reg, s_rec = entropy.s_reg(tau2, mask), entropy.s_rec(sigma2, dim)
-    f_ent = entropy.entropy_elbo(tau2, sigma2, mask, dim)  # Eq. 20
-    both = entropy.bic(np.array((f_ent, batch)), np.asarray(spec.latent_dims), dim, spec.bic_n)
+    f_ent, s_reg, s_rec = entropy.elbo_terms(tau2, sigma2, mask, dim)  # Eq. 20
+    both = entropy.bic(np.array((f_ent, batch)), spec.latent_dims, dim, spec.bic_n)
     return Scores(host, f_ent, both[0], both[1], entropy.encoder_entropies(tau2), s_reg, s_rec)
 
 

@@ -37,6 +37,7 @@ counts n are host numbers (S,). A tracked subspace (K < D) and torch arrays step
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -132,22 +133,20 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     """The state after the rows x (S, B, D) float64, xu = project(s, x); s is unchanged."""
     rows = x.shape[1]
     n1 = s.n + rows
-    a, b = ar.per_stream(s.n / n1), ar.per_stream(1.0 / n1)  # (S, 1, 1)
+    a, b, shift, step = _merge_weights(ar, s.n, rows)
     xbar = ar.mean_rows(x)  # (S, 1, D)
     move = xbar - s.c[:, None]
-    shift = ar.per_stream(np.sqrt(s.n * rows / n1))  # the row that moves the old mean
     zc = ar.cat([x - xbar, move * shift], 1)  # (S, B + 1, D) centred rows
-    c = s.c + (move * ar.per_stream(rows / n1))[:, 0]
+    c = s.c + (move * step)[:, 0]
     if s.full:  # the covariance itself; its trace: the sum of its eigenvalues
         M = s.M * a + (zc.mT @ zc) * b
         w, v = ar.xp.linalg.eigh(M)  # ascending, per stream
         return Subspace(s.U, M, None, c, ar.sum_last(w), n1, s.since, ar.flip(w), ar.flip(v), None)
-    assert s.d is not None
-    d = s.d * ar.per_stream(s.n / n1, 2) + ar.sum_rows(zc * zc) * ar.per_stream(1 / n1, 2)
+    assert s.d is not None  # one stream: a, b are Python numbers
+    d = s.d * a + ar.sum_rows(zc * zc) * b
     T = ar.sum_last(d)
     if s.warm:
-        a0, b0 = float(s.n[0] / n1[0]), float(1.0 / n1[0])
-        return _widened(ar, s, zc[0], a0, b0, c, T, d, n1)
+        return _widened(ar, s, zc[0], a, b, c, T, d, n1)
     assert s.G is not None
     zcu = ar.cat([xu - ar.mean_rows(xu), zc[:, -1:] @ s.U], 1)  # (1, B + 1, K) in the basis
     M = s.M * a + (zcu.mT @ zcu) * b  # (1, K, K)
@@ -158,6 +157,21 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     # between rebases the latents keep their directions (U's columns) and refit their
     # variances: the Rayleigh quotients, M's diagonal (no O(K^3) eigh)
     return _sorted(ar, out)
+
+
+def _merge_weights(ar: Arrays, n: np.ndarray, rows: int) -> tuple[Any, Any, Any, Any]:
+    """Chan et al.'s merge of `rows` rows into n (S,) per stream, as per_stream factors: the
+    old covariance's weight n / n1, a centred row's 1 / n1, the scale sqrt(n rows / n1) of the
+    row that moves the old mean and the mean's step rows / n1 (n1 = n + rows). One stream's in
+    Python floats: the same float64 arithmetic (sqrt correctly rounded) without numpy's
+    dispatch."""
+    if n.shape[0] == 1:
+        m = float(n[0])
+        m1 = m + rows
+        return m / m1, 1.0 / m1, math.sqrt(m * rows / m1), rows / m1
+    n1 = n + rows
+    parts = (n / n1, 1.0 / n1, np.sqrt(n * rows / n1), rows / n1)
+    return tuple(ar.per_stream(v) for v in parts)
 
 
 def reexpressed(ar: Arrays, s: Subspace, g: Array, h: Array) -> Subspace:
@@ -316,15 +330,16 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
     xp = ar.xp
     d, hmax = s.U.shape[1], mask.shape[1]
     lam = s.evals[:, :hmax]  # (S, Hmax) descending
-    top = xp.cumsum(lam, 1)[:, top_of]  # (S, M) sum of the top H eigenvalues
+    top = lam.cumsum(1)[:, top_of]  # (S, M) sum of the top H eigenvalues
     T = s.T[:, None]
     sigma2 = xp.maximum((T - top) / noise_dims, T * (MIN_VARIANCE / d) + 1e-300)  # (S, M)
-    if not s.n.all():  # nothing seen yet: unit variances
+    if not all(s.n):  # nothing seen yet: unit variances
         sigma2 = xp.where(ar.asarray(s.n > 0, "bool")[:, None], sigma2, 1.0)
-    ell = xp.maximum(lam[:, None, :] * mask, sigma2[:, :, None])  # (S, M, Hmax)
+    noise = sigma2[:, :, None]
+    ell = xp.maximum(lam[:, None, :] * mask, noise)  # (S, M, Hmax)
     inv = 1 / ell
     const = d * LOG_2PI + ar.sum_last(xp.log(ell)) + (d - hmax) * xp.log(sigma2)
-    return Fit(ell, sigma2, sigma2[:, :, None] * inv, (inv - 1 / sigma2[:, :, None]).mT, const)
+    return Fit(ell, sigma2, noise * inv, (inv - 1 / noise).mT, const)
 
 
 def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
