@@ -26,8 +26,8 @@ PROBE = api.RetryPolicy(attempts=1)  # one try: a server either answers at once 
 class DemoOptions:
     """The replayed stream and its stream settings. Defaults are the paper's stream shortened
     tenfold (3 x 10,000 rows in batches of 10: 3,000 requests) with the service's default
-    training (lr 0.002 with the adaptive boost, analytic ELBO); `paper()` gives the paper's
-    full settings (3 x 100,000 rows, MC-100: 30,000 requests)."""
+    training (the subspace rule, change detection on); `paper()` gives the paper's full settings
+    (3 x 100,000 rows, Adam at 0.002, MC-100: 30,000 requests)."""
 
     intrinsic_dims: tuple[int, ...] = (6, 2, 4)  # true dimension of each chunk
     chunk_size: int = 10_000  # rows per chunk (paper: 100,000)

@@ -252,14 +252,14 @@ def _run_demo(
     console: Console,
 ) -> int:
     dims = ", ".join(str(d) for d in options.intrinsic_dims)
-    say(
-        console,
-        f"replaying the paper's stream into {name!r}: chunks of true dimension {dims}, "
-        f"{options.chunk_size} rows each, batches of {options.batch_size}, "
-        f"learning rate {options.learning_rate:g}, {options.estimator} ELBO",
-    )
     with DimwatchClient(url, token, retry=CLI_RETRY) as client:
-        _demo.create_demo_stream(client, name, options)
+        stream = _demo.create_demo_stream(client, name, options)
+        say(
+            console,
+            f"replaying the paper's stream (chunks of true dimension {dims}, "
+            f"{options.chunk_size} rows each, batches of {options.batch_size}) into "
+            f"{_render.stream_line(stream)}",
+        )
         chunks = _demo.replay(client, name, options, progress=not args.no_progress)
     console.print(_render.demo_table(chunks))
     return 0

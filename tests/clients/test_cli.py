@@ -340,6 +340,10 @@ def test_demo_without_a_server_starts_one_and_prints_one_row_per_chunk(
 
     out = capsys.readouterr().out
     assert out.startswith(f"no dimwatch server at {nobody}: started one in this process at ")
+    # the banner names the stream's optimizer as the server created it: the default subspace
+    # rule has no learning rate to print
+    assert "into stream 'd': D=10, candidates H=2,4,6, optimizer subspace," in out
+    assert "learning rate" not in out
     table = _demo_table_rows(out)
     assert [(r[0], r[1], r[2]) for r in table] == [
         ("1", "200", "6"),
