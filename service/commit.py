@@ -5,6 +5,10 @@ A write is a function of the connection; its `done(error)` is called on the comm
 once its group is committed (error None) or failed. A group is first run plainly; only if one of
 its writes fails is it run again with each write in its own savepoint, so that it fails alone
 (savepoints cost two statements per write, each taking the GIL back from busy threads).
+
+A lazy write is one nobody waits for (a history point, which the replay of the batches can
+rebuild): it joins the next group of writes that somebody waits for, or, if none comes within
+LINGER seconds, is committed alone; so a batch's history costs no fsync of its own.
 """
 
 import logging
@@ -15,6 +19,7 @@ from collections.abc import Callable
 
 Write = Callable[[sqlite3.Connection], object]
 Done = Callable[[BaseException | None], None]
+LINGER = 0.05  # seconds a lazy write waits for a group to join
 log = logging.getLogger("dimwatch")
 
 
@@ -24,14 +29,14 @@ class GroupCommit:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self.commits = 0  # transactions committed (writes per commit = grouping achieved)
-        self._queue: queue.SimpleQueue[tuple[Write, Done] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Write, Done, bool] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dimwatch-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Write, done: Done) -> None:
+    def submit(self, write: Write, done: Done, lazy: bool = False) -> None:
         """Queue `write`; `done(None)` is called on the committer thread once its group is
-        committed, `done(error)` if it failed."""
-        self._queue.put((write, done))
+        committed, `done(error)` if it failed. lazy: nobody waits for it (module docstring)."""
+        self._queue.put((write, done, lazy))
 
     def close(self) -> None:
         """Commit what is queued, stop the thread, close the connection."""
@@ -40,8 +45,17 @@ class GroupCommit:
         self._db.close()
 
     def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
-            group, more = [first], True
+        lingering: list[tuple[Write, Done, bool]] = []  # lazy writes waiting for a group
+        while True:
+            try:
+                first = self._queue.get(timeout=LINGER if lingering else None)
+            except queue.Empty:
+                self._commit(lingering)
+                lingering = []
+                continue
+            if first is None:
+                break
+            group, more = [*lingering, first], True
             while more:
                 try:
                     item = self._queue.get_nowait()
@@ -52,28 +66,32 @@ class GroupCommit:
                     more = False
                 else:
                     group.append(item)
-            self._commit(group)
+            lingering = group if more and all(lazy for _, _, lazy in group) else []
+            if not lingering:
+                self._commit(group)
+        if lingering:
+            self._commit(lingering)
 
-    def _commit(self, group: list[tuple[Write, Done]]) -> None:
+    def _commit(self, group: list[tuple[Write, Done, bool]]) -> None:
         """One transaction for the group: first every write plainly (the usual case); if one
         fails, again with each write in its own savepoint, so that it fails alone."""
         errors = self._transaction(group, isolated=False)
         if any(error is not None for error in errors) and len(group) > 1:
             errors = self._transaction(group, isolated=True)
-        for (_, done), error in zip(group, errors, strict=True):
+        for (_, done, _), error in zip(group, errors, strict=True):
             try:
                 done(error)
             except Exception:  # a waiter's bug must not stop the committer
                 log.exception("a commit's callback failed")
 
     def _transaction(
-        self, group: list[tuple[Write, Done]], isolated: bool
+        self, group: list[tuple[Write, Done, bool]], isolated: bool
     ) -> list[BaseException | None]:
         db = self._db
         errors: list[BaseException | None] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            for write, _ in group:
+            for write, _, _ in group:
                 if isolated:
                     errors.append(_savepoint(db, write))
                 else:

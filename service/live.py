@@ -6,9 +6,10 @@ Every method here blocks (training, reloads) and runs off the event loop. The ru
     begin(x, seq)     takes the stream's lock; checks width, then seq (a duplicate is answered
                       here, a reused seq refused); None: the batch is to be trained
     stepped(...)      after the core's step (which leaves the bank untouched on bad input): the
-                      history point and what the log must commit
-    committed(p)      once the log has made it durable: the new state becomes the stream's, and
-                      the lock is released (possibly by the log's committer thread)
+                      history point, for the log to mirror (the batch itself was handed to the
+                      log before the step, and commits while it trains)
+    committed(p)      once the batch is durable and trained: the new state becomes the
+                      stream's, and the lock is released (from the thread that saw both done)
 
 The lock is held from `begin` to the end of the commit, so no reader (models, transform) sees a
 step that is not durable and the stream's next batch trains on durable state only. If the commit
@@ -79,8 +80,8 @@ class Applied:
     rows: int
     duplicate: bool
     previous_best: int | None
-    seconds: float  # the training step + the durable commit (dimwatch_step_seconds)
-    commit_seconds: float = 0.0  # of which the commit (its hand-off to the log until durable)
+    seconds: float  # the training step and the durable commit, overlapping (step_seconds)
+    commit_seconds: float = 0.0  # the commit (its hand-off to the log until durable)
     answer: bytes = b""
     selection: SelectionOut | None = None
 
@@ -139,6 +140,7 @@ class LiveStream:
         self.report: StepReport | None = None  # after the last durable batch
         self.history = History(history_limit)
         self.digests = Digests()
+        self.unmirrored: list[Change] = []  # history changes a replay rebuilt, for the log
         self.snapshot_step = 0
         self.position = 0  # the log position of the last batch applied (cluster: JetStream's)
         self.deleted = False
@@ -317,8 +319,12 @@ class LiveStream:
         return live
 
     def _load(self, stored: StoredStream) -> None:
-        """Snapshot + replay into fresh objects; the stream changes only if all of it worked."""
+        """Snapshot + replay into fresh objects; the stream changes only if all of it worked.
+        The replay skips a batch the core refuses (the last one logged, whose drop a crash cut
+        short) and rebuilds the history points that a crash lost (`unmirrored`: for the log)."""
         history = History(self.history.capacity, stored.history_stride, stored.history)
+        mirrored = stored.history[-1].step if stored.history else 0
+        unmirrored = []
         digests = Digests.from_bytes(stored.digests)
         bank: Learner | None = None
         snapshot_step = 0
@@ -330,12 +336,20 @@ class LiveStream:
             x = np.frombuffer(data, dtype="<f4").reshape(-1, stored.dim).copy()
             if bank is None:
                 bank = self._new_bank(stored.dim)
-            bank.learn_many(x)
+            try:
+                report = bank.learn_many(x)
+            except InvalidBatchError as exc:
+                log.warning("stream %r: logged step %d refused, skipped (%s)", self.name, step, exc)
+                continue
             if bank.step != step:
                 raise RuntimeError(f"log step {step} replayed as {bank.step}")
             digests.add(step - 1, x, digest(x))
+            if step > mirrored and (change := history.add(report)) != Change(None, None):
+                unmirrored.append(change)
+        if bank is not None and bank.step == 0:  # its one batch refused: as before any
+            bank = None
         self.history, self.bank, self.snapshot_step = history, bank, snapshot_step
-        self.digests = digests
+        self.digests, self.unmirrored = digests, unmirrored
         self.report = None if bank is None else bank.report()
 
     def _reload(self, why: str, load: Callable[[], StoredStream | None]) -> None:

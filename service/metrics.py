@@ -22,13 +22,13 @@ class Metrics:
         self.rows = Counter("dimwatch_rows", "Rows learned", registry=r)
         self.step_seconds = Histogram(
             "dimwatch_step_seconds",
-            "Time to apply one batch: training step plus durable commit",
+            "Time to apply one batch: its training step and its durable commit, which overlap",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
         self.commit_seconds = Histogram(
             "dimwatch_commit_seconds",
-            "Time from a trained batch's hand-off to its log until it is durable (in step_seconds)",
+            "Time from a batch's hand-off to its log until it is durable (in step_seconds)",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0),
             registry=r,
         )

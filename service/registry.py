@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from service import views
 from service.budget import Budget
 from service.errors import ApiError, not_found
-from service.live import EPOCH, Applied, LiveStream, Pending, Unavailable
+from service.history import Change
+from service.live import EPOCH, Applied, LiveStream, Unavailable
 from service.metrics import Metrics
 from service.runtime.admission import check_limits
 from service.runtime.log import Done, StorageError
@@ -80,17 +81,20 @@ class SqliteLog:
     def store(self) -> Store:
         return self._registry.store
 
-    def commit(self, live: LiveStream, pending: Pending, done: Done) -> None:
+    def append(self, live: LiveStream, step: int, x: np.ndarray, done: Done) -> None:
         def stored(error: BaseException | None) -> None:
             done(StorageError(str(error)) if isinstance(error, sqlite3.Error) else error)
 
-        x, step = pending.x, pending.report.step
         try:
-            self.store.append_batch(
-                live.name, step, x.shape[0], x.tobytes(), pending.bank.dim, pending.change, stored
-            )
+            self.store.log_batch(live.name, step, x.shape[0], x.tobytes(), x.shape[1], stored)
         except sqlite3.Error as exc:
             stored(exc)
+
+    def drop(self, live: LiveStream, step: int, done: Done) -> None:
+        self.store.drop_batch(live.name, step, done)
+
+    def record(self, live: LiveStream, change: Change) -> None:
+        self.store.mirror_history(live.name, change)
 
     async def snapshot(self, live: LiveStream) -> None:
         await asyncio.to_thread(self.snapshot_now, live)
@@ -167,6 +171,10 @@ class Registry:
     def _restore(self, name: str) -> LiveStream | Unavailable | None:
         s = self.settings
         live = restore(self.store, name, s.device, s.history_limit)
+        if isinstance(live, LiveStream):
+            for change in live.unmirrored:  # history points a crash lost, rebuilt by the replay
+                self._log.record(live, change)
+            live.unmirrored = []
         if isinstance(live, LiveStream) and live.unsnapped >= s.snapshot_every:
             try:
                 self._log.snapshot_now(live)

@@ -19,6 +19,11 @@ fails alone) and commits, hence fsyncs, once for all of them; a write is answere
 the commit of its group is durable. Batches of many streams arriving together share one fsync
 instead of queueing behind one fsync each.
 
+A batch is logged while the core trains it (log_batch; the two overlap), dropped again if the
+core refuses it, and its history point follows lazily, in the next group (mirror_history): the
+replay rebuilds a point that a crash lost, as it skips a refused batch whose drop a crash cut
+short (service/live.py).
+
 Snapshots (hundreds of MB at the limits) are written to their own file with their own
 connection, so they never hold the committer: the snapshot is committed first, then the log rows
 it covers are deleted by a group commit. A crash in between leaves rows that the snapshot covers,
@@ -208,33 +213,45 @@ class Store:
 
     # -------------------------------------------------------------------------------- batches
 
+    def log_batch(self, name: str, step: int, rows: int, data: bytes, dim: int, done: Done) -> None:
+        """Log a batch as the stream's step `step` (its step after it), as the core trains it:
+        `done(None)` (on the committer thread) once durable, `done(error)` if it failed. A batch
+        the core then refuses is dropped again (drop_batch); one whose drop a crash cut short is
+        refused again by the replay, which skips it, and the stream's next batch replaces it."""
+        self._committer.submit(lambda db: _log_batch(db, name, step, rows, data, dim), done)
+
+    def drop_batch(self, name: str, step: int, done: Done) -> None:
+        """Take a logged batch out again (the core refused it): `done` as in log_batch."""
+        self._committer.submit(
+            lambda db: db.execute(
+                "DELETE FROM batches WHERE stream = ? AND step = ?", (name, step)
+            ),
+            done,
+        )
+
+    def mirror_history(self, name: str, change: Change) -> None:
+        """Mirror what the stream's history did for a logged batch, lazily (service/commit.py):
+        nobody waits for it, and if a crash loses it, the replay of the batch rebuilds it."""
+        if change.added is None and change.thinned_to is None:
+            return
+
+        def failed(error: BaseException | None) -> None:
+            if error is not None:
+                log.error("stream %r: could not store a history point (%s)", name, error)
+
+        self._committer.submit(lambda db: _mirror_history(db, name, change), failed, lazy=True)
+
     def append_batch(
-        self,
-        name: str,
-        step: int,
-        rows: int,
-        data: bytes,
-        dim: int,
-        change: Change,
-        done: Done | None = None,
+        self, name: str, step: int, rows: int, data: bytes, dim: int, change: Change
     ) -> None:
-        """Log one applied batch (step = the stream's step after it): returns once durable, or
-        at once when `done` is given, which the committer thread calls once it is (or with the
-        error)."""
+        """Log a batch and its history point in one transaction; returns once durable (for
+        tools and tests: the server logs a batch while it trains, log_batch)."""
 
         def write(db: sqlite3.Connection) -> None:
-            if step == 1:
-                db.execute("UPDATE streams SET dim = ? WHERE name = ?", (dim, name))
-            db.execute(
-                "INSERT INTO batches (stream, step, rows, data) VALUES (?, ?, ?, ?)",
-                (name, step, rows, data),
-            )
+            _log_batch(db, name, step, rows, data, dim)
             _mirror_history(db, name, change)
 
-        if done is None:
-            self._write(write)
-        else:
-            self._committer.submit(write, done)
+        self._write(write)
 
     def logged_batches(self, name: str) -> int:
         """Rows of the batch log held for a stream (for tests and operations)."""
@@ -247,6 +264,7 @@ class Store:
     def save_snapshot(self, name: str, step: int, state: bytes, digests: bytes = b"") -> None:
         """Replace the stream's snapshot (durably, in the snapshot file, holding no other
         stream's commit), then drop the logged batches it covers."""
+        self._write(lambda db: None)  # history points still lingering first: it covers them
         with self._snap_lock:
             self._snaps.execute(
                 "INSERT OR REPLACE INTO snapshots (stream, step, state, digests) "
@@ -275,11 +293,23 @@ class Store:
             self._snaps.execute("DELETE FROM snapshots WHERE stream = ?", (name,))
 
 
+def _log_batch(
+    db: sqlite3.Connection, name: str, step: int, rows: int, data: bytes, dim: int
+) -> None:
+    if step == 1:
+        db.execute("UPDATE streams SET dim = ? WHERE name = ?", (dim, name))
+    db.execute(
+        "INSERT OR REPLACE INTO batches (stream, step, rows, data) VALUES (?, ?, ?, ?)",
+        (name, step, rows, data),
+    )
+
+
 def _mirror_history(db: sqlite3.Connection, name: str, change: Change) -> None:
     if change.added is not None:
         p = change.added
         db.execute(
-            "INSERT INTO history (stream, step, best, bic, batch_bic) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO history (stream, step, best, bic, batch_bic) "
+            "VALUES (?, ?, ?, ?, ?)",
             (name, p.step, p.best_latent_dim, json.dumps(p.bic), json.dumps(p.batch_bic)),
         )
     if change.thinned_to is not None:

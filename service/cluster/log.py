@@ -1,7 +1,7 @@
 """The runtime's log in the cluster: JetStream (service/runtime/log.py has the interface).
 
 A batch reaches a worker only after the API node appended it to DW_LOG and JetStream
-acknowledged it (file storage, an fsync per write, R replicas): `commit` has nothing left to do.
+acknowledged it (file storage, an fsync per write, R replicas): `append` has nothing left to do.
 A snapshot is the stream's state in the dw-snapshots object store, then its record (a
 compare-and-set: a newer owner's claim fences this one), then the purge of the stream's log
 behind the position the snapshot covers. Every write first checks the owner's lease.
@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import numpy as np
 from nats.js.errors import KeyWrongLastSequenceError
 
 from service.cluster import layout
 from service.cluster.layout import Cluster, StreamRecord
-from service.history import Point
-from service.live import LiveStream, Pending
+from service.history import Change, Point
+from service.live import LiveStream
 from service.runtime.log import Done
 from service.settings import Settings
 from service.store import StoredStream
@@ -55,8 +56,14 @@ class JetStreamLog:
         self.c = cluster
         self.claims: dict[str, Claim] = {}  # by stream name
 
-    def commit(self, live: LiveStream, pending: Pending, done: Done) -> None:
+    def append(self, live: LiveStream, step: int, x: np.ndarray, done: Done) -> None:
         done(None)  # in the log (and acknowledged by JetStream) before the worker saw it
+
+    def drop(self, live: LiveStream, step: int, done: Done) -> None:
+        done(None)  # stays in the log: its replay refuses it again
+
+    def record(self, live: LiveStream, change: Change) -> None:
+        pass  # the history travels in the snapshot; the replay rebuilds what came after it
 
     def load(self, name: str) -> StoredStream | None:
         raise AssertionError("a commit to JetStream cannot fail after the worker saw the batch")

@@ -3,16 +3,19 @@ partitions), each with its ordered work, and the one path of a batch:
 
     push (loop)       admission (429/413), then the stream's queue: one job at a time
     scheduler         the ready batches of all streams, in groups (scheduler.py)
-    worker thread     begin (lock, width, seq) -> one learn_together call for the group ->
-                      stepped -> log.commit(..., done) -> the answer rendered while it commits
+    worker thread     begin (lock, width, seq) -> log.append(..., done) for each batch -> one
+                      learn_together call for the group (while the log commits the batches) ->
+                      stepped -> the answers rendered
     log's thread      done -> one wake of the loop
-    loop              committed (state swapped, lock released), the answer, the metrics and
-                      events (once, here, for both modes), the admission released, a snapshot
-                      if due, the stream's next job
+    Batch             once both are done (on the loop, or the worker thread if the commit came
+                      first): committed (state swapped, lock released), history to the log
+    loop              the answer, the metrics and events (once, here, for both modes), the
+                      admission released, a snapshot if due, the stream's next job
 
 No thread waits for a commit and the loop wakes once per batch. Other work in a stream's order
 (snapshots, deletes) runs as coroutines in the same queue (`call`). A batch is answered only
-after `done(None)`: durable in the log.
+after `done(None)`: durable in the log; one the core refuses is dropped from the log before its
+error is answered.
 """
 
 import asyncio
@@ -22,16 +25,18 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
 from service import views
 from service.errors import ApiError
-from service.live import Applied, LiveStream, Pending
+from service.live import Applied, LiveStream
 from service.metrics import Metrics
 from service.pubsub import Hub
 from service.runtime.admission import Admission, Slot, Ticket
+from service.runtime.batch import Batch, Reload
 from service.runtime.log import StorageError, StreamLog
 from service.runtime.pool import worker_pool
 from service.runtime.scheduler import Scheduler
@@ -68,15 +73,6 @@ class Entry:
     def pending(self) -> int:
         """Batches admitted and not answered yet."""
         return self.slot.pending
-
-
-@dataclass(frozen=True)
-class _Reload(Exception):
-    """A job's stream must be reloaded from its log (then `cause` answered): its commit failed,
-    or the core failed on it part way."""
-
-    why: str
-    cause: BaseException
 
 
 class Runtime:
@@ -180,7 +176,7 @@ class Runtime:
 
     def _done(self, entry: Entry, job: Job, result: Any, error: BaseException | None) -> None:
         """A job ended (on the loop): answer it, publish, start the stream's next job."""
-        if isinstance(error, _Reload):
+        if isinstance(error, Reload):
             self._recover(entry, job, error)
             return
         live = entry.live
@@ -223,14 +219,21 @@ class Runtime:
 
         return snapshot
 
-    def _recover(self, entry: Entry, job: Job, failed: _Reload) -> None:
+    def _recover(self, entry: Entry, job: Job, failed: Reload) -> None:
         """Reload the stream on a worker thread, then answer the error."""
         live = entry.live
         reloading = asyncio.get_running_loop().run_in_executor(
             self.pool, live.recover, failed.why, lambda: self.log.load(live.name)
         )
         answer = _storage_error(failed.cause)
-        reloading.add_done_callback(lambda _: self._done(entry, job, None, answer))
+        reloading.add_done_callback(lambda _: self._reloaded(entry, job, answer))
+
+    def _reloaded(self, entry: Entry, job: Job, answer: BaseException) -> None:
+        live = entry.live
+        for change in live.unmirrored:  # history points the reload rebuilt, for the log
+            self.log.record(live, change)
+        live.unmirrored = []
+        self._done(entry, job, None, answer)
 
     # -------------------------------------------------------------------------------- threads
 
@@ -247,8 +250,9 @@ class Runtime:
         self._step_locked(busy)
 
     def _step_locked(self, group: list[tuple[Entry, Job]]) -> None:
-        """Check, step (one learn_together call), commit: batches whose streams' locks this
-        thread holds."""
+        """Check, log, step (one learn_together call), render: batches whose streams' locks this
+        thread holds. Each batch is handed to the log before the step, so that it becomes
+        durable while the group trains; it is answered once both are done (runtime/batch.py)."""
         started = time.perf_counter()
         steps = []
         for entry, job in group:
@@ -262,67 +266,56 @@ class Runtime:
                 self._finish(entry, job, None, exc)
                 continue
             try:
-                steps.append((entry, job, entry.live.learner(job.x.shape[1])))
+                bank = entry.live.learner(job.x.shape[1])
             except BaseException as exc:
                 entry.live.abort()
                 self._finish(entry, job, None, exc)
+                continue
+            steps.append((entry, job, bank, self._append(entry, job, started)))
         if not steps:
             return
-        pairs = [(bank, job.x) for _, job, bank in steps if job.x is not None]
+        pairs = [(bank, job.x) for _, job, bank, _ in steps if job.x is not None]
         try:
             reports: list[Any] = list(learn_together(pairs))
-            step_seconds = time.perf_counter() - started
         except Exception as exc:  # a bug of the core: its learners may be stepped part way
             log.exception("a group of %d batches failed in the core", len(steps))
-            for entry, job, _ in steps:
-                self._finish(entry, job, None, _Reload(f"the core failed ({exc!r})", exc))
+            for *_, batch in steps:
+                batch.stepped(None, Reload(f"the core failed ({exc!r})", exc))
             return
-        committing = []
-        for (entry, job, bank), report in zip(steps, reports, strict=True):
+        rendering = []
+        for (entry, job, bank, batch), report in zip(steps, reports, strict=True):
             assert job.x is not None
             try:
                 if isinstance(report, BaseException):
                     raise report
                 pending = entry.live.stepped(job.x, bank, report, started, job.position)
             except BaseException as exc:
-                entry.live.abort()
-                self._finish(entry, job, None, exc)
+                batch.stepped(None, exc)
                 continue
-            committing.append((pending, self._commit(entry, job, pending, step_seconds)))
-        # Every commit of the group is handed over first (so they can share one), then the
-        # answers are rendered while the log commits them.
-        for pending, both in committing:
-            rows = pending.x.shape[0]
+            rendering.append((pending, batch))
+        for pending, batch in rendering:
             best = None if pending.previous is None else pending.previous.best_latent_dim
-            both.set(_render(Applied(pending.report, rows, False, best, 0.0)), None)
+            batch.stepped(pending, _render(Applied(pending.report, len(pending.x), False, best, 0)))
 
-    def _commit(self, entry: Entry, job: Job, pending: Pending, step: float) -> "_Both":
-        """Hand the batch (stepped in `step` seconds) to the log; it is answered once committed
-        and its answer rendered (the returned join's other half)."""
-        live = entry.live
-        both = _Both(lambda result, error: self._finish(entry, job, result, error))
-        handed = time.perf_counter()
+    def _append(self, entry: Entry, job: Job, started: float) -> Batch:
+        """Hand the batch to the log, to be durable while it trains; -> what joins the two."""
+        assert job.x is not None
+        finish = partial(self._finish, entry, job)
+        batch = Batch(entry.live, self.log, finish, started)
         loop = self._loop
         assert loop is not None
-
-        def committed(error: BaseException | None, seconds: float) -> None:  # on the loop
-            if error is None:  # dimwatch_step_seconds: the step (its group's) + the commit
-                applied = replace(live.committed(pending), seconds=step + seconds)
-                both.set(replace(applied, commit_seconds=seconds), None)
-            else:
-                why = f"could not store step {pending.report.step} ({error})"
-                both.set(None, _Reload(why, error))
+        handed = time.perf_counter()
 
         def done(error: BaseException | None) -> None:
             # on the log's thread (SQLite's committer): as little Python as can be, for it
             # takes the GIL from the threads serving requests
-            loop.call_soon_threadsafe(committed, error, time.perf_counter() - handed)
+            loop.call_soon_threadsafe(batch.logged, error, time.perf_counter() - handed)
 
         try:
-            self.log.commit(live, pending, done)
+            self.log.append(entry.live, entry.live.step + 1, job.x, done)
         except Exception as exc:
             done(exc)
-        return both
+        return batch
 
     def _finish(self, entry: Entry, job: Job, result: Any, error: BaseException | None) -> None:
         """Back to the loop with a job's outcome (from any thread)."""
@@ -331,29 +324,6 @@ class Runtime:
             self._done(entry, job, result, error)
         else:
             self._loop.call_soon_threadsafe(self._done, entry, job, result, error)
-
-
-class _Both:
-    """Joins a commit's outcome with its rendered answer: calls `then` once both are set."""
-
-    def __init__(self, then: Callable[[Any, BaseException | None], None]) -> None:
-        self._then = then
-        self._lock = threading.Lock()
-        self._parts: list[tuple[Any, BaseException | None]] = []
-
-    def set(self, result: Any, error: BaseException | None) -> None:
-        with self._lock:
-            self._parts.append((result, error))
-            if len(self._parts) < 2:
-                return
-        (first, first_error), (second, second_error) = self._parts
-        error = first_error or second_error
-        if error is not None:
-            self._then(None, error)
-            return
-        committed, rendered = (first, second) if first.answer == b"" else (second, first)
-        seconds, commit = committed.seconds, committed.commit_seconds
-        self._then(replace(rendered, seconds=seconds, commit_seconds=commit), None)
 
 
 def _render(applied: Applied) -> Applied:

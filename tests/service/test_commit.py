@@ -56,3 +56,30 @@ def test_a_failing_write_alone_gets_its_error_and_the_committer_goes_on(tmp_path
     committer.submit(lambda db: db.execute("INSERT INTO t VALUES (1)"), after.set_result)
     assert _result(after) is None
     committer.close()
+
+
+def test_a_lazy_write_joins_the_next_group_or_commits_alone_after_lingering(
+    tmp_path: Path,
+) -> None:
+    db = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None, check_same_thread=False)
+    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+    committer = GroupCommit(db)
+    held, release = threading.Event(), threading.Event()
+    first: Future[BaseException | None] = Future()
+    committer.submit(lambda db: held.set() or release.wait(30), first.set_result)
+    assert held.wait(30)
+    lazy: Future[BaseException | None] = Future()
+    committer.submit(lambda db: db.execute("INSERT INTO t VALUES (1)"), lazy.set_result, True)
+    waited: Future[BaseException | None] = Future()
+    committer.submit(lambda db: db.execute("INSERT INTO t VALUES (2)"), waited.set_result)
+    release.set()
+    assert (_result(first), _result(lazy), _result(waited)) == (None, None, None)
+    assert committer.commits == 2  # the lazy write cost no commit of its own
+    alone: Future[BaseException | None] = Future()
+    committer.submit(lambda db: db.execute("INSERT INTO t VALUES (3)"), alone.set_result, True)
+    assert _result(alone) is None  # nothing else came: committed after LINGER
+    assert committer.commits == 3
+    committer.close()
+    check = sqlite3.connect(tmp_path / "t.sqlite3")
+    assert [k for (k,) in check.execute("SELECT k FROM t ORDER BY k")] == [1, 2, 3]
+    check.close()

@@ -264,13 +264,13 @@ def test_failed_commit_leaves_stream_as_on_disk(
         push(server.client, "s", data[i], seq=i)
     before = [server.client.get(path).json() for path in PATHS]
     store = server.registry.store
-    real_append = store.append_batch
+    real_append = store.log_batch
 
     def failing_append(*args: Any, **kwargs: Any) -> None:
-        monkeypatch.setattr(store, "append_batch", real_append)  # fail once: a full disk
+        monkeypatch.setattr(store, "log_batch", real_append)  # fail once: a full disk
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(store, "append_batch", failing_append)
+    monkeypatch.setattr(store, "log_batch", failing_append)
     response = push(server.client, "s", data[2], seq=2)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
@@ -294,13 +294,13 @@ def test_unexpected_error_answers_500_and_changes_nothing(
     push(server.client, "s", data[0], seq=0)
     before = [server.client.get(path).json() for path in PATHS]
     store = server.registry.store
-    real_append = store.append_batch
+    real_append = store.log_batch
 
     def broken_append(*args: Any, **kwargs: Any) -> None:
-        monkeypatch.setattr(store, "append_batch", real_append)
+        monkeypatch.setattr(store, "log_batch", real_append)
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(store, "append_batch", broken_append)
+    monkeypatch.setattr(store, "log_batch", broken_append)
     response = push(server.client, "s", data[1], seq=1)
     assert response.status_code == 500
     assert response.json() == {

@@ -90,8 +90,8 @@ def test_failing_write_fails_alone_in_its_group(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.create_stream("s", {}, 2, "2026-11-25T15:00:00Z")
     _append(store, "s", 1)
-    with pytest.raises(sqlite3.IntegrityError):
-        _append(store, "s", 1)  # the same step twice: primary key
+    with pytest.raises(sqlite3.IntegrityError):  # a batch without its rows: NOT NULL
+        store._write(lambda db: db.execute("INSERT INTO batches (stream, step) VALUES ('s', 2)"))
     _append(store, "s", 2)
     assert store.logged_batches("s") == 2
     store.close()

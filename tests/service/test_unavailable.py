@@ -182,7 +182,7 @@ def test_failed_commit_and_failed_reload_keep_no_trained_ahead_state(
         for i in range(2):
             push(client, "s", batch(rows=5, dim=DIM, seed=i), seq=i)
         durable = client.get("/v1/streams/s/models/2").json()
-        _fail(server.registry.store, monkeypatch, "append_batch")
+        _fail(server.registry.store, monkeypatch, "log_batch")
         _fail(server.registry.store, monkeypatch, "load_stream")
         response = push(client, "s", batch(rows=5, dim=DIM, seed=2), seq=2)
         assert (response.status_code, response.json()["error"]) == (503, "storage_error")
@@ -218,7 +218,7 @@ def test_failed_commit_then_reload_failing_part_way_is_unavailable(
             stored.batches[-1] = (step, data[:-4])  # the last logged batch lost a value
             return stored
 
-        _fail(store, monkeypatch, "append_batch")
+        _fail(store, monkeypatch, "log_batch")
         monkeypatch.setattr(store, "load_stream", truncated)
         assert push(client, "s", batch(rows=5, dim=DIM, seed=2), seq=2).status_code == 503
         assert "then could not reload it from the store" in _reason(client, "s")
