@@ -5,9 +5,11 @@ when dimwatch's `converged` flag speaks, against the exact running covariance on
 Streams: stationary p-PCA, x = mu + U_k (s * g) + noise * e, k = 16 true directions whose
 scales s span two decades (10^2 .. 1), column offsets of a few hundred, D = 10 .. 784 (bic_n
 chosen so that the exact pick is the true 16, not the smallest candidate; D = 10: k = 4 of
-candidates 2, 4, 6); and any of bench/real_data.py's datasets (shuffled epochs). The exact
-optimum LL*(H) is closed form from the population covariance (synthetic) or the whole dataset's
-(real data).
+candidates 2, 4, 6); and any of bench/real_data.py's datasets, pushed as shuffled epochs (every
+row once per epoch) or, with --sampling iid, as independent draws with replacement from the file
+(a stream whose population is the file: the same optimum, the rows' noise of an unbounded
+stream; docs/math.md section 11). The exact optimum LL*(H) is closed form from the population
+covariance (synthetic) or the whole dataset's (real data).
 
 Per case and seed, after every batch:
   - dimwatch: the Learner's entropy ELBO F_ent(H) (service defaults but the candidates and N);
@@ -20,6 +22,7 @@ to the end; the ratio flag / dimwatch's rows to 1% should be <= 2, and the large
 converged below 5%.
 
     python -m bench.rows [--quick] [--seeds 0 1] [--cases d10 d64 d256 d784 wine-raw ...]
+                         [--sampling epochs|iid]
 """
 
 import argparse
@@ -177,7 +180,7 @@ def _rows_from(ok: np.ndarray, batch: int) -> int | None:
     return None if bad[-1] + 1 >= ok.size else int((bad[-1] + 2) * batch)
 
 
-def real_case(name: str, seed: int, rows: int) -> dict[str, Any]:
+def real_case(name: str, seed: int, rows: int, sampling: str = "epochs") -> dict[str, Any]:
     from bench.real_data import CASES, eigenvalues, load, stream_rows
 
     case = next(c for c in CASES if c.name == name)
@@ -185,7 +188,11 @@ def real_case(name: str, seed: int, rows: int) -> dict[str, Any]:
     lam = np.sort(eigenvalues(data, case.standardize))[::-1]
     ll_star = np.array([loglik(lam, float(lam.sum()), lam.shape[0], h)
                         for h in case.latent_dims])  # fmt: skip
-    x = stream_rows(data, rows, seed)
+    if sampling == "iid":  # independent draws from the file: its rows' noise never averages out
+        x = data[np.random.default_rng(seed).integers(0, data.shape[0], rows)]
+        name = f"{name}/iid"
+    else:
+        x = stream_rows(data, rows, seed)
     if case.standardize:  # the exact reference sees what dimwatch models: z-scores
         sd = data.astype(np.float64).std(0)
         x_ref = (x - data.mean(0)) / np.where(sd > 0, sd, 1.0)
@@ -196,15 +203,69 @@ def real_case(name: str, seed: int, rows: int) -> dict[str, Any]:
     return run_case(name, x, ll_star, case.latent_dims, case.bic_n, 10, seed)
 
 
+def paper_case(seed: int, chunk: int, dims: tuple[int, ...] = (2, 4, 6)) -> dict[str, Any]:
+    """The paper's stream (D = 10, chunks of intrinsic dimension 6, 2, 4, batches of 10), each
+    batch's F_ent against the optimum of the chunk it comes from: when the flag speaks in each
+    chunk, when it drops after each change, and the largest gap while converged."""
+    from streaming.data import paper_stream
+    from streaming.learner import Learner
+    from streaming.spec import StreamSpec
+
+    ks = (6, 2, 4)
+    x, _ = paper_stream(ks, chunk_size=chunk, seed=seed)
+    u = random_orthogonal(10, np.random.default_rng(seed))  # paper_stream's U (its first draw)
+    stars = []
+    for k in ks:
+        s = np.linspace(1.0, 5.0, 10)
+        s[k:] = 0.0
+        lam = np.sort(np.linalg.eigvalsh((u * s**2) @ u.T + 0.01 * np.eye(10)))[::-1]
+        stars.append([loglik(lam, float(lam.sum()), 10, h) for h in dims])
+    learner = Learner(10, StreamSpec(latent_dims=dims, device="cpu", seed=seed))
+    per_chunk = chunk // 10
+    flags, gaps = np.zeros(len(x) // 10, dtype=bool), np.zeros(len(x) // 10)
+    for t in range(len(flags)):
+        rep = learner.learn_many(x[t * 10 : (t + 1) * 10])
+        star = np.array(stars[t // per_chunk])
+        gaps[t] = np.max(np.abs([m.entropy_elbo for m in rep.models] - star) / np.abs(star))
+        flags[t] = rep.converged
+    chunks = [slice(i * per_chunk, (i + 1) * per_chunk) for i in range(len(ks))]
+    worst = gaps[flags]
+    return {"case": "paper", "seed": seed, "chunk": chunk,
+            "flag_rows": [_rows_from(flags[c], 10) for c in chunks],
+            "rows_to_1pct": [_rows_from(gaps[c] <= 0.01, 10) for c in chunks],
+            "drop_batches": [int(np.argmin(flags[c])) if not flags[c].all() else None
+                             for c in chunks[1:]],
+            "max_gap_while_converged_pct": float(100 * worst.max()) if worst.size else None,
+            "restarts": rep.training.restarts}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--cases", nargs="+")
     parser.add_argument("--real-rows", type=int, default=20_000)
+    parser.add_argument(
+        "--sampling",
+        choices=("epochs", "iid"),
+        default="epochs",
+        help="real data: shuffled epochs of the file, or draws with replacement",
+    )
+    parser.add_argument(
+        "--paper-chunk",
+        type=int,
+        default=0,
+        help="instead: the paper's changing stream, chunks of this many rows",
+    )
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     set_threads(1)
+    if args.paper_chunk:
+        paper = [paper_case(seed, args.paper_chunk) for seed in args.seeds]
+        for r in paper:
+            print(r, flush=True)
+        write_json("rows_paper" + (f"_{args.tag}" if args.tag else ""), {"runs": paper})
+        return
     names = args.cases or (QUICK if args.quick else [c.name for c in SYNTHETIC] + list(REAL))
     results = []
     for name in names:
@@ -217,7 +278,7 @@ def main() -> None:
                                     for h in syn.latent_dims])  # fmt: skip
                 r = run_case(name, x, ll_star, syn.latent_dims, syn.bic_n, syn.batch, seed)
             else:
-                r = real_case(name, seed, args.real_rows)
+                r = real_case(name, seed, args.real_rows, args.sampling)
             results.append(r)
             print_row(r)
             write_json("rows" + (f"_{args.tag}" if args.tag else ""), {"runs": results})

@@ -72,7 +72,10 @@ class Convergence:
         and rests on now (n), the new F_ent (M). -> the flags."""
         if not all(math.isfinite(g) for g in gaps):
             return self.flags
+        # a batch's variance is taken over its own rows (1 / B): B / (B - 1) unbiases it (one
+        # row: its squared gap)
         variances = [g * g * rows for g in gaps] if row_var is None else row_var
+        unbias = 1.0 if row_var is None else rows / (rows - 1)
         if n >= 2 * self.mark:  # a new window; the one before the last drops out
             self.old_gap, self.old_row_var = self.gap, self.row_var
             self.gap, self.row_var = [0.0] * len(gaps), [0.0] * len(gaps)
@@ -84,7 +87,7 @@ class Convergence:
         may = trusted and quiet and self.batches >= MIN_BATCHES
         for i, (g, v, f) in enumerate(zip(gaps, variances, f_ent, strict=True)):
             self.gap[i] += g * before
-            self.row_var[i] += v
+            self.row_var[i] += v * unbias
             optimism = abs(self.gap[i] + self.old_gap[i]) / count / (2 * n)
             noise = math.sqrt((self.row_var[i] + self.old_row_var[i]) / count / n)
             self.error[i] = optimism + Z * noise
