@@ -141,10 +141,10 @@ class Learner:
         c = self.counters
         c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
         s = self._scores = given or self._score(stepped.batch_elbo, stepped.row_var, stepped.host)
-        batch, self._f_ent = s.host[:, 1].tolist(), s.f_ent.tolist()
+        (batch, row_var), self._f_ent = s.host[:, 1:3].T.tolist(), s.f_ent.tolist()
         gaps = [b - f for b, f in zip(batch, f_prev, strict=True)]
         alarmed = False
-        row_var = None if stepped.row_var is None else s.host[:, 2].tolist()
+        row_var = None if stepped.row_var is None else row_var
         if self.detector is not None:
             armed = expected is not None
             gap = gaps if expected is None else [g - e for g, e in zip(gaps, expected, strict=True)]

@@ -159,41 +159,34 @@ class SubspaceRule:
         rules share their settings and D and (more than one) are stackable; the batches have as
         many rows. A rule whose result would not be finite is left unchanged and gets
         InvalidBatchError (raised when there is one rule)."""
-        first = rules[0]
+        first, one = rules[0], len(rules) == 1
         ar = first.arrays
-        s = rules[0].state if len(rules) == 1 else subspace.stacked(ar, [r.state for r in rules])
-        fit = rules[0]._fit if len(rules) == 1 else _stacked_fit(ar, [r._fit for r in rules])
-        x = xs[0][None] if len(xs) == 1 else ar.xp.stack(xs)  # (S, B, D)
+        s = first.state if one else subspace.stacked(ar, [r.state for r in rules])
+        fit = first._fit if one else _stacked_fit(ar, [r._fit for r in rules])
+        x = xs[0][None] if one else ar.xp.stack(xs)  # (S, B, D)
         rows = x.shape[1]
-        xu = subspace.project(s, x)
-        with np.errstate(all="ignore"):  # a row infinitely unlikely under a model: see below
-            ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
-            row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
-        fresh = (s.n[0] == 0) if len(s.n) == 1 else not s.n.all()  # no model before a batch
-        if fresh or not ar.finite(elbo if row_var is None else elbo + row_var):
-            # not measured: before a stream's first batch, or a batch whose log-likelihood
-            # under the models before it passes float64 (a fit to rows that were all alike)
-            unmeasured = ar.asarray(s.n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
-            elbo = ar.xp.where(unmeasured, np.nan, elbo)
-            row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
-        if remaps is not None and any(m is not None for m in remaps):
-            g, h = _stacked_remap(ar, remaps, x.shape[2])
-            s = subspace.reexpressed(ar, s, g, h)
-            x = x * g[:, None] + h[:, None]
-            xu = subspace.project(s, x)
-        try:
-            new = subspace.updated(ar, s, x, xu)
-        except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
-            raise not_finite(xs[0]) from exc
-        fitted = first._fitted(new)
-        # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
-        host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
-        finite = np.isfinite(host[:, :, scores.TAU2 - 1]).all(1)
+        # a row infinitely unlikely under a model (see _measured), an eigen-decomposition that
+        # does not converge (NaN): refused below, as is any result that is not finite
+        with np.errstate(all="ignore"):
+            elbo, row_var = _measured(ar, s, fit, x)
+            if remaps is not None and any(m is not None for m in remaps):
+                g, h = _stacked_remap(ar, remaps, x.shape[2])
+                s = subspace.reexpressed(ar, s, g, h)
+                x = x * g[:, None] + h[:, None]
+            try:
+                new = subspace.updated(ar, s, x, subspace.project(s, x))
+            except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
+                raise not_finite(xs[0]) from exc
+            fitted = first._fitted(new)
+            # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
+            host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
+        # log det C per candidate is finite, or one is not: their sum tells (it cannot overflow)
+        finite = np.isfinite(np.add.reduce(host[:, :, scores.TAU2 - 1], 1))
         out = []
-        states = [new] if len(rules) == 1 else subspace.split(new)
+        states = [new] if one else subspace.split(new)
         for i, (rule, state) in enumerate(zip(rules, states, strict=True)):
             if not finite[i]:
-                if len(rules) == 1:
+                if one:
                     raise not_finite(xs[0])
                 out.append(Stepped(elbo[i], None, host[i], not_finite(xs[i])))
                 continue
@@ -222,7 +215,8 @@ class SubspaceRule:
 
     @property
     def step_size(self) -> float:
-        return self._last_rows / self.rows if self.rows > 0 else 1.0
+        n = self.rows
+        return self._last_rows / n if n > 0 else 1.0
 
     def expected_gap(self) -> list[float] | None:
         """Out of sample, a row's log-likelihood under a fit to n rows falls short of the fit's
@@ -272,6 +266,21 @@ class SubspaceRule:
 
     def resident_bytes(self) -> int:
         return subspace.resident_bytes(*self.state.U.shape[1:])
+
+
+def _measured(ar: Arrays, s: subspace.Subspace, fit: subspace.Fit, x: Array) -> tuple[Array, Array]:
+    """(the batch ELBO, the variance of its rows' log-likelihoods (None: one row)) (S, M) of
+    the rows x (S, B, D) under the models before them; NaN where not measured: before a
+    stream's first batch, or where a row's log-likelihood passes float64 (a fit to rows that
+    were all alike)."""
+    ll = subspace.loglik(ar, s, fit, x, subspace.project(s, x))  # (S, B, M)
+    row_var, elbo = ar.var_mean(ll) if x.shape[1] > 1 else (None, ll[:, 0])
+    fresh = (s.n[0] == 0) if len(s.n) == 1 else not s.n.all()  # no model before a batch
+    if fresh or not ar.finite(elbo if row_var is None else elbo + row_var):
+        unmeasured = ar.asarray(s.n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
+        elbo = ar.xp.where(unmeasured, np.nan, elbo)
+        row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
+    return elbo, row_var
 
 
 def _stacked_remap(ar: Arrays, remaps: list[Remap | None], dim: int) -> tuple[Array, Array]:

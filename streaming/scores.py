@@ -68,33 +68,16 @@ def one(s: Scores, i: int) -> Scores:
 
 def model_scores(spec: StreamSpec, s: Scores, flags: list[bool]) -> tuple[ModelScore, ...]:
     """Every candidate's report entry, with its converged flag."""
-    tau2 = s.host[:, TAU2:]
-    columns = np.array((s.f_ent, s.bic, s.host[:, 1], s.batch_bic, s.host[:, 0], s.s_reg,
-                        s.s_rec)).T.tolist()  # fmt: skip
-    rows = zip(spec.latent_dims, columns, tau2.tolist(), s.ent.tolist(),
+    rows = zip(spec.latent_dims, s.host.tolist(), s.f_ent.tolist(), s.bic.tolist(),
+               s.batch_bic.tolist(), s.s_reg.tolist(), s.s_rec.tolist(), s.ent.tolist(),
                (s.ent > spec.collapse_threshold).tolist(), flags, strict=True)  # fmt: skip
     models = []
-    for h, (f, b, e, eb, s2, sr, sc), t2, en, col, flag in rows:
+    for h, host, f, b, eb, sr, sc, en, col, flag in rows:
+        s2, e, tau2 = host[0], host[1], tuple(host[TAU2 : TAU2 + h])
         collapsed = tuple(col[:h])
-        has_batch = e == e  # not NaN
-        batch_elbo, batch_bic = (e, eb) if has_batch else (None, None)
-        models.append(
-            ModelScore(
-                h,
-                f,
-                b,
-                batch_elbo,
-                batch_bic,
-                s2,
-                tuple(t2[:h]),
-                tuple(en[:h]),
-                collapsed,
-                h - sum(collapsed),
-                sr,
-                sc,
-                flag,
-            )
-        )
+        batch_elbo, batch_bic = (e, eb) if e == e else (None, None)  # NaN: no batch measured
+        models.append(ModelScore(h, f, b, batch_elbo, batch_bic, s2, tau2, tuple(en[:h]),
+                                 collapsed, h - collapsed.count(True), sr, sc, flag))  # fmt: skip
     return tuple(models)
 
 

@@ -140,7 +140,7 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     c = s.c + (move * step)[:, 0]
     if s.full:  # the covariance itself; its trace: the sum of its eigenvalues
         M = s.M * a + (zc.mT @ zc) * b
-        w, v = ar.xp.linalg.eigh(M)  # ascending, per stream
+        w, v = ar.eigh(M)  # ascending, per stream
         return Subspace(s.U, M, None, c, ar.sum_last(w), n1, s.since, ar.flip(w), ar.flip(v), None)
     assert s.d is not None  # one stream: a, b are Python numbers
     d = s.d * a + ar.sum_rows(zc * zc) * b
@@ -288,7 +288,7 @@ def _eig(ar: Arrays, s: Subspace) -> Subspace:
     its trace); in a tracked subspace, U's columns sorted by their variances (M's diagonal)."""
     if not s.full:
         return _sorted(ar, s)
-    w, v = ar.xp.linalg.eigh(s.M)  # ascending, per stream
+    w, v = ar.eigh(s.M)  # ascending, per stream
     return Subspace(s.U, s.M, s.G, s.c, ar.sum_last(w), s.n, s.since, ar.flip(w), ar.flip(v), None)
 
 
@@ -330,10 +330,10 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
     xp = ar.xp
     d, hmax = s.U.shape[1], mask.shape[1]
     lam = s.evals[:, :hmax]  # (S, Hmax) descending
-    top = lam.cumsum(1)[:, top_of]  # (S, M) sum of the top H eigenvalues
+    top = ar.take(ar.cumsum(lam), top_of)  # (S, M) sum of the top H eigenvalues
     T = s.T[:, None]
     sigma2 = xp.maximum((T - top) / noise_dims, T * (MIN_VARIANCE / d) + 1e-300)  # (S, M)
-    if not all(s.n):  # nothing seen yet: unit variances
+    if not all(s.n.tolist()):  # nothing seen yet: unit variances
         sigma2 = xp.where(ar.asarray(s.n > 0, "bool")[:, None], sigma2, 1.0)
     noise = sigma2[:, :, None]
     ell = xp.maximum(lam[:, None, :] * mask, noise)  # (S, M, Hmax)
