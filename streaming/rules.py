@@ -132,7 +132,8 @@ class SubspaceRule:
         hmax = max(dims)
         mask = (np.arange(hmax)[None, :] < np.array(dims)[:, None]) * 1.0  # (M, Hmax)
         self._top_of = ar.asarray(np.array(dims) - 1, "int64")
-        self._noise_dims, self._mask = ar.asarray(dim - np.array(dims)), ar.asarray(mask)
+        # (1, M): the shape of one stream's (S, M), which numpy divides without broadcasting
+        self._noise_dims, self._mask = ar.asarray(dim - np.array(dims))[None], ar.asarray(mask)
         # P of each candidate, the largest last
         self._params = [h * dim - h * (h - 1) / 2 + dim + 1 for h in dims]
         self._params.append(max(self._params))

@@ -56,9 +56,9 @@ def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Sc
     """The scores of to_host's array (M, Hmax + 4), or of S such arrays (S, M, Hmax + 4): one
     set of float64 numpy operations for every H (and every stream)."""
     sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., TAU2:]
-    f_ent, s_reg, s_rec = entropy.elbo_terms(tau2, sigma2, mask, dim)  # Eq. 20
+    f_ent, s_reg, s_rec, ent = entropy.elbo_terms(tau2, sigma2, mask, dim)  # Eq. 20, 24
     both = entropy.bic(np.array((f_ent, batch)), spec.latent_dims, dim, spec.bic_n)
-    return Scores(host, f_ent, both[0], both[1], entropy.encoder_entropies(tau2), s_reg, s_rec)
+    return Scores(host, f_ent, both[0], both[1], ent, s_reg, s_rec)
 
 
 def one(s: Scores, i: int) -> Scores:

@@ -325,7 +325,7 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
     """The maximum-likelihood p-PCA of each candidate H on the tracked covariance:
     sigma^2_H = (T - sum_{h<=H} l_h) / (D - H), the latents along the columns of U R (of U when
     a subspace is tracked). top_of (M,) int: the index
-    H - 1 of each candidate's last latent; noise_dims (M,) D - H; mask (M, Hmax) 1 on real
+    H - 1 of each candidate's last latent; noise_dims (1, M) D - H; mask (M, Hmax) 1 on real
     latents."""
     xp = ar.xp
     d, hmax = s.U.shape[1], mask.shape[1]
