@@ -167,9 +167,10 @@ class SubspaceRule:
         x = xs[0][None] if one else ar.xp.stack(xs)  # (S, B, D)
         rows = x.shape[1]
         # a row infinitely unlikely under a model (see _measured), an eigen-decomposition that
-        # does not converge (NaN): refused below, as is any result that is not finite
+        # does not converge (NaN): checked below
         with np.errstate(all="ignore"):
-            elbo, row_var = _measured(ar, s, fit, x)
+            ll = subspace.loglik(ar, s, fit, x, subspace.project(s, x))  # (S, B, M)
+            row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
             if remaps is not None and any(m is not None for m in remaps):
                 g, h = _stacked_remap(ar, remaps, x.shape[2])
                 s = subspace.reexpressed(ar, s, g, h)
@@ -181,8 +182,15 @@ class SubspaceRule:
             fitted = first._fitted(new)
             # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
             host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
-        # log det C per candidate is finite, or one is not: their sum tells (it cannot overflow)
-        finite = np.isfinite(np.add.reduce(host[:, :, scores.TAU2 - 1], 1))
+        # per stream, one sum of the batch ELBOs, row variances and log det C, finite when every
+        # term is; else (or before a stream's first batch) the terms one by one: a batch not
+        # measured, a step refused (log det C)
+        checked = host[:, :, 1:4] if row_var is not None else host[:, :, 1:4:2]
+        finite = np.isfinite(np.add.reduce(checked, (1, 2))).tolist()
+        if not all(finite) or min(s.n.tolist()) == 0:
+            elbo, row_var = _measured(ar, s.n, elbo, row_var)
+            host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
+            finite = np.isfinite(np.add.reduce(host[:, :, scores.TAU2 - 1], 1)).tolist()
         out = []
         states = [new] if one else subspace.split(new)
         for i, (rule, state) in enumerate(zip(rules, states, strict=True)):
@@ -269,18 +277,17 @@ class SubspaceRule:
         return subspace.resident_bytes(*self.state.U.shape[1:])
 
 
-def _measured(ar: Arrays, s: subspace.Subspace, fit: subspace.Fit, x: Array) -> tuple[Array, Array]:
-    """(the batch ELBO, the variance of its rows' log-likelihoods (None: one row)) (S, M) of
-    the rows x (S, B, D) under the models before them; NaN where not measured: before a
-    stream's first batch, or where a row's log-likelihood passes float64 (a fit to rows that
-    were all alike)."""
-    ll = subspace.loglik(ar, s, fit, x, subspace.project(s, x))  # (S, B, M)
-    row_var, elbo = ar.var_mean(ll) if x.shape[1] > 1 else (None, ll[:, 0])
-    fresh = (s.n[0] == 0) if len(s.n) == 1 else not s.n.all()  # no model before a batch
-    if fresh or not ar.finite(elbo if row_var is None else elbo + row_var):
-        unmeasured = ar.asarray(s.n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
-        elbo = ar.xp.where(unmeasured, np.nan, elbo)
-        row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
+def _measured(
+    ar: Arrays, n: np.ndarray, elbo: Array, row_var: Array | None
+) -> tuple[Array, Array | None]:
+    """The batch ELBOs and row variances (S, M) of the streams with n rows before the batch,
+    NaN where not measured: before a stream's first batch, or where a row's log-likelihood
+    passes float64 (a fit to rows that were all alike)."""
+    if min(n.tolist()) > 0 and ar.finite(elbo if row_var is None else elbo + row_var):
+        return elbo, row_var
+    unmeasured = ar.asarray(n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
+    elbo = ar.xp.where(unmeasured, np.nan, elbo)
+    row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
     return elbo, row_var
 
 
