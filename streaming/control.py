@@ -87,23 +87,20 @@ class ChangeDetector:
             self.level, self.row_var = list(self.alarm_level), list(self.alarm_var)
             self.fast = [0.0] * m
         se_scale = GAP_RATE / (2 - GAP_RATE) / rows
-        variances = self.row_var if within is None else list(map(max, self.row_var, within))
-        clipped, fast, alarmed = [], [], False
-        for g, level, var, f in zip(gaps, self.level, variances, self.fast, strict=True):
+        clipped, alarmed = [], False
+        level, fast, row_var = self.level, self.fast, self.row_var
+        for i, g in enumerate(gaps):
+            var = row_var[i] if within is None else max(row_var[i], within[i])
             spread = WINSOR * math.sqrt(var / rows)
-            dev = min(max(g - level, -spread), spread)
+            dev = min(max(g - level[i], -spread), spread)
             clipped.append(dev)
-            f += (dev - f) * GAP_RATE
-            fast.append(f)
-            alarmed = alarmed or abs(f) > THRESHOLD * math.sqrt(var * se_scale)
-        self.fast = fast
+            fast[i] += (dev - fast[i]) * GAP_RATE
+            alarmed = alarmed or abs(fast[i]) > THRESHOLD * math.sqrt(var * se_scale)
         if not alarmed:
-            learn = self.learn_level
-            self.level = [v + (d * LEVEL_RATE if learn else 0.0)
-                          for v, d in zip(self.level, clipped, strict=True)]  # fmt: skip
-            self.row_var = [v + (rows * d * d - v) * LEVEL_RATE
-                            for v, d in zip(self.row_var, clipped, strict=True)]  # fmt: skip
-            self.alarm_level, self.alarm_var = list(self.level), list(self.row_var)
+            for i, dev in enumerate(clipped):
+                level[i] += dev * LEVEL_RATE if self.learn_level else 0.0
+                row_var[i] += (rows * dev * dev - row_var[i]) * LEVEL_RATE
+            self.alarm_level, self.alarm_var = list(level), list(row_var)
         else:  # unclipped: a level the models keep (not noise) must end up explained
             for i, g in enumerate(gaps):
                 self.alarm_level[i] += (g - self.alarm_level[i]) * LEVEL_RATE * self.learn_level

@@ -82,21 +82,17 @@ class Convergence:
         count = self.counts[0] + self.counts[1]
         n = max(n, 1.0)
         may = trusted and quiet and self.batches >= MIN_BATCHES
-        sums = zip(gaps, variances, f_ent, self.gap, self.row_var, self.old_gap, self.old_row_var,
-                   self.flags, strict=True)  # fmt: skip
-        self.gap, self.row_var, self.error, self.flags = [], [], [], []
-        for g, v, f, gap_sum, var_sum, old_gap, old_var, was in sums:
-            gap_sum += g * before
-            var_sum += v
-            optimism = abs(gap_sum + old_gap) / count / (2 * n)
-            noise = math.sqrt((var_sum + old_var) / count / n)
-            error = optimism + Z * noise
+        gap, row_var, old_gap, old_row_var = self.gap, self.row_var, self.old_gap, self.old_row_var
+        error, flags = self.error, self.flags
+        for i, (g, v, f) in enumerate(zip(gaps, variances, f_ent, strict=True)):
+            gap[i] += g * before
+            row_var[i] += v
+            optimism = abs(gap[i] + old_gap[i]) / count / (2 * n)
+            noise = math.sqrt((row_var[i] + old_row_var[i]) / count / n)
+            error[i] = optimism + Z * noise
             # once converged, a candidate stays so while its bound is within twice the tolerance
-            limit = (2.0 if was else 1.0) * TOLERANCE * max(1.0, abs(f))
-            self.gap.append(gap_sum)
-            self.row_var.append(var_sum)
-            self.error.append(error)
-            self.flags.append(may and error <= limit)
+            limit = (2.0 if flags[i] else 1.0) * TOLERANCE * max(1.0, abs(f))
+            flags[i] = may and error[i] <= limit
         return self.flags
 
     def state(self) -> dict[str, Any]:

