@@ -331,7 +331,9 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
     d, hmax = s.U.shape[1], mask.shape[1]
     lam = s.evals[:, :hmax]  # (S, Hmax) descending
     top = ar.take(ar.cumsum(lam), top_of)  # (S, M) sum of the top H eigenvalues
-    T = s.T[:, None]
+    # (S, 1); one stream's (numpy) as a Python number: the same float64 arithmetic, and numpy
+    # does not broadcast it
+    T = ar.per_stream(s.T, 2) if ar.numpy else s.T[:, None]
     sigma2 = xp.maximum((T - top) / noise_dims, T * (MIN_VARIANCE / d) + 1e-300)  # (S, M)
     if not all(s.n.tolist()):  # nothing seen yet: unit variances
         sigma2 = xp.where(ar.asarray(s.n > 0, "bool")[:, None], sigma2, 1.0)
