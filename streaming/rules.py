@@ -12,6 +12,7 @@ A change detector (streaming/control.py) drives a rule through `adjust`, as a le
 scheduler drives an optimizer: it does not wrap it.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -182,12 +183,12 @@ class SubspaceRule:
             fitted = first._fitted(new)
             # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
             host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
-        # per stream, one sum of the batch ELBOs, row variances and log det C, finite when every
-        # term is; else (or before a stream's first batch) the terms one by one: a batch not
-        # measured, a step refused (log det C)
+        # one sum of every batch ELBO, row variance and log det C, finite when every term is;
+        # else (or before a stream's first batch) the terms one by one: a batch not measured, a
+        # step refused (log det C)
         checked = host[:, :, 1:4] if row_var is not None else host[:, :, 1:4:2]
-        finite = np.isfinite(np.add.reduce(checked, (1, 2))).tolist()
-        if not all(finite) or min(s.n.tolist()) == 0:
+        finite = [True] * len(rules)
+        if not math.isfinite(np.add.reduce(checked, None)) or min(s.n.tolist()) == 0:
             elbo, row_var = _measured(ar, s.n, elbo, row_var)
             host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
             finite = np.isfinite(np.add.reduce(host[:, :, scores.TAU2 - 1], 1)).tolist()

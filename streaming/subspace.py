@@ -132,7 +132,7 @@ def project(s: Subspace, x: Array) -> Array:
 def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     """The state after the rows x (S, B, D) float64, xu = project(s, x); s is unchanged."""
     rows = x.shape[1]
-    n1 = s.n + rows
+    n1 = s.n + float(rows)
     a, b, shift, step = _merge_weights(ar, s.n, rows)
     xbar = ar.mean_rows(x)  # (S, 1, D)
     move = xbar - s.c[:, None]
@@ -339,9 +339,9 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
         sigma2 = xp.where(ar.asarray(s.n > 0, "bool")[:, None], sigma2, 1.0)
     noise = sigma2[:, :, None]
     ell = xp.maximum(lam[:, None, :] * mask, noise)  # (S, M, Hmax)
-    inv = 1 / ell
-    const = d * LOG_2PI + ar.sum_last(xp.log(ell)) + (d - hmax) * xp.log(sigma2)
-    return Fit(ell, sigma2, noise * inv, (inv - 1 / noise).mT, const)
+    inv = 1.0 / ell  # Python floats (not ints) as scalars: numpy converts them faster
+    const = d * LOG_2PI + ar.sum_last(xp.log(ell)) + float(d - hmax) * xp.log(sigma2)
+    return Fit(ell, sigma2, noise * inv, (inv - 1.0 / noise).mT, const)
 
 
 def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
@@ -350,8 +350,8 @@ def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
     d = x - s.c[:, None]  # (S, B, D)
     hmax = f.coef.shape[1]  # coordinates along the latents (S, B, Hmax):
     latents = d @ s.R if s.R is not None else xu - s.c[:, None] @ s.U
-    y = latents[:, :, :hmax]
-    quad = (y * y) @ f.coef + ar.sum_last(d * d)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
+    y2 = (latents * latents)[:, :, :hmax]  # squared whole (contiguous), then the latents'
+    quad = y2 @ f.coef + ar.sum_last(d * d)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
     return (f.const[:, None] + quad) * -0.5
 
 
