@@ -170,14 +170,16 @@ class SubspaceRule:
         # a row infinitely unlikely under a model (see _measured), an eigen-decomposition that
         # does not converge (NaN): checked below
         with np.errstate(all="ignore"):
-            ll = subspace.loglik(ar, s, fit, x, subspace.project(s, x))  # (S, B, M)
+            xu = subspace.project(s, x)
+            ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
             row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
             if remaps is not None and any(m is not None for m in remaps):
                 g, h = _stacked_remap(ar, remaps, x.shape[2])
                 s = subspace.reexpressed(ar, s, g, h)
                 x = x * g[:, None] + h[:, None]
+                xu = subspace.project(s, x)
             try:
-                new = subspace.updated(ar, s, x, subspace.project(s, x))
+                new = subspace.updated(ar, s, x, xu)
             except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
                 raise not_finite(xs[0]) from exc
             fitted = first._fitted(new)
