@@ -140,7 +140,7 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     c = s.c + (move * step)[:, 0]
     if s.full:  # the covariance itself; its trace: the sum of its eigenvalues
         M = s.M * a + (zc.mT @ zc) * b
-        w, v = ar.eigh(M)  # ascending, per stream
+        w, v = ar.eigh(M)  # ascending, per stream; NaN where it fails (the step is refused)
         return Subspace(s.U, M, None, c, ar.sum_last(w), n1, s.since, ar.flip(w), ar.flip(v), None)
     assert s.d is not None  # one stream: a, b are Python numbers
     d = s.d * a + ar.sum_rows(zc * zc) * b
@@ -288,7 +288,7 @@ def _eig(ar: Arrays, s: Subspace) -> Subspace:
     its trace); in a tracked subspace, U's columns sorted by their variances (M's diagonal)."""
     if not s.full:
         return _sorted(ar, s)
-    w, v = ar.eigh(s.M)  # ascending, per stream
+    w, v = ar.xp.linalg.eigh(s.M)  # ascending, per stream (LinAlgError: a corrupt state)
     return Subspace(s.U, s.M, s.G, s.c, ar.sum_last(w), s.n, s.since, ar.flip(w), ar.flip(v), None)
 
 
