@@ -18,6 +18,8 @@ import torch
 from streaming.errors import InvalidBatchError
 
 Array = Any  # numpy.ndarray or torch.Tensor, per Arrays.xp
+# the LAPACK routine numpy.linalg.eigh calls (UPLO "L"); absent: numpy.linalg.eigh itself
+_EIGH_LO: Any = getattr(getattr(np.linalg, "_umath_linalg", None), "eigh_lo", None)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,27 @@ class Arrays:
     def eye(self, n: int) -> Array:
         return np.eye(n) if self.numpy else torch.eye(n, dtype=torch.float64, device=self.device)
 
+    def eigh(self, a: Array) -> tuple[Array, Array]:
+        """(eigenvalues ascending, eigenvectors) of each symmetric a (..., n, n), from its lower
+        triangle. numpy: the very routine numpy.linalg.eigh calls, without its checks and error
+        state (a quarter of a 10 x 10 one's cost): one that does not converge gives NaN, which
+        warns under the caller's np.errstate, where numpy.linalg.eigh raises LinAlgError."""
+        if self.numpy and _EIGH_LO is not None:
+            w, v = _EIGH_LO(a, signature="d->dd")
+            return w, v
+        return self.xp.linalg.eigh(a)
+
     def cat(self, parts: list[Array], axis: int = 0) -> Array:
         return np.concatenate(parts, axis) if self.numpy else torch.cat(parts, axis)
+
+    def cumsum(self, a: Array) -> Array:
+        """The running sums along axis 1 (numpy: the ufunc's accumulate, as cumsum calls it)."""
+        return np.add.accumulate(a, 1) if self.numpy else a.cumsum(1)
+
+    def take(self, a: Array, index: Array) -> Array:
+        """a's entries at `index` (ints) along axis 1 (numpy: take, a quarter of the cost of
+        a[:, index])."""
+        return a.take(index, 1) if self.numpy else a.index_select(1, index)
 
     def flip(self, a: Array) -> Array:
         """a reversed along its last axis (a view with numpy)."""
@@ -73,7 +94,7 @@ class Arrays:
     def mean_rows(self, a: Array) -> Array:
         """(S, B, X) -> (S, 1, X): the mean over the rows of each stream."""
         total = np.add.reduce(a, 1, keepdims=True) if self.numpy else a.sum(1, keepdim=True)
-        return total / a.shape[1]
+        return total / float(a.shape[1])  # a float: numpy converts an int scalar more slowly
 
     def sum_rows(self, a: Array) -> Array:
         """(S, B, X) -> (S, X): the sum over the rows of each stream."""
@@ -97,7 +118,7 @@ class Arrays:
         """(S, B, X) -> (variance, mean) (S, X) over the rows of each stream (1 / B)."""
         mean = self.mean_rows(a)
         d = a - mean
-        return self.sum_rows(d * d) / a.shape[1], mean[:, 0]
+        return self.sum_rows(d * d) / float(a.shape[1]), mean[:, 0]
 
     def host(self, a: Array) -> np.ndarray:
         """a as a float64 numpy array on the host (one device-to-host copy)."""
@@ -110,16 +131,17 @@ class Arrays:
         return torch.from_numpy(np.array(a)) if self.numpy else a.detach().cpu()
 
     def finite(self, a: Array) -> bool:
-        """Every element finite (numpy: through one float64 sum, which NaN and inf survive)."""
+        """Every element of a (float64) finite (numpy: through one sum, which NaN and inf
+        survive)."""
         if self.numpy:
-            return math.isfinite(np.add.reduce(a, axis=None, dtype=np.float64))
+            return math.isfinite(np.add.reduce(a, None))
         return bool(torch.isfinite(a).all())
 
     def batch(self, X: Any, dim: int) -> Array:
         """X as float64 rows of this library, after the checks every batch passes: 2-D, at
         least one row, `dim` columns, numbers that are finite as float32 (the data's precision:
         the service stores float32). Raises InvalidBatchError."""
-        if not isinstance(X, torch.Tensor | np.ndarray):
+        if not isinstance(X, (np.ndarray, torch.Tensor)):  # a tuple: half a union's cost
             raise InvalidBatchError(
                 f"expected a 2-D numpy array or torch tensor, got {type(X).__name__}"
             )
@@ -131,13 +153,14 @@ class Arrays:
         if X.shape[1] != dim:
             raise InvalidBatchError(f"expected {dim} columns, got {X.shape[1]}")
         try:
-            if X.dtype == np.float32 or X.dtype == torch.float32:
+            if X.dtype == (np.float32 if isinstance(X, np.ndarray) else torch.float32):
                 x = self.asarray(X, "float32")
             else:
                 with np.errstate(over="ignore"):  # beyond float32: inf, refused below
                     x = self.asarray(X, "float32")
         except (TypeError, ValueError, RuntimeError) as exc:
             raise InvalidBatchError(f"expected numbers, got dtype {X.dtype}") from exc
+        x = x.astype(np.float64) if self.numpy else x.double()
         if not self.finite(x):
             raise InvalidBatchError("expected finite numbers, got NaN or Inf")
-        return x.astype(np.float64) if self.numpy else x.double()
+        return x

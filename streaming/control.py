@@ -70,7 +70,7 @@ class ChangeDetector:
         log-likelihoods (M; None: one row); -> (alarmed, the alarm starts now). A gap that is
         not a number (no model before the first batch), or an unarmed detector, is quiet and
         teaches nothing."""
-        if not armed or not all(math.isfinite(g) for g in gaps):
+        if not armed or not all(map(math.isfinite, gaps)):
             self.listened = self.alarm_length = 0
             return False, False
         self.listened += 1
@@ -88,18 +88,19 @@ class ChangeDetector:
             self.fast = [0.0] * m
         se_scale = GAP_RATE / (2 - GAP_RATE) / rows
         clipped, alarmed = [], False
+        level, fast, row_var = self.level, self.fast, self.row_var
         for i, g in enumerate(gaps):
-            var = self.row_var[i] if within is None else max(self.row_var[i], within[i])
+            var = row_var[i] if within is None else max(row_var[i], within[i])
             spread = WINSOR * math.sqrt(var / rows)
-            dev = min(max(g - self.level[i], -spread), spread)
+            dev = min(max(g - level[i], -spread), spread)
             clipped.append(dev)
-            self.fast[i] += (dev - self.fast[i]) * GAP_RATE
-            alarmed = alarmed or abs(self.fast[i]) > THRESHOLD * math.sqrt(var * se_scale)
+            fast[i] += (dev - fast[i]) * GAP_RATE
+            alarmed = alarmed or abs(fast[i]) > THRESHOLD * math.sqrt(var * se_scale)
         if not alarmed:
             for i, dev in enumerate(clipped):
-                self.level[i] += dev * LEVEL_RATE if self.learn_level else 0.0
-                self.row_var[i] += (rows * dev * dev - self.row_var[i]) * LEVEL_RATE
-            self.alarm_level, self.alarm_var = list(self.level), list(self.row_var)
+                level[i] += dev * LEVEL_RATE if self.learn_level else 0.0
+                row_var[i] += (rows * dev * dev - row_var[i]) * LEVEL_RATE
+            self.alarm_level, self.alarm_var = list(level), list(row_var)
         else:  # unclipped: a level the models keep (not noise) must end up explained
             for i, g in enumerate(gaps):
                 self.alarm_level[i] += (g - self.alarm_level[i]) * LEVEL_RATE * self.learn_level

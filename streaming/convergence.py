@@ -70,7 +70,7 @@ class Convergence:
         """Fold in one batch: its gaps (M) (NaN before any model), the variances of its rows'
         log-likelihoods (M) (None: one row), its `rows`, the rows the fit rested on before it
         and rests on now (n), the new F_ent (M). -> the flags."""
-        if not all(math.isfinite(g) for g in gaps):
+        if not all(map(math.isfinite, gaps)):
             return self.flags
         # a batch's variance is taken over its own rows (1 / B): B / (B - 1) unbiases it (one
         # row: its squared gap)
@@ -85,15 +85,17 @@ class Convergence:
         count = self.counts[0] + self.counts[1]
         n = max(n, 1.0)
         may = trusted and quiet and self.batches >= MIN_BATCHES
+        gap, row_var, old_gap, old_row_var = self.gap, self.row_var, self.old_gap, self.old_row_var
+        error, flags = self.error, self.flags
         for i, (g, v, f) in enumerate(zip(gaps, variances, f_ent, strict=True)):
-            self.gap[i] += g * before
-            self.row_var[i] += v * unbias
-            optimism = abs(self.gap[i] + self.old_gap[i]) / count / (2 * n)
-            noise = math.sqrt((self.row_var[i] + self.old_row_var[i]) / count / n)
-            self.error[i] = optimism + Z * noise
+            gap[i] += g * before
+            row_var[i] += v * unbias
+            optimism = abs(gap[i] + old_gap[i]) / count / (2 * n)
+            noise = math.sqrt((row_var[i] + old_row_var[i]) / count / n)
+            error[i] = optimism + Z * noise
             # once converged, a candidate stays so while its bound is within twice the tolerance
-            limit = (2.0 if self.flags[i] else 1.0) * TOLERANCE * max(1.0, abs(f))
-            self.flags[i] = may and self.error[i] <= limit
+            limit = (2.0 if flags[i] else 1.0) * TOLERANCE * max(1.0, abs(f))
+            flags[i] = may and error[i] <= limit
         return self.flags
 
     def state(self) -> dict[str, Any]:

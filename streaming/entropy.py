@@ -20,12 +20,20 @@ PRIOR_ENTROPY_PER_LATENT = 0.5 * LOG_2PI_E  # 1/2 log(2 pi e) = 1.4189..., Eq. 2
 
 def encoder_entropies(tau2: Array) -> Array:
     """H_h = 1/2 log(2 pi e tau_h^2) (Eq. 24): (M, Hmax) -> (M, Hmax)."""
-    return 0.5 * (LOG_2PI_E + np.log(tau2))
+    return _entropies(np.log(tau2))
+
+
+def _entropies(log_tau2: Array) -> Array:
+    return 0.5 * (LOG_2PI_E + log_tau2)
 
 
 def s_reg(tau2: Array, mask: Array) -> Array:
     """S_reg = sum_h log tau_h = 1/2 sum_h log tau_h^2 (Eq. 23, 72): (M, Hmax) -> (M,). <= 0."""
-    return 0.5 * np.add.reduce(np.log(tau2) * mask, -1)  # ndarray.sum's reduce, at less cost
+    return _s_reg(np.log(tau2), mask)
+
+
+def _s_reg(log_tau2: Array, mask: Array) -> Array:
+    return 0.5 * np.add.reduce(log_tau2 * mask, -1)  # ndarray.sum's reduce, at less cost
 
 
 def s_rec(sigma2: Array, dim: int) -> Array:
@@ -42,10 +50,14 @@ def entropy_elbo(tau2: Array, sigma2: Array, mask: Array, dim: int) -> Array:
     return elbo_terms(tau2, sigma2, mask, dim)[0]
 
 
-def elbo_terms(tau2: Array, sigma2: Array, mask: Array, dim: int) -> tuple[Array, Array, Array]:
-    """(F_ent, S_reg, S_rec) (Eq. 20, 23, 72), each term computed once: what a report shows."""
-    reg, rec = s_reg(tau2, mask), s_rec(sigma2, dim)
-    return reg + rec, reg, rec
+def elbo_terms(
+    tau2: Array, sigma2: Array, mask: Array, dim: int
+) -> tuple[Array, Array, Array, Array]:
+    """(F_ent, S_reg, S_rec, the encoder entropies) (Eq. 20, 23, 72, 24), each term computed
+    once and both tau^2 terms from one log of tau^2: what a report shows."""
+    log_tau2 = np.log(tau2)
+    reg, rec = _s_reg(log_tau2, mask), s_rec(sigma2, dim)
+    return reg + rec, reg, rec, _entropies(log_tau2)
 
 
 def bic(elbo: Array, latent_dims: Sequence[int] | NDArray[np.int64], dim: int, n: int) -> Array:

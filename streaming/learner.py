@@ -141,10 +141,10 @@ class Learner:
         c = self.counters
         c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
         s = self._scores = given or self._score(stepped.batch_elbo, stepped.row_var, stepped.host)
-        batch, self._f_ent = s.host[:, 1].tolist(), s.f_ent.tolist()
+        (batch, row_var), self._f_ent = s.host[:, 1:3].T.tolist(), s.f_ent.tolist()
         gaps = [b - f for b, f in zip(batch, f_prev, strict=True)]
         alarmed = False
-        row_var = None if stepped.row_var is None else s.host[:, 2].tolist()
+        row_var = None if stepped.row_var is None else row_var
         if self.detector is not None:
             armed = expected is not None
             gap = gaps if expected is None else [g - e for g, e in zip(gaps, expected, strict=True)]
@@ -170,27 +170,16 @@ class Learner:
     def _make_report(self) -> StepReport:
         s, flags = self._scores, self.convergence.flags
         models = scores.model_scores(self.spec, s, flags)
-        c = self.counters
+        c, d = self.counters, self.detector
         # hysteresis while the scores settle; once every candidate has converged, the lowest BIC
         margin = 0.0 if all(flags) else self.spec.switch_margin
         c.pick = scores.pick(s.bic, c.pick, margin)
-        d = self.detector
-        training = Training(
-            alarmed=d is not None and d.alarmed,
-            step_size=self.rule.step_size,
-            alarms=0 if d is None else d.alarms,
-            restarts=c.restarts,
-            batches_since_restart=self.convergence.batches,
-        )
-        return StepReport(
-            step=c.step,
-            rows=c.last_rows,
-            rows_seen=c.rows_seen,
-            best_latent_dim=models[c.pick].latent_dim,
-            models=models,
-            dim=self.dim,
-            training=training,
-        )
+        alarmed, alarms = (False, 0) if d is None else (d.alarmed, d.alarms)
+        # by position: a third cheaper than by keyword, on every step
+        training = Training(alarmed, self.rule.step_size, alarms, c.restarts,
+                            self.convergence.batches)  # fmt: skip
+        pick = models[c.pick].latent_dim
+        return StepReport(c.step, c.last_rows, c.rows_seen, pick, models, self.dim, training)
 
     # ----------------------------------------------------------------------------- reading
 

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)  # __init__ below
 class ModelScore:
     """One candidate latent size after a step. Higher ELBO is better; lower BIC is better."""
 
@@ -24,6 +24,32 @@ class ModelScore:
     s_reg: float  # sum_h log tau_h (Eq. 23), <= 0 at stationary points
     s_rec: float  # -(D/2) log(2 pi e sigma^2)
     converged: bool = False  # F_ent has settled (streaming/convergence.py says how it is decided)
+
+    def __init__(
+        self,
+        latent_dim: int,
+        entropy_elbo: float,
+        bic: float,
+        batch_elbo: float | None,
+        batch_bic: float | None,
+        sigma2: float,
+        tau2: tuple[float, ...],
+        encoder_entropies: tuple[float, ...],
+        collapsed: tuple[bool, ...],
+        active_latents: int,
+        s_reg: float,
+        s_rec: float,
+        converged: bool = False,
+    ) -> None:
+        # every field at once: the generated __init__ of a frozen dataclass sets them one by
+        # one through object.__setattr__, at twice the cost (M of these per step of a stream)
+        object.__setattr__(self, "__dict__", {
+            "latent_dim": latent_dim, "entropy_elbo": entropy_elbo, "bic": bic,
+            "batch_elbo": batch_elbo, "batch_bic": batch_bic, "sigma2": sigma2, "tau2": tau2,
+            "encoder_entropies": encoder_entropies, "collapsed": collapsed,
+            "active_latents": active_latents, "s_reg": s_reg, "s_rec": s_rec,
+            "converged": converged,
+        })  # fmt: skip
 
 
 @dataclass(frozen=True)

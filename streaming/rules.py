@@ -12,6 +12,7 @@ A change detector (streaming/control.py) drives a rule through `adjust`, as a le
 scheduler drives an optimizer: it does not wrap it.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,7 +133,8 @@ class SubspaceRule:
         hmax = max(dims)
         mask = (np.arange(hmax)[None, :] < np.array(dims)[:, None]) * 1.0  # (M, Hmax)
         self._top_of = ar.asarray(np.array(dims) - 1, "int64")
-        self._noise_dims, self._mask = ar.asarray(dim - np.array(dims)), ar.asarray(mask)
+        # (1, M): the shape of one stream's (S, M), which numpy divides without broadcasting
+        self._noise_dims, self._mask = ar.asarray(dim - np.array(dims))[None], ar.asarray(mask)
         # P of each candidate, the largest last
         self._params = [h * dim - h * (h - 1) / 2 + dim + 1 for h in dims]
         self._params.append(max(self._params))
@@ -159,41 +161,44 @@ class SubspaceRule:
         rules share their settings and D and (more than one) are stackable; the batches have as
         many rows. A rule whose result would not be finite is left unchanged and gets
         InvalidBatchError (raised when there is one rule)."""
-        first = rules[0]
+        first, one = rules[0], len(rules) == 1
         ar = first.arrays
-        s = rules[0].state if len(rules) == 1 else subspace.stacked(ar, [r.state for r in rules])
-        fit = rules[0]._fit if len(rules) == 1 else _stacked_fit(ar, [r._fit for r in rules])
-        x = xs[0][None] if len(xs) == 1 else ar.xp.stack(xs)  # (S, B, D)
+        s = first.state if one else subspace.stacked(ar, [r.state for r in rules])
+        fit = first._fit if one else _stacked_fit(ar, [r._fit for r in rules])
+        x = xs[0][None] if one else ar.xp.stack(xs)  # (S, B, D)
         rows = x.shape[1]
-        xu = subspace.project(s, x)
-        with np.errstate(all="ignore"):  # a row infinitely unlikely under a model: see below
+        # a row infinitely unlikely under a model (see _measured), an eigen-decomposition that
+        # does not converge (NaN): checked below
+        with np.errstate(all="ignore"):
+            xu = subspace.project(s, x)
             ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
             row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
-        fresh = (s.n[0] == 0) if len(s.n) == 1 else not s.n.all()  # no model before a batch
-        if fresh or not ar.finite(elbo if row_var is None else elbo + row_var):
-            # not measured: before a stream's first batch, or a batch whose log-likelihood
-            # under the models before it passes float64 (a fit to rows that were all alike)
-            unmeasured = ar.asarray(s.n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
-            elbo = ar.xp.where(unmeasured, np.nan, elbo)
-            row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
-        if remaps is not None and any(m is not None for m in remaps):
-            g, h = _stacked_remap(ar, remaps, x.shape[2])
-            s = subspace.reexpressed(ar, s, g, h)
-            x = x * g[:, None] + h[:, None]
-            xu = subspace.project(s, x)
-        try:
-            new = subspace.updated(ar, s, x, xu)
-        except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
-            raise not_finite(xs[0]) from exc
-        fitted = first._fitted(new)
-        # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
-        host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
-        finite = np.isfinite(host[:, :, scores.TAU2 - 1]).all(1)
+            if remaps is not None and any(m is not None for m in remaps):
+                g, h = _stacked_remap(ar, remaps, x.shape[2])
+                s = subspace.reexpressed(ar, s, g, h)
+                x = x * g[:, None] + h[:, None]
+                xu = subspace.project(s, x)
+            try:
+                new = subspace.updated(ar, s, x, xu)
+            except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
+                raise not_finite(xs[0]) from exc
+            fitted = first._fitted(new)
+            # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
+            host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
+        # one sum of every batch ELBO, row variance and log det C, finite when every term is;
+        # else (or before a stream's first batch) the terms one by one: a batch not measured, a
+        # step refused (log det C)
+        checked = host[:, :, 1:4] if row_var is not None else host[:, :, 1:4:2]
+        finite = [True] * len(rules)
+        if not math.isfinite(np.add.reduce(checked, None)) or min(s.n.tolist()) == 0:
+            elbo, row_var = _measured(ar, s.n, elbo, row_var)
+            host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
+            finite = np.isfinite(np.add.reduce(host[:, :, scores.TAU2 - 1], 1)).tolist()
         out = []
-        states = [new] if len(rules) == 1 else subspace.split(new)
+        states = [new] if one else subspace.split(new)
         for i, (rule, state) in enumerate(zip(rules, states, strict=True)):
             if not finite[i]:
-                if len(rules) == 1:
+                if one:
                     raise not_finite(xs[0])
                 out.append(Stepped(elbo[i], None, host[i], not_finite(xs[i])))
                 continue
@@ -222,7 +227,8 @@ class SubspaceRule:
 
     @property
     def step_size(self) -> float:
-        return self._last_rows / self.rows if self.rows > 0 else 1.0
+        n = self.rows
+        return self._last_rows / n if n > 0 else 1.0
 
     def expected_gap(self) -> list[float] | None:
         """Out of sample, a row's log-likelihood under a fit to n rows falls short of the fit's
@@ -272,6 +278,20 @@ class SubspaceRule:
 
     def resident_bytes(self) -> int:
         return subspace.resident_bytes(*self.state.U.shape[1:])
+
+
+def _measured(
+    ar: Arrays, n: np.ndarray, elbo: Array, row_var: Array | None
+) -> tuple[Array, Array | None]:
+    """The batch ELBOs and row variances (S, M) of the streams with n rows before the batch,
+    NaN where not measured: before a stream's first batch, or where a row's log-likelihood
+    passes float64 (a fit to rows that were all alike)."""
+    if min(n.tolist()) > 0 and ar.finite(elbo if row_var is None else elbo + row_var):
+        return elbo, row_var
+    unmeasured = ar.asarray(n == 0, "bool")[:, None] | ~ar.xp.isfinite(elbo)
+    elbo = ar.xp.where(unmeasured, np.nan, elbo)
+    row_var = None if row_var is None else ar.xp.where(unmeasured, np.nan, row_var)
+    return elbo, row_var
 
 
 def _stacked_remap(ar: Arrays, remaps: list[Remap | None], dim: int) -> tuple[Array, Array]:

@@ -56,9 +56,9 @@ def scored(spec: StreamSpec, dim: int, host: np.ndarray, mask: np.ndarray) -> Sc
     """The scores of to_host's array (M, Hmax + 4), or of S such arrays (S, M, Hmax + 4): one
     set of float64 numpy operations for every H (and every stream)."""
     sigma2, batch, tau2 = host[..., 0], host[..., 1], host[..., TAU2:]
-    f_ent, s_reg, s_rec = entropy.elbo_terms(tau2, sigma2, mask, dim)  # Eq. 20
+    f_ent, s_reg, s_rec, ent = entropy.elbo_terms(tau2, sigma2, mask, dim)  # Eq. 20, 24
     both = entropy.bic(np.array((f_ent, batch)), spec.latent_dims, dim, spec.bic_n)
-    return Scores(host, f_ent, both[0], both[1], entropy.encoder_entropies(tau2), s_reg, s_rec)
+    return Scores(host, f_ent, both[0], both[1], ent, s_reg, s_rec)
 
 
 def one(s: Scores, i: int) -> Scores:
@@ -68,33 +68,16 @@ def one(s: Scores, i: int) -> Scores:
 
 def model_scores(spec: StreamSpec, s: Scores, flags: list[bool]) -> tuple[ModelScore, ...]:
     """Every candidate's report entry, with its converged flag."""
-    tau2 = s.host[:, TAU2:]
-    columns = np.array((s.f_ent, s.bic, s.host[:, 1], s.batch_bic, s.host[:, 0], s.s_reg,
-                        s.s_rec)).T.tolist()  # fmt: skip
-    rows = zip(spec.latent_dims, columns, tau2.tolist(), s.ent.tolist(),
+    rows = zip(spec.latent_dims, s.host.tolist(), s.f_ent.tolist(), s.bic.tolist(),
+               s.batch_bic.tolist(), s.s_reg.tolist(), s.s_rec.tolist(), s.ent.tolist(),
                (s.ent > spec.collapse_threshold).tolist(), flags, strict=True)  # fmt: skip
     models = []
-    for h, (f, b, e, eb, s2, sr, sc), t2, en, col, flag in rows:
+    for h, host, f, b, eb, sr, sc, en, col, flag in rows:
+        s2, e, tau2 = host[0], host[1], tuple(host[TAU2 : TAU2 + h])
         collapsed = tuple(col[:h])
-        has_batch = e == e  # not NaN
-        batch_elbo, batch_bic = (e, eb) if has_batch else (None, None)
-        models.append(
-            ModelScore(
-                h,
-                f,
-                b,
-                batch_elbo,
-                batch_bic,
-                s2,
-                tuple(t2[:h]),
-                tuple(en[:h]),
-                collapsed,
-                h - sum(collapsed),
-                sr,
-                sc,
-                flag,
-            )
-        )
+        batch_elbo, batch_bic = (e, eb) if e == e else (None, None)  # NaN: no batch measured
+        models.append(ModelScore(h, f, b, batch_elbo, batch_bic, s2, tau2, tuple(en[:h]),
+                                 collapsed, h - collapsed.count(True), sr, sc, flag))  # fmt: skip
     return tuple(models)
 
 

@@ -132,7 +132,7 @@ def project(s: Subspace, x: Array) -> Array:
 def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     """The state after the rows x (S, B, D) float64, xu = project(s, x); s is unchanged."""
     rows = x.shape[1]
-    n1 = s.n + rows
+    n1 = s.n + float(rows)
     a, b, shift, step = _merge_weights(ar, s.n, rows)
     xbar = ar.mean_rows(x)  # (S, 1, D)
     move = xbar - s.c[:, None]
@@ -140,7 +140,7 @@ def updated(ar: Arrays, s: Subspace, x: Array, xu: Array) -> Subspace:
     c = s.c + (move * step)[:, 0]
     if s.full:  # the covariance itself; its trace: the sum of its eigenvalues
         M = s.M * a + (zc.mT @ zc) * b
-        w, v = ar.xp.linalg.eigh(M)  # ascending, per stream
+        w, v = ar.eigh(M)  # ascending, per stream; NaN where it fails (the step is refused)
         return Subspace(s.U, M, None, c, ar.sum_last(w), n1, s.since, ar.flip(w), ar.flip(v), None)
     assert s.d is not None  # one stream: a, b are Python numbers
     d = s.d * a + ar.sum_rows(zc * zc) * b
@@ -288,7 +288,7 @@ def _eig(ar: Arrays, s: Subspace) -> Subspace:
     its trace); in a tracked subspace, U's columns sorted by their variances (M's diagonal)."""
     if not s.full:
         return _sorted(ar, s)
-    w, v = ar.xp.linalg.eigh(s.M)  # ascending, per stream
+    w, v = ar.xp.linalg.eigh(s.M)  # ascending, per stream (LinAlgError: a corrupt state)
     return Subspace(s.U, s.M, s.G, s.c, ar.sum_last(w), s.n, s.since, ar.flip(w), ar.flip(v), None)
 
 
@@ -325,21 +325,23 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
     """The maximum-likelihood p-PCA of each candidate H on the tracked covariance:
     sigma^2_H = (T - sum_{h<=H} l_h) / (D - H), the latents along the columns of U R (of U when
     a subspace is tracked). top_of (M,) int: the index
-    H - 1 of each candidate's last latent; noise_dims (M,) D - H; mask (M, Hmax) 1 on real
+    H - 1 of each candidate's last latent; noise_dims (1, M) D - H; mask (M, Hmax) 1 on real
     latents."""
     xp = ar.xp
     d, hmax = s.U.shape[1], mask.shape[1]
     lam = s.evals[:, :hmax]  # (S, Hmax) descending
-    top = lam.cumsum(1)[:, top_of]  # (S, M) sum of the top H eigenvalues
-    T = s.T[:, None]
+    top = ar.take(ar.cumsum(lam), top_of)  # (S, M) sum of the top H eigenvalues
+    # (S, 1); one stream's (numpy) as a Python number: the same float64 arithmetic, and numpy
+    # does not broadcast it
+    T = ar.per_stream(s.T, 2) if ar.numpy else s.T[:, None]
     sigma2 = xp.maximum((T - top) / noise_dims, T * (MIN_VARIANCE / d) + 1e-300)  # (S, M)
-    if not all(s.n):  # nothing seen yet: unit variances
+    if not all(s.n.tolist()):  # nothing seen yet: unit variances
         sigma2 = xp.where(ar.asarray(s.n > 0, "bool")[:, None], sigma2, 1.0)
     noise = sigma2[:, :, None]
     ell = xp.maximum(lam[:, None, :] * mask, noise)  # (S, M, Hmax)
-    inv = 1 / ell
-    const = d * LOG_2PI + ar.sum_last(xp.log(ell)) + (d - hmax) * xp.log(sigma2)
-    return Fit(ell, sigma2, noise * inv, (inv - 1 / noise).mT, const)
+    inv = 1.0 / ell  # Python floats (not ints) as scalars: numpy converts them faster
+    const = d * LOG_2PI + ar.sum_last(xp.log(ell)) + float(d - hmax) * xp.log(sigma2)
+    return Fit(ell, sigma2, noise * inv, (inv - 1.0 / noise).mT, const)
 
 
 def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
@@ -348,8 +350,8 @@ def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
     d = x - s.c[:, None]  # (S, B, D)
     hmax = f.coef.shape[1]  # coordinates along the latents (S, B, Hmax):
     latents = d @ s.R if s.R is not None else xu - s.c[:, None] @ s.U
-    y = latents[:, :, :hmax]
-    quad = (y * y) @ f.coef + ar.sum_last(d * d)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
+    y2 = (latents * latents)[:, :, :hmax]  # squared whole (contiguous), then the latents'
+    quad = y2 @ f.coef + ar.sum_last(d * d)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
     return (f.const[:, None] + quad) * -0.5
 
 

@@ -9,6 +9,7 @@ import pytest
 from sklearn.decomposition import PCA
 
 from streaming import ppca
+from streaming.arrays import Arrays
 from streaming.data import paper_stream, ppca_data
 from streaming.errors import InvalidBatchError
 from streaming.learner import Learner, learn_together
@@ -185,6 +186,32 @@ def test_rows_beyond_float32_are_refused_and_change_nothing() -> None:
     with pytest.raises(InvalidBatchError, match="finite"):
         learner.learn_many(np.array([[1.0, 2.0, 1e39], [0.0, 1.0, 2.0]]))
     assert learner.state_bytes() == state
+
+
+def test_a_decomposition_that_fails_refuses_its_streams_step_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # LAPACK's eigh, called directly (streaming/arrays.py), gives NaN where it does not
+    # converge: that stream's step is refused and changes nothing, the others' are learnt
+    x = ppca_data(200, 10, 3, seed=2).astype(np.float32)
+    learners = [Learner(10, StreamSpec(device="cpu", seed=s)) for s in range(3)]
+    for learner in learners:
+        learner.learn_many(x[:20])
+    states = [learner.state_bytes() for learner in learners]
+    eigh = Arrays.eigh
+
+    def failing_first(self: Arrays, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w, v = (part.copy() for part in eigh(self, a))
+        w[0], v[0] = np.nan, np.nan  # the first stream's
+        return w, v
+
+    monkeypatch.setattr(Arrays, "eigh", failing_first)
+    with pytest.raises(InvalidBatchError, match="non-finite"):
+        learners[0].learn_many(x[20:30])
+    assert learners[0].state_bytes() == states[0]
+    out = learn_together([(learner, x[30:40]) for learner in learners])
+    assert isinstance(out[0], InvalidBatchError) and learners[0].state_bytes() == states[0]
+    assert [r.step for r in out[1:] if not isinstance(r, InvalidBatchError)] == [2, 2]
 
 
 def test_transform_of_overflowing_rows_is_refused() -> None:
