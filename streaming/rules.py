@@ -35,6 +35,8 @@ class Stepped:
     row_var: Array | None  # (M,) variance over the batch's rows of their log-likelihood
     host: np.ndarray | None = None  # scores.to_host's array after the step, if the rule made it
     refused: InvalidBatchError | None = None  # (step_many) why this stream's step was refused
+    squares: Array | None = None  # (Hmax,) sum over the batch's rows of their squared
+    # coordinates along each latent of the models before (streaming/spread.py); None: none
 
 
 class UpdateRule(Protocol):
@@ -167,7 +169,7 @@ class SubspaceRule:
         rows = x.shape[1]
         xu = subspace.project(s, x)
         with np.errstate(all="ignore"):  # a row infinitely unlikely under a model: see below
-            ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
+            ll, squares = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
             row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
         fresh = (s.n[0] == 0) if len(s.n) == 1 else not s.n.all()  # no model before a batch
         if fresh or not ar.finite(elbo if row_var is None else elbo + row_var):
@@ -185,6 +187,7 @@ class SubspaceRule:
             new = subspace.updated(ar, s, x, xu)
         except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
             raise not_finite(xs[0]) from exc
+        squares = ar.sum_rows(squares)  # (S, Hmax)
         fitted = first._fitted(new)
         # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
         host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
@@ -198,7 +201,8 @@ class SubspaceRule:
                 out.append(Stepped(elbo[i], None, host[i], not_finite(xs[i])))
                 continue
             rule.state, rule._fit, rule._last_rows = state, _one_fit(fitted, i), rows
-            out.append(Stepped(elbo[i], None if row_var is None else row_var[i], host[i]))
+            variance = None if row_var is None else row_var[i]
+            out.append(Stepped(elbo[i], variance, host[i], None, squares[i]))
         return out
 
     def variances(self) -> tuple[Array, Array]:

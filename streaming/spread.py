@@ -1,0 +1,134 @@
+"""Whether a batch still spreads along the latents as the models say: a check the `converged`
+flag waits on (docs/math.md, section 11, "At a change").
+
+A change that removes directions from the stream (the paper's 6 -> 2: the four largest latents
+fall to the noise) makes the new rows score only slightly better under the old models: the
+batch ELBO cannot tell it from noise for the batches the change detector takes to alarm. The
+rows' coordinates along the latents can, at once. For the first k latents of the largest
+candidate (largest first, model variances ell_j) a batch of B rows gives
+
+    R_k = (1 / B k) sum_b sum_{j <= k} y_bj^2 / ell_j
+
+(y: the rows' coordinates along the latents around the running mean, which the rule computes for
+the log-likelihood anyway): the batch's mean square in the top k latents, in units of the model.
+Under the model R_k has mean 1 and a variance w_k / B; Gaussian rows give w_k = 2 / k. Real data
+in raw units are heavy-tailed, and their latents move together (a small row is small along every
+latent), so w_k is learnt from the stream, like the detector's noise: the mean of B (R_k - 1)^2
+over the batches since the (re)start (weight 1 / batches, at least RATE), from batches the check
+finds unsuspicious, and never taken below the Gaussian 2 / k. The lower tail of R_k is that of
+the gamma law of the same mean and variance (B R_k a scaled chi^2 of 2 B / w_k degrees of
+freedom): P(R <= R_k) = P(a, a R_k), a = B / w_k, the regularized lower incomplete gamma
+function, bounded above (its series against a geometric one) by
+
+    z^a e^-z / Gamma(a + 1) / (1 - z / (a + 1)),   z = a R_k < a + 1.
+
+When the bound falls below ALPHA for some k, every candidate with at least k latents is suspect:
+its flag is withheld for that batch (not reset: the convergence test's own state is untouched).
+Only latents above the noise (tau^2 < 1 in the largest candidate) are counted: a latent at the
+noise has the noise's variance, and in data of lower rank than H only rounding.
+"""
+
+import math
+from typing import Any
+
+import numpy as np
+
+from streaming.scores import TAU2
+
+ALPHA = 1e-9  # suspect when so narrow a batch is less likely than this
+RATE = 0.01  # smallest weight of a new batch in the learnt spread w
+GAUSSIAN = 2.0  # k w_k of Gaussian rows (kurtosis 3, minus 1): w_k is never taken below 2 / k
+_LOG_ALPHA = math.log(ALPHA)
+
+
+def log_tail(r: float, a: float) -> float:
+    """An upper bound on log P(a, a r): the log-probability that a batch's mean square in the
+    latents is r or less (in units of the model's variances; a = B / w)."""
+    z = a * r
+    if z >= a + 1.0:
+        return 0.0
+    if z <= 0.0:
+        return -math.inf
+    return a * math.log(z) - z - math.lgamma(a + 1.0) - math.log1p(-z / (a + 1.0))
+
+
+def cutoff(rows: int, k: int) -> float:
+    """The largest R_k that Gaussian latents (w_k = 2 / k, the check at its most sensitive)
+    find suspect in a batch of `rows` rows: below it the bound is worth computing."""
+    a, lo, hi = rows * k / GAUSSIAN, 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if log_tail(mid, a) < _LOG_ALPHA else (lo, mid)
+    return hi
+
+
+class SpreadCheck:
+    """Per-latent state of the check (Hmax floats: Python's arithmetic, as the detector)."""
+
+    def __init__(self, latent_dims: tuple[int, ...]) -> None:
+        self.latent_dims = latent_dims
+        self.largest = latent_dims.index(max(latent_dims))
+        self.floor = [GAUSSIAN / k for k in range(1, max(latent_dims) + 1)]
+        self.spread = list(self.floor)  # w_k
+        self.batches = 0  # batches learnt from since the (re)start
+        self.suspect = [False] * len(latent_dims)  # per candidate, after the last batch
+        self._cutoffs: dict[int, list[float]] = {}  # per batch size
+
+    def observe(self, squares: Any, before: np.ndarray, rows: int) -> list[bool]:
+        """Fold in one batch of `rows` rows: squares (Hmax) its sum over rows of y_bj^2 (an
+        array of the rule's library; None: no model before the batch, a start or a restart,
+        where the spread is learnt anew, or a rule that gives none), `before` the scores' host
+        array of the models it was measured under ((M, Hmax + 4): sigma^2 in column 0, tau^2
+        from column TAU2). -> whether each candidate is suspect (none in a batch of one row)."""
+        if squares is None:
+            self.spread, self.batches = list(self.floor), 0
+        if squares is None or rows < 2:
+            self.suspect = [False] * len(self.suspect)
+            return self.suspect
+        row = before[self.largest].tolist()
+        # R_k = sum_{j <= k} squares_j / ell_j / (B k), with ell_j = sigma^2 / tau2_j
+        scale, tau2 = row[0] * rows, row[TAU2:]
+        means, total = [], 0.0
+        for k, (q, t) in enumerate(zip(squares.tolist(), tau2, strict=True), 1):
+            total += q * t
+            means.append(total / (scale * k))
+        first = self._first_suspect(means, tau2, rows)
+        if first is None:
+            self.batches += 1
+            weight = max(1.0 / self.batches, RATE)
+            w = self.spread
+            for k, r in enumerate(means):
+                w[k] += (rows * (r - 1.0) * (r - 1.0) - w[k]) * weight
+            self.suspect = [False] * len(self.suspect)
+        else:
+            self.suspect = [h >= first for h in self.latent_dims]
+        return self.suspect
+
+    def _first_suspect(self, means: list[float], tau2: list[float], rows: int) -> int | None:
+        """The smallest k whose R_k this batch finds suspect, or None."""
+        edges = self._cutoffs.get(rows)
+        if edges is None:
+            edges = self._cutoffs[rows] = [cutoff(rows, k) for k in range(1, len(means) + 1)]
+        for k, (r, edge, t) in enumerate(zip(means, edges, tau2, strict=True), 1):
+            if t >= 1.0:  # this latent and the next are at the noise
+                return None
+            if r < edge:
+                a = rows / max(self.spread[k - 1], self.floor[k - 1])
+                if log_tail(r, a) < _LOG_ALPHA:
+                    return k
+        return None
+
+    def withheld(self, flags: list[bool]) -> list[bool]:
+        """The convergence flags to report: off where the last batch was suspect."""
+        return [f and not s for f, s in zip(flags, self.suspect, strict=True)]
+
+    def state(self) -> dict[str, Any]:
+        return {"spread": list(self.spread), "batches": self.batches,
+                "suspect": list(self.suspect)}  # fmt: skip
+
+    def load(self, state: dict[str, Any] | None) -> None:
+        if state is None:  # saved before the spread check: learnt anew
+            return
+        self.spread = [float(v) for v in state["spread"]]
+        self.batches = int(state["batches"])
+        self.suspect = [bool(v) for v in state["suspect"]]
