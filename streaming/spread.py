@@ -11,16 +11,19 @@ candidate (largest first, model variances ell_j) a batch of B rows gives
 
 (y: the rows' coordinates along the latents around the running mean, which the rule computes for
 the log-likelihood anyway): the batch's mean square in the top k latents, in units of the model.
-Under the model R_k has mean 1 and a variance w_k / B; Gaussian rows give w_k = 2 / k. Real data
-in raw units are heavy-tailed, and their latents move together (a small row is small along every
-latent), so w_k is learnt from the stream, like the detector's noise: the mean of B (R_k - 1)^2
-over the batches since the (re)start (weight 1 / batches, at least RATE), from batches the check
-finds unsuspicious, and never taken below the Gaussian 2 / k. The lower tail of R_k is that of
-the gamma law of the same mean and variance (B R_k a scaled chi^2 of 2 B / w_k degrees of
-freedom): P(R <= R_k) = P(a, a R_k), a = B / w_k, the regularized lower incomplete gamma
-function, bounded above (its series against a geometric one) by
+Under a model fitted to many rows R_k has mean 1 and variance 2 / (B k) for Gaussian rows. A fit
+to few rows in high dimension overstates its top variances (new rows spread less along them, by
+an amount that fades as the rows grow); real data in raw units are heavy-tailed and their latents
+move together (a small row is small along every latent). So both are learnt from the stream,
+like the detector's level and noise: the level m_k and spread w_k, the means of R_k and of
+B (R_k - m_k)^2 over the batches since the (re)start (weight 1 / batches, at least RATE), from
+batches the check finds unsuspicious; the first LEARN_BATCHES measured batches only learn, and
+w_k / m_k^2 is never taken below the Gaussian 2 / k. The lower tail of R_k is that of the gamma
+law of the same mean and variance: P(R <= R_k) = P(a, a R_k / m_k), a = B m_k^2 / w_k, the
+regularized lower incomplete gamma function, bounded above (its series against a geometric one)
+by
 
-    z^a e^-z / Gamma(a + 1) / (1 - z / (a + 1)),   z = a R_k < a + 1.
+    z^a e^-z / Gamma(a + 1) / (1 - z / (a + 1)),   z = a R_k / m_k < a + 1.
 
 When the bound falls below ALPHA for some k, every candidate with at least k latents is suspect:
 its flag is withheld for that batch (not reset: the convergence test's own state is untouched).
@@ -36,8 +39,9 @@ import numpy as np
 from streaming.scores import TAU2
 
 ALPHA = 1e-9  # suspect when so narrow a batch is less likely than this
-RATE = 0.01  # smallest weight of a new batch in the learnt spread w
-GAUSSIAN = 2.0  # k w_k of Gaussian rows (kurtosis 3, minus 1): w_k is never taken below 2 / k
+RATE = 0.01  # smallest weight of a new batch in the learnt level m and spread w
+LEARN_BATCHES = 4  # measured batches after the (re)start that only learn m and w
+GAUSSIAN = 2.0  # k w_k / m_k^2 of Gaussian rows (kurtosis 3, minus 1): the least it is taken as
 _LOG_ALPHA = math.log(ALPHA)
 
 
@@ -53,8 +57,8 @@ def log_tail(r: float, a: float) -> float:
 
 
 def cutoff(rows: int, k: int) -> float:
-    """The largest R_k that Gaussian latents (w_k = 2 / k, the check at its most sensitive)
-    find suspect in a batch of `rows` rows: below it the bound is worth computing."""
+    """The largest R_k / m_k that Gaussian latents (w_k / m_k^2 = 2 / k, the check at its most
+    sensitive) find suspect in a batch of `rows` rows: below it the bound is worth computing."""
     a, lo, hi = rows * k / GAUSSIAN, 0.0, 1.0
     for _ in range(60):
         mid = (lo + hi) / 2
@@ -69,6 +73,7 @@ class SpreadCheck:
         self.latent_dims = latent_dims
         self.largest = latent_dims.index(max(latent_dims))
         self.floor = [GAUSSIAN / k for k in range(1, max(latent_dims) + 1)]
+        self.level = [1.0] * len(self.floor)  # m_k
         self.spread = list(self.floor)  # w_k
         self.batches = 0  # batches learnt from since the (re)start
         self.suspect = [False] * len(latent_dims)  # per candidate, after the last batch
@@ -77,11 +82,13 @@ class SpreadCheck:
     def observe(self, squares: Any, before: np.ndarray, rows: int) -> list[bool]:
         """Fold in one batch of `rows` rows: squares (Hmax) its sum over rows of y_bj^2 (an
         array of the rule's library; None: no model before the batch, a start or a restart,
-        where the spread is learnt anew, or a rule that gives none), `before` the scores' host
-        array of the models it was measured under ((M, Hmax + 4): sigma^2 in column 0, tau^2
-        from column TAU2). -> whether each candidate is suspect (none in a batch of one row)."""
+        where level and spread are learnt anew, or a rule that gives none), `before` the
+        scores' host array of the models it was measured under ((M, Hmax + 4): sigma^2 in
+        column 0, tau^2 from column TAU2). -> whether each candidate is suspect (none in a
+        batch of one row, nor in the first LEARN_BATCHES measured ones)."""
         if squares is None:
-            self.spread, self.batches = list(self.floor), 0
+            self.level, self.spread = [1.0] * len(self.floor), list(self.floor)
+            self.batches = 0
         if squares is None or rows < 2:
             self.suspect = [False] * len(self.suspect)
             return self.suspect
@@ -92,13 +99,15 @@ class SpreadCheck:
         for k, (q, t) in enumerate(zip(squares.tolist(), tau2, strict=True), 1):
             total += q * t
             means.append(total / (scale * k))
-        first = self._first_suspect(means, tau2, rows)
+        first = None if self.batches < LEARN_BATCHES else self._first_suspect(means, tau2, rows)
         if first is None:
             self.batches += 1
             weight = max(1.0 / self.batches, RATE)
-            w = self.spread
+            m, w = self.level, self.spread
             for k, r in enumerate(means):
-                w[k] += (rows * (r - 1.0) * (r - 1.0) - w[k]) * weight
+                dev = r - m[k]
+                m[k] += dev * weight
+                w[k] += (rows * dev * dev - w[k]) * weight
             self.suspect = [False] * len(self.suspect)
         else:
             self.suspect = [h >= first for h in self.latent_dims]
@@ -109,12 +118,12 @@ class SpreadCheck:
         edges = self._cutoffs.get(rows)
         if edges is None:
             edges = self._cutoffs[rows] = [cutoff(rows, k) for k in range(1, len(means) + 1)]
-        for k, (r, edge, t) in enumerate(zip(means, edges, tau2, strict=True), 1):
+        for k, (r, m, edge, t) in enumerate(zip(means, self.level, edges, tau2, strict=True), 1):
             if t >= 1.0:  # this latent and the next are at the noise
                 return None
-            if r < edge:
-                a = rows / max(self.spread[k - 1], self.floor[k - 1])
-                if log_tail(r, a) < _LOG_ALPHA:
+            if r < edge * m:  # the gamma law of mean m and variance w / B, at R_k / m
+                a = rows / max(self.spread[k - 1] / (m * m), self.floor[k - 1])
+                if log_tail(r / m, a) < _LOG_ALPHA:
                     return k
         return None
 
@@ -123,12 +132,13 @@ class SpreadCheck:
         return [f and not s for f, s in zip(flags, self.suspect, strict=True)]
 
     def state(self) -> dict[str, Any]:
-        return {"spread": list(self.spread), "batches": self.batches,
+        return {"level": list(self.level), "spread": list(self.spread), "batches": self.batches,
                 "suspect": list(self.suspect)}  # fmt: skip
 
     def load(self, state: dict[str, Any] | None) -> None:
         if state is None:  # saved before the spread check: learnt anew
             return
+        self.level = [float(v) for v in state["level"]]
         self.spread = [float(v) for v in state["spread"]]
         self.batches = int(state["batches"])
         self.suspect = [bool(v) for v in state["suspect"]]
