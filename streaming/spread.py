@@ -76,7 +76,9 @@ class SpreadCheck:
         self.level = [1.0] * len(self.floor)  # m_k
         self.spread = list(self.floor)  # w_k
         self.batches = 0  # batches learnt from since the (re)start
-        self.suspect = [False] * len(latent_dims)  # per candidate, after the last batch
+        self._none = [False] * len(latent_dims)
+        self.suspect = self._none  # per candidate, after the last batch (never modified)
+        self._per_k = [1.0 / k for k in range(1, len(self.floor) + 1)]
         self._cutoffs: dict[int, list[float]] = {}  # per batch size
 
     def observe(self, squares: Any, before: np.ndarray, rows: int) -> list[bool]:
@@ -90,27 +92,27 @@ class SpreadCheck:
             self.level, self.spread = [1.0] * len(self.floor), list(self.floor)
             self.batches = 0
         if squares is None or rows < 2:
-            self.suspect = [False] * len(self.suspect)
+            self.suspect = self._none
             return self.suspect
         row = before[self.largest].tolist()
+        tau2, scale = row[TAU2:], 1.0 / (row[0] * rows)
         # R_k = sum_{j <= k} squares_j / ell_j / (B k), with ell_j = sigma^2 / tau2_j
-        scale, tau2 = row[0] * rows, row[TAU2:]
         means, total = [], 0.0
-        for k, (q, t) in enumerate(zip(squares.tolist(), tau2, strict=True), 1):
+        for q, t, f in zip(squares.tolist(), tau2, self._per_k, strict=True):
             total += q * t
-            means.append(total / (scale * k))
+            means.append(total * scale * f)
         first = None if self.batches < LEARN_BATCHES else self._first_suspect(means, tau2, rows)
-        if first is None:
-            self.batches += 1
-            weight = max(1.0 / self.batches, RATE)
-            m, w = self.level, self.spread
-            for k, r in enumerate(means):
-                dev = r - m[k]
-                m[k] += dev * weight
-                w[k] += (rows * dev * dev - w[k]) * weight
-            self.suspect = [False] * len(self.suspect)
-        else:
+        if first is not None:
             self.suspect = [h >= first for h in self.latent_dims]
+            return self.suspect
+        self.batches += 1
+        weight = max(1.0 / self.batches, RATE)
+        m, w = self.level, self.spread
+        for k, r in enumerate(means):
+            dev = r - m[k]
+            m[k] += dev * weight
+            w[k] += (rows * dev * dev - w[k]) * weight
+        self.suspect = self._none
         return self.suspect
 
     def _first_suspect(self, means: list[float], tau2: list[float], rows: int) -> int | None:
@@ -129,6 +131,8 @@ class SpreadCheck:
 
     def withheld(self, flags: list[bool]) -> list[bool]:
         """The convergence flags to report: off where the last batch was suspect."""
+        if self.suspect is self._none:
+            return flags
         return [f and not s for f, s in zip(flags, self.suspect, strict=True)]
 
     def state(self) -> dict[str, Any]:
@@ -141,4 +145,5 @@ class SpreadCheck:
         self.level = [float(v) for v in state["level"]]
         self.spread = [float(v) for v in state["spread"]]
         self.batches = int(state["batches"])
-        self.suspect = [bool(v) for v in state["suspect"]]
+        suspect = [bool(v) for v in state["suspect"]]
+        self.suspect = suspect if any(suspect) else self._none
