@@ -32,6 +32,7 @@ noise has the noise's variance, and in data of lower rank than H only rounding.
 """
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,12 @@ def log_tail(r: float, a: float) -> float:
     if z <= 0.0:
         return -math.inf
     return a * math.log(z) - z - math.lgamma(a + 1.0) - math.log1p(-z / (a + 1.0))
+
+
+@lru_cache(maxsize=1024)  # (batch size, Hmax) pairs: bounded, shared by every stream
+def cutoffs(rows: int, kmax: int) -> tuple[float, ...]:
+    """cutoff(rows, k) for k = 1..kmax."""
+    return tuple(cutoff(rows, k) for k in range(1, kmax + 1))
 
 
 def cutoff(rows: int, k: int) -> float:
@@ -79,7 +86,6 @@ class SpreadCheck:
         self._none = [False] * len(latent_dims)
         self.suspect = self._none  # per candidate, after the last batch (never modified)
         self._per_k = [1.0 / k for k in range(1, len(self.floor) + 1)]
-        self._cutoffs: dict[int, list[float]] = {}  # per batch size
 
     def observe(self, squares: Any, before: np.ndarray, rows: int) -> list[bool]:
         """Fold in one batch of `rows` rows: squares (Hmax) its sum over rows of y_bj^2 (an
@@ -117,9 +123,7 @@ class SpreadCheck:
 
     def _first_suspect(self, means: list[float], tau2: list[float], rows: int) -> int | None:
         """The smallest k whose R_k this batch finds suspect, or None."""
-        edges = self._cutoffs.get(rows)
-        if edges is None:
-            edges = self._cutoffs[rows] = [cutoff(rows, k) for k in range(1, len(means) + 1)]
+        edges = cutoffs(rows, len(means))
         for k, (r, m, edge, t) in enumerate(zip(means, self.level, edges, tau2, strict=True), 1):
             if t >= 1.0:  # this latent and the next are at the noise
                 return None
