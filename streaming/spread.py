@@ -47,8 +47,8 @@ _LOG_ALPHA = math.log(ALPHA)
 
 
 def log_tail(r: float, a: float) -> float:
-    """An upper bound on log P(a, a r): the log-probability that a batch's mean square in the
-    latents is r or less (in units of the model's variances; a = B / w)."""
+    """An upper bound on log P(a, a r): the log-probability that a batch's R_k is r times its
+    level or less (a = B m_k^2 / w_k: the gamma law of that mean and variance)."""
     z = a * r
     if z >= a + 1.0:
         return 0.0
@@ -74,7 +74,8 @@ def cutoff(rows: int, k: int) -> float:
 
 
 class SpreadCheck:
-    """Per-latent state of the check (Hmax floats: Python's arithmetic, as the detector)."""
+    """The check's state: m_k and w_k for k = 1..Hmax (Python's arithmetic on a handful of
+    floats, as the detector's)."""
 
     def __init__(self, latent_dims: tuple[int, ...]) -> None:
         self.latent_dims = latent_dims
