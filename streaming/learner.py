@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from streaming import legacy, rules, scores
+from streaming import legacy, rules, scores, spread
 from streaming.arrays import Array
 from streaming.control import ChangeDetector
 from streaming.convergence import Convergence
@@ -74,6 +74,7 @@ class Learner:
         learn_level = not self.spec.gradient
         self.detector = ChangeDetector(m, dim, learn_level) if self.spec.adaptive else None
         self.convergence = Convergence(m)
+        self.spread = spread.SpreadCheck(self.spec.latent_dims)
         self.counters = _Counters()
         self._scores = self._score(None)  # of the current models
         self._f_ent = self._scores.f_ent.tolist()
@@ -140,6 +141,7 @@ class Learner:
         self.stage = stage
         c = self.counters
         c.step, c.rows_seen, c.last_rows = c.step + 1, c.rows_seen + rows, rows
+        self.spread.observe(stepped.squares if rows_before else None, self._scores.host, rows)
         s = self._scores = given or self._score(stepped.batch_elbo, stepped.row_var, stepped.host)
         (batch, row_var), self._f_ent = s.host[:, 1:3].T.tolist(), s.f_ent.tolist()
         gaps = [b - f for b, f in zip(batch, f_prev, strict=True)]
@@ -168,7 +170,7 @@ class Learner:
         return scores.scored(self.spec, self.dim, host, self._mask)
 
     def _make_report(self) -> StepReport:
-        s, flags = self._scores, self.convergence.flags
+        s, flags = self._scores, self.spread.withheld(self.convergence.flags)
         models = scores.model_scores(self.spec, s, flags)
         c, d = self.counters, self.detector
         # hysteresis while the scores settle; once every candidate has converged, the lowest BIC
@@ -283,6 +285,7 @@ class Learner:
             "scaler": None if self.stage is None else self.stage.state(),
             "detector": None if self.detector is None else self.detector.state(),
             "convergence": self.convergence.state(),
+            "spread": self.spread.state(),
             "counters": [c.step, c.rows_seen, c.last_rows, c.pick, c.restarts],
             "batch_elbo": self._scores.host[:, 1].tolist(),
         }
@@ -316,6 +319,7 @@ class Learner:
         if self.detector is not None and state["detector"] is not None:
             self.detector.load(state["detector"])
         self.convergence.load(state["convergence"])
+        self.spread.load(state.get("spread"))
         c = self.counters
         c.step, c.rows_seen, c.last_rows, c.pick, c.restarts = (int(v) for v in state["counters"])
         self._scores = self._score(self.arrays.asarray(state["batch_elbo"]))

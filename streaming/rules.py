@@ -36,6 +36,8 @@ class Stepped:
     row_var: Array | None  # (M,) variance over the batch's rows of their log-likelihood
     host: np.ndarray | None = None  # scores.to_host's array after the step, if the rule made it
     refused: InvalidBatchError | None = None  # (step_many) why this stream's step was refused
+    squares: Array | None = None  # (Hmax,) sum over the batch's rows of their squared
+    # coordinates along each latent of the models before (streaming/spread.py); None: none
 
 
 class UpdateRule(Protocol):
@@ -171,7 +173,7 @@ class SubspaceRule:
         # does not converge (NaN): checked below
         with np.errstate(all="ignore"):
             xu = subspace.project(s, x)
-            ll = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
+            ll, squares = subspace.loglik(ar, s, fit, x, xu)  # (S, B, M) under the models before
             row_var, elbo = ar.var_mean(ll) if rows > 1 else (None, ll[:, 0])  # (S, M)
             if remaps is not None and any(m is not None for m in remaps):
                 g, h = _stacked_remap(ar, remaps, x.shape[2])
@@ -182,6 +184,7 @@ class SubspaceRule:
                 new = subspace.updated(ar, s, x, xu)
             except (np.linalg.LinAlgError, torch.linalg.LinAlgError) as exc:  # overflowed entries
                 raise not_finite(xs[0]) from exc
+            squares = ar.sum_rows(squares)  # (S, Hmax)
             fitted = first._fitted(new)
             # one copy to the host: the scores, and log det C (every eigenvalue and T) to check
             host = scores.to_host(ar, fitted.tau2, fitted.sigma2, elbo, row_var, fitted.const)
@@ -203,7 +206,8 @@ class SubspaceRule:
                 out.append(Stepped(elbo[i], None, host[i], not_finite(xs[i])))
                 continue
             rule.state, rule._fit, rule._last_rows = state, _one_fit(fitted, i), rows
-            out.append(Stepped(elbo[i], None if row_var is None else row_var[i], host[i]))
+            variance = None if row_var is None else row_var[i]
+            out.append(Stepped(elbo[i], variance, host[i], None, squares[i]))
         return out
 
     def variances(self) -> tuple[Array, Array]:

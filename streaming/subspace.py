@@ -344,15 +344,16 @@ def fit(ar: Arrays, s: Subspace, top_of: Array, noise_dims: Array, mask: Array) 
     return Fit(ell, sigma2, noise * inv, (inv - 1.0 / noise).mT, const)
 
 
-def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> Array:
+def loglik(ar: Arrays, s: Subspace, f: Fit, x: Array, xu: Array) -> tuple[Array, Array]:
     """log p(x_r) per row under every candidate's fit (S, B, M): the p-PCA density
-    N(c, U_H diag(ell) U_H^T + sigma^2 (I - U_H U_H^T)), xu = project(s, x)."""
+    N(c, U_H diag(ell) U_H^T + sigma^2 (I - U_H U_H^T)), xu = project(s, x); and the rows'
+    squared coordinates along the latents (S, B, Hmax) (streaming/spread.py reads them)."""
     d = x - s.c[:, None]  # (S, B, D)
     hmax = f.coef.shape[1]  # coordinates along the latents (S, B, Hmax):
     latents = d @ s.R if s.R is not None else xu - s.c[:, None] @ s.U
     y2 = (latents * latents)[:, :, :hmax]  # squared whole (contiguous), then the latents'
     quad = y2 @ f.coef + ar.sum_last(d * d)[:, :, None] / f.sigma2[:, None]  # (S, B, M)
-    return (f.const[:, None] + quad) * -0.5
+    return (f.const[:, None] + quad) * -0.5, y2
 
 
 def decoder(ar: Arrays, s: Subspace, f: Fit, i: int, h: int) -> tuple[Array, ...]:
