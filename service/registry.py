@@ -172,9 +172,7 @@ class Registry:
         s = self.settings
         live = restore(self.store, name, s.device, s.history_limit)
         if isinstance(live, LiveStream):
-            for change in live.unmirrored:  # history points a crash lost, rebuilt by the replay
-                self._log.record(live, change)
-            live.unmirrored = []
+            self.runtime.mirror_rebuilt(live)
         if isinstance(live, LiveStream) and live.unsnapped >= s.snapshot_every:
             try:
                 self._log.snapshot_now(live)

@@ -229,11 +229,14 @@ class Runtime:
         reloading.add_done_callback(lambda _: self._reloaded(entry, job, answer))
 
     def _reloaded(self, entry: Entry, job: Job, answer: BaseException) -> None:
-        live = entry.live
-        for change in live.unmirrored:  # history points the reload rebuilt, for the log
+        self.mirror_rebuilt(entry.live)
+        self._done(entry, job, None, answer)
+
+    def mirror_rebuilt(self, live: LiveStream) -> None:
+        """Hand the log the history points a replay rebuilt (ones a crash lost)."""
+        for change in live.unmirrored:
             self.log.record(live, change)
         live.unmirrored = []
-        self._done(entry, job, None, answer)
 
     # -------------------------------------------------------------------------------- threads
 
