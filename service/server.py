@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from service import store
 from service.app import create_app
+from service.runtime.pool import freeze_heap
 from service.settings import Settings
 
 PROBES = ("/healthz", "/readyz")  # polled every few seconds by orchestrators: not access-logged
@@ -63,6 +64,7 @@ class Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
+        freeze_heap()
         if sockets and self.started:  # uvicorn announces only the sockets it opened itself
             host, port = sockets[0].getsockname()[:2]  # its own words: tools look for them
             logging.getLogger("uvicorn.error").info(

@@ -325,6 +325,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+    # Debian's SQLite zeroes every freed page (SECURE_DELETE): dropping the 100 batches a
+    # snapshot covers (256 KiB each at D = 256) wrote 26 MB of zeros, an 80 ms commit. FAST
+    # zeroes only what costs no extra I/O; freed pages are reused by the next batches.
+    db.execute("PRAGMA secure_delete=FAST")
     return db
 
 

@@ -31,7 +31,7 @@ from service.cluster.log import Fenced, JetStreamLog
 from service.cluster.partition import Partition
 from service.live import Applied
 from service.metrics import Metrics
-from service.runtime.pool import warm_up
+from service.runtime.pool import freeze_heap, warm_up
 from service.runtime.runtime import Entry, Runtime
 from service.settings import Settings
 from streaming.report import StepReport
@@ -215,6 +215,7 @@ def run(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        freeze_heap()  # as the server does once it is up
         await Worker(settings).run(stop)
 
     asyncio.run(main())

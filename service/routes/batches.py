@@ -18,9 +18,12 @@ from service.deps import bearer, bearer_token, check_token, get_backend, get_set
 from service.routes import errors
 from service.schemas import BatchOut
 
-# Bodies up to this size are decoded on the event loop (tens of microseconds; a thread handoff
-# costs more); larger ones in the thread pool, so a big batch never stalls other requests.
+# Bodies up to these sizes are decoded on the event loop (at most a few hundred microseconds: a
+# thread handoff costs more, ~0.5 ms of CPU); larger ones in the thread pool, so that a big batch
+# never stalls other requests. Binary rows are read in place (a 256 KiB float32 body: ~20 us to
+# copy and check; float16 ~0.1 ms), JSON is parsed value by value (~0.5 ms per 64 KiB).
 INLINE_DECODE_BYTES = 64 * 1024
+INLINE_DECODE_BINARY_BYTES = 1024 * 1024
 
 router = APIRouter(prefix="/v1/streams", tags=["batches"])
 
@@ -94,7 +97,8 @@ async def push_batch(name: str, request: Request) -> Response:
     await backend.require(name)
     body = await request.body()
     kind = media_type(request.headers.get("content-type"))
-    if len(body) <= INLINE_DECODE_BYTES:
+    inline = INLINE_DECODE_BYTES if kind == JSON else INLINE_DECODE_BINARY_BYTES
+    if len(body) <= inline:
         x, seq = decode_batch(kind, body, request.headers, settings)
     else:
         x, seq = await run_in_threadpool(decode_batch, kind, body, request.headers, settings)

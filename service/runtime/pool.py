@@ -1,5 +1,6 @@
 """The worker threads that train and restore streams (both modes)."""
 
+import gc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,6 +22,16 @@ def warm_up() -> None:
     for optimizer in ("subspace", "adam"):
         spec = StreamSpec(latent_dims=(1,), device="cpu", optimizer=optimizer)
         Learner(2, spec).learn_many(np.ones((2, 2), np.float32))
+
+
+def freeze_heap() -> None:
+    """Once a process is up (the server, a cluster worker): collect, then move every object
+    alive now (the imports of torch, FastAPI and pydantic: about a million) out of the cyclic
+    garbage collector's reach. A full collection traversed them all: a 110-220 ms pause of every
+    thread about once per 1,000 batches. After the freeze it traverses only what the streams
+    hold. Not for a process that builds and drops apps (tests): what is frozen stays."""
+    gc.collect()
+    gc.freeze()
 
 
 def worker_pool(workers: int) -> ThreadPoolExecutor:

@@ -305,14 +305,13 @@ class Runtime:
         assert job.x is not None
         finish = partial(self._finish, entry, job)
         batch = Batch(entry.live, self.log, finish, started)
-        loop = self._loop
-        assert loop is not None
         handed = time.perf_counter()
 
         def done(error: BaseException | None) -> None:
-            # on the log's thread (SQLite's committer): as little Python as can be, for it
-            # takes the GIL from the threads serving requests
-            loop.call_soon_threadsafe(batch.logged, error, time.perf_counter() - handed)
+            # On the log's thread (SQLite's committer), straight to the join: when the step is
+            # done already, the batch is applied here and only its answer goes to the loop (a
+            # hop through the loop first cost ~0.3 ms a batch at D = 256, B = 256).
+            batch.logged(error, time.perf_counter() - handed)
 
         try:
             self.log.append(entry.live, entry.live.step + 1, job.x, done)

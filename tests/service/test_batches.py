@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 import httpx
 import numpy as np
 
-from service.routes.batches import INLINE_DECODE_BYTES
+from service.routes.batches import INLINE_DECODE_BINARY_BYTES, INLINE_DECODE_BYTES
 from tests.service.helpers import Server, batch, push
 
 URL = "/v1/streams/s/batches"
@@ -53,15 +53,15 @@ def test_push_binary_and_npy_match_json(client: httpx.Client) -> None:
 
 
 def test_push_large_bodies_decode_off_the_loop_alike(client: httpx.Client) -> None:
-    x = batch(rows=2500)  # 80,000 bytes as float32: decoded in the thread pool
-    assert x.nbytes > INLINE_DECODE_BYTES
+    x = batch(rows=5000, dim=64)  # 1.28 MB as float32, more as JSON: both in the thread pool
+    assert x.nbytes > max(INLINE_DECODE_BINARY_BYTES, INLINE_DECODE_BYTES)
     for name in ("j", "b"):
         client.post("/v1/streams", json={"name": name})
     answers = [
         client.post("/v1/streams/j/batches", json={"data": x.tolist()}).json(),
         push(client, "b", x).json(),
     ]
-    assert [(a["step"], a["rows"]) for a in answers] == [(1, 2500), (1, 2500)]
+    assert [(a["step"], a["rows"]) for a in answers] == [(1, 5000), (1, 5000)]
     models = [client.get(f"/v1/streams/{n}/models/4").json() for n in ("j", "b")]
     assert models[0] == models[1]
 

@@ -42,6 +42,22 @@ def test_append_and_snapshot_round_trip(tmp_path: Path) -> None:
     assert stored.history == [point]
 
 
+def test_dropping_covered_batches_writes_no_zeroed_pages(tmp_path: Path) -> None:
+    # Debian builds SQLite with SECURE_DELETE: dropping the batches a snapshot covers wrote
+    # every freed page again as zeros (64 pages a 256 KiB batch). The store turns that off.
+    store = Store(tmp_path)
+    store.create_stream("s", {}, None, "2026-12-07T00:00:00Z")
+    for step in range(1, 21):
+        store.append_batch("s", step, 256, bytes(256 * 256 * 4), 256, Change(None, None))
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL starts empty
+    store.save_snapshot("s", 20, b"state")
+    _, frames, _ = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    reader.close()
+    store.close()
+    assert frames < 64  # the b-tree pages that changed, not 20 * 64 zeroed overflow pages
+
+
 def test_delete_stream_removes_every_row(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.create_stream("s", {}, 2, "2026-11-25T15:00:00Z")
