@@ -17,7 +17,8 @@ Group commit (service/commit.py): every write of dimwatch.sqlite3 goes to one co
 thread, which runs the writes waiting at that moment in one transaction (one failing write
 fails alone) and commits, hence fsyncs, once for all of them; a write is answered only after
 the commit of its group is durable. Batches of many streams arriving together share one fsync
-instead of queueing behind one fsync each.
+instead of queueing behind one fsync each. The WAL is copied into the file by a checkpointer
+thread of its own, so that no commit waits for that.
 
 A batch is logged while the core trains it (log_batch; the two overlap), dropped again if the
 core refuses it, and its history point follows lazily, in the next group (mirror_history): the
@@ -104,7 +105,7 @@ class Store:
             raise RuntimeError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
         writer.executescript(_SCHEMA)
         writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._committer = GroupCommit(writer)
+        self._committer = GroupCommit(writer, wal=self.path)
         self._lock = threading.Lock()  # the reading connection
         self._db = _connect(self.path)
         self._snap_lock = threading.Lock()
@@ -218,7 +219,9 @@ class Store:
         `done(None)` (on the committer thread) once durable, `done(error)` if it failed. A batch
         the core then refuses is dropped again (drop_batch); one whose drop a crash cut short is
         refused again by the replay, which skips it, and the stream's next batch replaces it."""
-        self._committer.submit(lambda db: _log_batch(db, name, step, rows, data, dim), done)
+        self._committer.submit(
+            lambda db: _log_batch(db, name, step, rows, data, dim), done, stored=len(data)
+        )
 
     def drop_batch(self, name: str, step: int, done: Done) -> None:
         """Take a logged batch out again (the core refused it): `done` as in log_batch."""

@@ -5,7 +5,7 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
-from service.commit import GroupCommit
+from service.commit import WAL_PAGES, GroupCommit
 from tests.service.helpers import wait_until
 
 
@@ -82,4 +82,39 @@ def test_a_lazy_write_joins_the_next_group_or_commits_alone_after_lingering(
     committer.close()
     check = sqlite3.connect(tmp_path / "t.sqlite3")
     assert [k for (k,) in check.execute("SELECT k FROM t ORDER BY k")] == [1, 2, 3]
+    check.close()
+
+
+def _wal_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, data BLOB)")
+    return db
+
+
+def _insert(committer: GroupCommit, k: int, data: bytes) -> None:
+    done: Future[BaseException | None] = Future()
+    committer.submit(
+        lambda db: db.execute("INSERT INTO t VALUES (?, ?)", (k, data)),
+        done.set_result,
+        stored=len(data),
+    )
+    assert _result(done) is None
+
+
+def test_checkpoints_run_beside_the_commits_and_the_wal_starts_over(tmp_path: Path) -> None:
+    db = _wal_db(tmp_path / "t.sqlite3")
+    committer = GroupCommit(db, wal=tmp_path / "t.sqlite3")
+    checkpointer = committer._checkpointer
+    assert checkpointer is not None
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # none inside a COMMIT
+    data = bytes(256 * 1024)  # 64 pages
+    for k in range(3 * WAL_PAGES // 64):
+        _insert(committer, k, data)
+    wait_until(lambda: checkpointer.checkpoints >= 2)
+    # each checkpoint found about WAL_PAGES new frames: the WAL was started over in between
+    assert checkpointer.frames < 2 * WAL_PAGES
+    committer.close()
+    check = sqlite3.connect(tmp_path / "t.sqlite3")
+    assert check.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 3 * WAL_PAGES // 64
     check.close()
