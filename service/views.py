@@ -30,7 +30,9 @@ from streaming.spec import StreamSpec
 
 
 def selection(report: StepReport | None) -> SelectionOut:
-    """The selection after `report` (before the first batch: step 0, no models)."""
+    """The selection after `report` (before the first batch: step 0, no models). Built as one
+    dict validated once: constructing its nested models one by one cost ~60 us at D = 10, as
+    much as the step it reports."""
     if report is None:
         return SelectionOut(
             step=0,
@@ -42,34 +44,38 @@ def selection(report: StepReport | None) -> SelectionOut:
             training=None,
             models=[],
         )
-    return SelectionOut(
-        step=report.step,
-        rows_seen=report.rows_seen,
-        best_latent_dim=report.best_latent_dim,
-        converged=report.converged,
-        margin=report.margin,
-        path=[PathPieceOut(**vars(piece)) for piece in report.path],
-        training=TrainingOut(**vars(report.training)),
-        models=[
-            ModelSelectionOut(
-                latent_dim=m.latent_dim,
-                entropy_elbo=m.entropy_elbo,
-                bic=m.bic,
-                batch_elbo=m.batch_elbo,
-                batch_bic=m.batch_bic,
-                sigma2=m.sigma2,
-                active_latents=m.active_latents,
-                converged=m.converged,
-                effective_rank=effective_rank(m.sigma2, m.tau2, report.dim),
-                variance_share=variance_share(m.sigma2, m.tau2, report.dim),
-            )
-            for m in report.models
-        ],
-        effective_rank=next(
-            effective_rank(m.sigma2, m.tau2, report.dim)
-            for m in report.models
-            if m.latent_dim == report.best_latent_dim
-        ),
+    models = []
+    best_rank = None
+    for m in report.models:
+        rank = effective_rank(m.sigma2, m.tau2, report.dim)
+        if m.latent_dim == report.best_latent_dim:
+            best_rank = rank
+        models.append(
+            {
+                "latent_dim": m.latent_dim,
+                "entropy_elbo": m.entropy_elbo,
+                "bic": m.bic,
+                "batch_elbo": m.batch_elbo,
+                "batch_bic": m.batch_bic,
+                "sigma2": m.sigma2,
+                "active_latents": m.active_latents,
+                "converged": m.converged,
+                "effective_rank": rank,
+                "variance_share": variance_share(m.sigma2, m.tau2, report.dim),
+            }
+        )
+    return SelectionOut.model_validate(
+        {
+            "step": report.step,
+            "rows_seen": report.rows_seen,
+            "best_latent_dim": report.best_latent_dim,
+            "converged": report.converged,
+            "margin": report.margin,
+            "path": [vars(piece) for piece in report.path],
+            "training": vars(report.training),
+            "models": models,
+            "effective_rank": best_rank,
+        }
     )
 
 

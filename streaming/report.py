@@ -131,17 +131,24 @@ U_MAX = math.log(3.0) / 3.0  # u = log(N) / N at N = 3
 
 
 def n_of_u(u: float) -> float:
-    """The N >= 3 with log(N) / N = u, for 0 < u <= log(3) / 3 (bisection on log N)."""
+    """The N >= 3 with log(N) / N = u, for 0 < u <= log(3) / 3.
+
+    L = log N solves g(L) = log(L) - L - log(u) = 0 on L > 1 (the lower branch of Lambert's W).
+    g is concave and decreasing there, so Newton's method from a point right of the root walks
+    down to it monotonically, quadratically at the end: a handful of steps to double precision.
+    The root lies left of -2 log(u), since log(L) < L / 2 for every L."""
     if u >= U_MAX:
         return 3.0
-    lo, hi = math.log(3.0), 800.0  # log N; N up to e^800 (u ~ 1e-345 would underflow anyway)
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid * math.exp(-mid) > u:
-            lo = mid
-        else:
-            hi = mid
-    return math.exp(min(lo, 700.0))
+    target = math.log(u)
+    L = -2.0 * target
+    for _ in range(100):
+        step = (math.log(L) - L - target) / (1.0 / L - 1.0)
+        if not step > 0.0:  # at the root to rounding (the walk only goes down)
+            break
+        L -= step
+        if step <= 4e-16 * L:
+            break
+    return math.exp(min(L, 700.0))
 
 
 @dataclass(frozen=True)
