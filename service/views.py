@@ -19,11 +19,8 @@ from service.model_schemas import (
 from service.pubsub import Messages
 from service.schemas import (
     BatchOut,
-    ModelSelectionOut,
-    PathPieceOut,
     SelectionOut,
     StreamOut,
-    TrainingOut,
 )
 from streaming.report import ModelParams, StepReport, effective_rank, variance_share
 from streaming.spec import StreamSpec

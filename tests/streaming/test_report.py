@@ -38,4 +38,3 @@ def test_n_of_u_inverts_log_n_over_n(u: float) -> None:
 
 def test_n_of_u_is_three_from_the_top_of_u() -> None:
     assert n_of_u(U_MAX) == n_of_u(1.0) == 3.0
-
