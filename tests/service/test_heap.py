@@ -1,9 +1,10 @@
 """The server freezes its start-up heap out of the garbage collector's reach (a full collection
 of torch's and FastAPI's objects paused every thread for 110-220 ms; service/runtime/pool.py)."""
 
-import subprocess
 import sys
 from pathlib import Path
+
+from tests import children
 
 # In a child process: what is frozen stays frozen, and the test process builds many apps.
 SERVE_AND_COUNT = """
@@ -28,7 +29,7 @@ print(before, frozen)
 
 
 def test_server_freezes_its_start_up_heap(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = children.run(
         [sys.executable, "-c", SERVE_AND_COUNT, str(tmp_path / "data")],
         capture_output=True,
         text=True,
